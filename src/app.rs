@@ -1,0 +1,173 @@
+//! Building and running the application: one `AppState`, the HTTP server and
+//! the supervised background workers, all stopped by one cancellation token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::dispatch::policy::RoleResolver;
+use crate::metrics::Metrics;
+use crate::slack::client::SlackApi;
+use crate::store::Store;
+
+/// Everything a request handler or worker needs. Built once per `App`.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub slack: SlackApi,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub roles: RoleResolver,
+    /// Poked after a transaction that queued outbox rows commits.
+    pub outbox_wake: Notify,
+    /// Command work that outlived its HTTP request; waited for on shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    /// Connect to the state store and migrate it; no server, no workers.
+    /// `exec` and `migrate` use this directly.
+    pub async fn connect(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let slack = SlackApi::new(&config.slack.api_url, &config.slack.bot_token)?;
+        Ok(Arc::new(AppState {
+            config,
+            store,
+            slack,
+            clock,
+            metrics: Metrics::default(),
+            roles: RoleResolver::default(),
+            outbox_wake: Notify::new(),
+            tasks: TaskTracker::new(),
+        }))
+    }
+}
+
+pub struct App {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        App::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let bind = config.bind;
+        let state = AppState::connect(config, clock).await?;
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+
+        let router = crate::http::router(state.clone());
+        let server_cancel = cancel.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(server_cancel.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = ?e, "HTTP server stopped with an error");
+            }
+        });
+        let outbox = supervise("outbox", cancel.clone(), {
+            let state = state.clone();
+            move |cancel| crate::outbox::worker::run(state.clone(), cancel)
+        });
+        tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
+        Ok(App {
+            addr,
+            state,
+            cancel,
+            tasks: vec![server, outbox],
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Serve until Ctrl-C or SIGTERM, then drain.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stop accepting requests, let workers finish their current step, wait.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.state.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(20), self.state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("command tasks did not finish within 20 s");
+        }
+        for t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(20), t).await.is_err() {
+                tracing::warn!("a task did not stop within 20 s");
+            }
+        }
+        self.state.store.pool.close().await;
+    }
+}
+
+/// Run a long-lived worker; if it panics, log and restart it after a pause,
+/// until shutdown.
+fn supervise<F, Fut>(name: &'static str, cancel: CancellationToken, make: F) -> JoinHandle<()>
+where
+    F: Fn(CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let run = tokio::spawn(make(cancel.clone()));
+            match run.await {
+                Ok(()) => break,
+                Err(e) if e.is_panic() => {
+                    tracing::error!(worker = name, "worker panicked; restarting in 1 s");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,179 @@
+//! The command line: `serve`, `check`, `exec`, `migrate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, AppState};
+use crate::clock::SystemClock;
+use crate::config::{Config, Problem};
+use crate::dispatch::{self, Origin};
+use crate::slack::ids::{ChannelId, UserId};
+
+#[derive(Debug, Parser)]
+#[command(name = "runbook-bot", version, about = "ChatOps bot for Slack incident channels")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server and background workers.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration; exit 1 with one line per problem.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run a command from a terminal through the same dispatcher (works when Slack is down).
+    Exec {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Slack user id to act as; their configured level applies.
+        #[arg(long)]
+        user: String,
+        /// Channel the command is "typed" in (default: the incident channel).
+        #[arg(long)]
+        channel: Option<String>,
+        /// The command line, e.g. '/incident list'.
+        line: String,
+    },
+    /// Apply state-store migrations (serve does this too).
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(cli))
+}
+
+fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::from_process(config).map_err(|problems| print_problems(&problems))
+}
+
+fn print_problems(problems: &[Problem]) -> ExitCode {
+    for p in problems {
+        eprintln!("{p}");
+    }
+    ExitCode::FAILURE
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check { config } => match load(config) {
+            Ok(cfg) => {
+                let p = cfg.serve_problems();
+                if p.is_empty() {
+                    println!("configuration OK");
+                    ExitCode::SUCCESS
+                } else {
+                    print_problems(&p)
+                }
+            }
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let p = cfg.serve_problems();
+            if !p.is_empty() {
+                return print_problems(&p);
+            }
+            match App::build(cfg).await {
+                Ok(app) => report(app.run_until_stopped().await),
+                Err(e) => report(Err(e)),
+            }
+        }
+        Command::Migrate { config } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match AppState::connect(cfg, Arc::new(SystemClock)).await {
+                Ok(_) => {
+                    println!("state store migrated");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(Err(e)),
+            }
+        }
+        Command::Exec {
+            config,
+            user,
+            channel,
+            line,
+        } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match exec(cfg, &user, channel.as_deref(), &line).await {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(Err(e)),
+            }
+        }
+    }
+}
+
+/// Dispatch one command line and return the reply as terminal text. Slack
+/// writes it causes are queued in the outbox for `serve` to deliver.
+pub async fn exec(cfg: Config, user: &str, channel: Option<&str>, line: &str) -> anyhow::Result<String> {
+    let user = UserId::parse(user)?;
+    let channel = match channel {
+        Some(c) => ChannelId::parse(c)?,
+        None => cfg.slack.incident_channel.clone(),
+    };
+    let (command, text) = match line.trim().split_once(char::is_whitespace) {
+        Some((c, t)) => (c.to_string(), t.trim().to_string()),
+        None => (line.trim().to_string(), String::new()),
+    };
+    let state = AppState::connect(cfg, Arc::new(SystemClock)).await?;
+    let origin = Origin {
+        user,
+        channel,
+        response_url: None,
+    };
+    let reply = dispatch::dispatch(&state, &origin, &command, &text).await;
+    state.store.pool.close().await;
+    Ok(to_terminal(&reply.text))
+}
+
+/// Strip the mrkdwn that reads badly in a terminal.
+fn to_terminal(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+        .replace('\u{200B}', "")
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

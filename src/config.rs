@@ -1,0 +1,568 @@
+//! Configuration: a TOML file whose strings may be `${ENV_VAR}`, then the
+//! environment overrides named in PRODUCT.md. This is the only module that
+//! reads the process environment; everything else receives a `Config`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::slack::ids::{ChannelId, RoleSubject};
+
+pub const DEFAULT_CONFIG_FILE: &str = "runbook-bot.toml";
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://runbook-bot.db";
+pub const DEFAULT_BIND: &str = "127.0.0.1:3000";
+
+/// One thing wrong with the configuration, printed by `check` as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub field: String,
+    pub why: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.field, self.why)
+    }
+}
+
+/// Access level of a Slack user, from the runbooks' escalation ladder:
+/// L1 support, L2 engineering on-call, L3 tech lead / security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    L1,
+    L2,
+    L3,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::L1 => "l1",
+            Level::L2 => "l2",
+            Level::L3 => "l3",
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    slack: RawSlack,
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    roles: BTreeMap<Level, Vec<String>>,
+    #[serde(default)]
+    outbox: RawOutbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    bind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    signing_secret: Option<SecretString>,
+    bot_token: Option<SecretString>,
+    api_url: Option<String>,
+    incident_channel: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    database_url: Option<SecretString>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbox {
+    /// chat.postMessage per channel per second (Slack allows about one).
+    per_channel_per_second: Option<f64>,
+    /// Messages a quiet channel may take at once before pacing starts.
+    burst: Option<u32>,
+    /// Give up on a message after this many attempts.
+    max_attempts: Option<u32>,
+}
+
+/// Validated configuration. Secrets stay wrapped; `Debug` never shows them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub slack: SlackConfig,
+    pub database_url: SecretString,
+    pub roles: Roles,
+    pub outbox: OutboxConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub signing_secret: Option<SecretString>,
+    pub bot_token: SecretString,
+    pub api_url: String,
+    pub incident_channel: ChannelId,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    pub per_channel_per_second: f64,
+    pub burst: u32,
+    pub max_attempts: u32,
+    /// Backoff after a 5xx or connection error; doubled per attempt, capped.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            per_channel_per_second: 1.0,
+            burst: 3,
+            max_attempts: 12,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Slack user ids and user-group ids, each mapped to its highest level.
+#[derive(Debug, Clone, Default)]
+pub struct Roles {
+    pub subjects: Vec<(RoleSubject, Level)>,
+}
+
+impl Roles {
+    /// The level granted directly to a user id (groups are resolved elsewhere).
+    pub fn direct_level(&self, user: &str) -> Option<Level> {
+        self.subjects
+            .iter()
+            .filter(|(s, _)| matches!(s, RoleSubject::User(u) if u.as_str() == user))
+            .map(|(_, l)| *l)
+            .max()
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = (&str, Level)> {
+        self.subjects.iter().filter_map(|(s, l)| match s {
+            RoleSubject::Group(g) => Some((g.as_str(), *l)),
+            RoleSubject::User(_) => None,
+        })
+    }
+}
+
+/// Where configuration comes from; tests pass their own environment.
+pub struct Sources<'a> {
+    pub file: Option<PathBuf>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Config {
+    /// Load from the process environment: `--config`, else `RUNBOOK_BOT_CONFIG`,
+    /// else `runbook-bot.toml` when present.
+    pub fn from_process(file: Option<PathBuf>) -> Result<Config, Vec<Problem>> {
+        let env = |k: &str| std::env::var(k).ok();
+        let file = file
+            .or_else(|| env("RUNBOOK_BOT_CONFIG").map(PathBuf::from))
+            .or_else(|| {
+                let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+                p.exists().then_some(p)
+            });
+        Config::load(&Sources { file, env: &env })
+    }
+
+    pub fn load(src: &Sources<'_>) -> Result<Config, Vec<Problem>> {
+        let (file_name, text) = match &src.file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(t) => (path.display().to_string(), t),
+                Err(e) => return Err(vec![problem(path, "-", format!("cannot read: {e}"))]),
+            },
+            None => ("(environment)".to_string(), String::new()),
+        };
+        Config::parse(&file_name, &text, src.env)
+    }
+
+    pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut value: toml::Value = match toml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return Err(vec![toml_problem(file, &e)]),
+        };
+        substitute_env(&mut value, "", env, file, &mut problems);
+        let raw: RawConfig = match value.try_into() {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(toml_problem(file, &e));
+                return Err(problems);
+            }
+        };
+        let cfg = build(file, raw, env, &mut problems);
+        if problems.is_empty() {
+            Ok(cfg.expect("no problems means a config"))
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Problems that only matter for `serve` (a request verifier needs a secret).
+    pub fn serve_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.slack.signing_secret.is_none() {
+            out.push(Problem {
+                file: "config".into(),
+                field: "slack.signing_secret".into(),
+                why: "missing: set SLACK_SIGNING_SECRET; serve refuses unsigned traffic".into(),
+            });
+        }
+        out
+    }
+
+    /// A configuration for tests and examples; nothing is read from anywhere.
+    pub fn for_tests(database_url: &str, slack_api_url: &str, signing_secret: &str) -> Config {
+        Config {
+            bind: "127.0.0.1:0".parse().expect("literal"),
+            slack: SlackConfig {
+                signing_secret: Some(SecretString::from(signing_secret.to_string())),
+                bot_token: SecretString::from("xoxb-test".to_string()),
+                api_url: slack_api_url.to_string(),
+                incident_channel: ChannelId::parse("CINCIDENTS").expect("literal"),
+            },
+            database_url: SecretString::from(database_url.to_string()),
+            roles: Roles::default(),
+            outbox: OutboxConfig::default(),
+        }
+    }
+}
+
+fn build(
+    file: &str,
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Option<Config> {
+    let mut push = |field: &str, why: String| {
+        problems.push(Problem {
+            file: file.to_string(),
+            field: field.to_string(),
+            why,
+        })
+    };
+    let nonempty = |s: String| (!s.trim().is_empty()).then_some(s);
+
+    let bind_text = env("BIND")
+        .or(raw.server.bind)
+        .unwrap_or_else(|| DEFAULT_BIND.to_string());
+    let bind = bind_text
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            push(
+                "server.bind",
+                format!("`{bind_text}` is not an address like 127.0.0.1:3000"),
+            )
+        })
+        .ok();
+
+    let signing_secret = env("SLACK_SIGNING_SECRET")
+        .and_then(nonempty)
+        .map(SecretString::from)
+        .or(raw.slack.signing_secret)
+        .filter(|s| !s.expose_secret().trim().is_empty());
+    let bot_token = env("SLACK_BOT_TOKEN")
+        .and_then(nonempty)
+        .map(SecretString::from)
+        .or(raw.slack.bot_token);
+    if bot_token.is_none() {
+        push("slack.bot_token", "missing: set SLACK_BOT_TOKEN (xoxb-…)".into());
+    }
+    let api_url = env("SLACK_API_URL")
+        .and_then(nonempty)
+        .or(raw.slack.api_url)
+        .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
+    let api_url = match url::Url::parse(&api_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            // slack-morphism joins method names onto the base, so it must end in '/'.
+            let s = u.to_string();
+            Some(if s.ends_with('/') { s } else { format!("{s}/") })
+        }
+        _ => {
+            push("slack.api_url", format!("`{api_url}` is not an http(s) URL"));
+            None
+        }
+    };
+    let incident_channel = match raw.slack.incident_channel {
+        None => {
+            push(
+                "slack.incident_channel",
+                "missing: the channel id (C…) incidents are declared in".into(),
+            );
+            None
+        }
+        Some(c) => ChannelId::parse(&c)
+            .map_err(|e| push("slack.incident_channel", e.to_string()))
+            .ok(),
+    };
+
+    let database_url = env("DATABASE_URL")
+        .and_then(nonempty)
+        .map(SecretString::from)
+        .or(raw.state.database_url)
+        .unwrap_or_else(|| SecretString::from(DEFAULT_DATABASE_URL.to_string()));
+    let scheme_ok = {
+        let u = database_url.expose_secret();
+        u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")
+    };
+    if !scheme_ok {
+        push("state.database_url", "must start with sqlite: or postgres://".into());
+    }
+
+    let mut roles = Roles::default();
+    for (level, ids) in raw.roles {
+        for (i, id) in ids.iter().enumerate() {
+            match RoleSubject::parse(id) {
+                Ok(s) => roles.subjects.push((s, level)),
+                Err(e) => push(&format!("roles.{level}[{i}]"), e.to_string()),
+            }
+        }
+    }
+
+    let mut outbox = OutboxConfig::default();
+    if let Some(r) = raw.outbox.per_channel_per_second {
+        if r.is_finite() && r > 0.0 {
+            outbox.per_channel_per_second = r;
+        } else {
+            push("outbox.per_channel_per_second", "must be a positive number".into());
+        }
+    }
+    if let Some(b) = raw.outbox.burst {
+        if b == 0 {
+            push("outbox.burst", "must be at least 1".into());
+        }
+        outbox.burst = b.max(1);
+    }
+    if let Some(m) = raw.outbox.max_attempts {
+        if m == 0 {
+            push("outbox.max_attempts", "must be at least 1".into());
+        }
+        outbox.max_attempts = m.max(1);
+    }
+
+    Some(Config {
+        bind: bind?,
+        slack: SlackConfig {
+            signing_secret,
+            bot_token: bot_token?,
+            api_url: api_url?,
+            incident_channel: incident_channel?,
+        },
+        database_url,
+        roles,
+        outbox,
+    })
+}
+
+/// Replace `${NAME}` in every string of the document. Done on parsed values,
+/// not on the raw text, so a secret containing quotes cannot change the TOML.
+fn substitute_env(
+    value: &mut toml::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &str,
+    problems: &mut Vec<Problem>,
+) {
+    match value {
+        toml::Value::String(s) => match expand(s, env) {
+            Ok(x) => *s = x,
+            Err(why) => problems.push(Problem {
+                file: file.into(),
+                field: path.into(),
+                why,
+            }),
+        },
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                substitute_env(v, &format!("{path}[{i}]"), env, file, problems);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                substitute_env(v, &p, env, file, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated `${` (write `${NAME}`)".to_string())?;
+        let name = &after[..end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`${{{name}}}` is not an environment variable name"));
+        }
+        let v = env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+        out.push_str(&v);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn problem(path: &Path, field: &str, why: String) -> Problem {
+    Problem {
+        file: path.display().to_string(),
+        field: field.into(),
+        why,
+    }
+}
+
+fn toml_problem(file: &str, e: &toml::de::Error) -> Problem {
+    let why = e.message().replace('\n', " ");
+    let field = e
+        .span()
+        .map(|s| format!("bytes {}..{}", s.start, s.end))
+        .unwrap_or_else(|| "-".into());
+    Problem {
+        file: file.into(),
+        field,
+        why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    const MINIMAL: &str = r#"
+        [slack]
+        bot_token = "${TOKEN}"
+        signing_secret = "from-file"
+        incident_channel = "C0INC"
+        [roles]
+        l3 = ["U0LEAD", "S0LEADS"]
+        l2 = ["U0LEAD", "U0ONCALL"]
+    "#;
+
+    #[test]
+    fn substitutes_env_and_applies_overrides() {
+        let env = env_of(&[
+            ("TOKEN", "xoxb-1"),
+            ("SLACK_SIGNING_SECRET", "from-env"),
+            ("BIND", "0.0.0.0:8080"),
+        ]);
+        let c = Config::parse("f.toml", MINIMAL, &env).unwrap();
+        assert_eq!(c.slack.bot_token.expose_secret(), "xoxb-1");
+        assert_eq!(c.slack.signing_secret.unwrap().expose_secret(), "from-env");
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.slack.api_url, DEFAULT_SLACK_API_URL);
+        assert_eq!(c.database_url.expose_secret(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.roles.direct_level("U0LEAD"), Some(Level::L3));
+        assert_eq!(c.roles.direct_level("U0ONCALL"), Some(Level::L2));
+        assert_eq!(c.roles.direct_level("U0OTHER"), None);
+        assert_eq!(c.roles.groups().collect::<Vec<_>>(), vec![("S0LEADS", Level::L3)]);
+    }
+
+    #[test]
+    fn missing_env_var_names_the_field() {
+        let e = Config::parse("f.toml", MINIMAL, &env_of(&[])).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "slack.bot_token");
+        assert!(e[0].why.contains("TOKEN is not set"), "{}", e[0]);
+    }
+
+    #[test]
+    fn env_value_with_quotes_cannot_rewrite_toml() {
+        let env = env_of(&[("TOKEN", "x\"\nincident_channel = \"CEVIL")]);
+        let c = Config::parse("f.toml", MINIMAL, &env).unwrap();
+        assert_eq!(c.slack.incident_channel.as_str(), "C0INC");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_name() {
+        let text = format!("{MINIMAL}\n[server]\nbnid = \"x\"\n");
+        let e = Config::parse("f.toml", &text, &env_of(&[("TOKEN", "t")])).unwrap_err();
+        assert!(e[0].why.contains("bnid"), "{}", e[0]);
+        assert_eq!(e[0].file, "f.toml");
+    }
+
+    #[test]
+    fn every_bad_value_is_one_problem() {
+        let text = r#"
+            [server]
+            bind = "nowhere"
+            [slack]
+            bot_token = "t"
+            api_url = "ftp://x"
+            incident_channel = "general"
+            [state]
+            database_url = "mysql://x"
+            [roles]
+            l2 = ["bob"]
+            [outbox]
+            burst = 0
+        "#;
+        let e = Config::parse("f.toml", text, &env_of(&[])).unwrap_err();
+        let fields: Vec<_> = e.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "server.bind",
+                "slack.api_url",
+                "slack.incident_channel",
+                "state.database_url",
+                "roles.l2[0]",
+                "outbox.burst"
+            ]
+        );
+    }
+
+    #[test]
+    fn serve_requires_a_signing_secret() {
+        let text = MINIMAL.replace("signing_secret = \"from-file\"", "");
+        let c = Config::parse("f.toml", &text, &env_of(&[("TOKEN", "t")])).unwrap();
+        let p = c.serve_problems();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].field, "slack.signing_secret");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = Config::parse("f.toml", MINIMAL, &env_of(&[("TOKEN", "xoxb-very-secret")])).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("xoxb-very-secret"));
+        assert!(!dbg.contains("from-file"));
+    }
+
+    #[test]
+    fn bad_substitution_syntax_is_reported() {
+        assert!(expand("${", &|_| None).is_err());
+        assert!(expand("${A-B}", &|_| None).is_err());
+        assert_eq!(expand("a${X}b", &|_| Some("1".into())).unwrap(), "a1b");
+    }
+}

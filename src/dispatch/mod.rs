@@ -1,0 +1,105 @@
+//! The single dispatch point for slash commands, button clicks and
+//! `runbook-bot exec`: parse → authorize → run → reply.
+
+pub mod parse;
+pub mod policy;
+
+use crate::app::AppState;
+use crate::error::{CommandError, UserError};
+use crate::incident;
+use crate::slack::ids::{ChannelId, UserId};
+use parse::Invocation;
+
+/// Where a command came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub user: UserId,
+    pub channel: ChannelId,
+    /// Slack's `response_url`, when there is one (not for `exec`).
+    pub response_url: Option<String>,
+}
+
+/// What the person who ran the command sees (ephemeral).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+}
+
+impl Reply {
+    pub fn new(text: impl Into<String>) -> Self {
+        Reply { text: text.into() }
+    }
+}
+
+/// Run one slash command end to end. Never fails: errors become the reply.
+pub async fn dispatch(state: &AppState, origin: &Origin, command: &str, text: &str) -> Reply {
+    let span = tracing::info_span!("command", command.name = tracing::field::Empty, slack.user_id = %origin.user, incident.id = tracing::field::Empty);
+    let _enter = span.enter();
+    let inv = match parse::parse(command, text) {
+        Ok(inv) => inv,
+        Err(e) => {
+            state.metrics.inc(
+                "runbook_bot_commands_total",
+                "command=\"unparsed\",outcome=\"usage\"".into(),
+            );
+            return Reply::new(e.0);
+        }
+    };
+    let name = match &inv {
+        Invocation::Incident(c) => c.name(),
+        Invocation::IncidentHelp => "incident.help",
+    };
+    span.record("command.name", name);
+    drop(_enter);
+    let result = run(state, origin, inv, name).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(CommandError::User(_)) => "refused",
+        Err(CommandError::Internal(_)) => "error",
+    };
+    state.metrics.inc(
+        "runbook_bot_commands_total",
+        format!("command=\"{name}\",outcome=\"{outcome}\""),
+    );
+    result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
+}
+
+async fn run(state: &AppState, origin: &Origin, inv: Invocation, name: &str) -> Result<Reply, CommandError> {
+    let level = state
+        .roles
+        .level_of(&state.config.roles, &state.slack, origin.user.as_str())
+        .await;
+    if let Err(e) = policy::authorize(policy::required(&inv), level, &display_name(name)) {
+        tracing::info!(slack.user_id = %origin.user, command.name = name, "refused: level too low");
+        return Err(e.into());
+    }
+    match inv {
+        Invocation::IncidentHelp => Ok(Reply::new(format!(
+            "{}\n*Severities*\n{}",
+            parse::INCIDENT_USAGE,
+            incident::render::severity_help()
+        ))),
+        Invocation::Incident(cmd) => incident::commands::run(state, origin, cmd).await,
+    }
+}
+
+fn display_name(name: &str) -> String {
+    format!("/{}", name.replace('.', " "))
+}
+
+/// A button click on an incident's root message, checked with the same rules
+/// as the equivalent command.
+pub async fn click(state: &AppState, origin: &Origin, action_id: &str, value: &str) -> Reply {
+    let target = match value.parse::<i64>() {
+        Ok(id) if id > 0 => Some(incident::model::IncidentRef(id)),
+        _ => return Reply::new(UserError::new("This button carries no valid incident.").0),
+    };
+    let cmd = match action_id {
+        incident::render::ACTION_ACK => parse::IncidentCmd::Ack { target },
+        incident::render::ACTION_RESOLVE => parse::IncidentCmd::Resolve { target, summary: None },
+        _ => return Reply::new("This button is not one of ours any more; run the command instead."),
+    };
+    let name = cmd.name();
+    let result = run(state, origin, Invocation::Incident(cmd), name).await;
+    result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
+}

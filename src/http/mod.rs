@@ -1,0 +1,28 @@
+//! The HTTP edge: one router per area, merged here. Slack routes verify the
+//! signature before anything else looks at the request.
+
+mod events;
+mod health;
+mod interactions;
+mod slack_commands;
+mod verified;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use crate::app::AppState;
+
+/// Slack's and our own ceiling for a request body.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(slack_commands::router())
+        .merge(interactions::router())
+        .merge(events::router())
+        .merge(health::router())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

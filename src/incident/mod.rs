@@ -1,0 +1,8 @@
+//! Incidents: declare, acknowledge, update, hand over, resolve; every change
+//! is a timeline event, a thread reply and an in-place update of the root
+//! message, written to the outbox in the same transaction.
+
+pub mod commands;
+pub mod model;
+pub mod render;
+pub mod store;

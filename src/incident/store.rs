@@ -1,0 +1,179 @@
+//! SQL for incidents and their timeline. State changes are single
+//! conditional updates (`... WHERE state <> 'resolved'`), so two clicks or
+//! two replicas cannot both win.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::model::{Incident, Severity, State, TimelineEvent};
+
+/// The incident columns, as a macro so queries stay `&'static str` literals
+/// (sqlx refuses runtime-built SQL without an audit marker).
+macro_rules! columns {
+    () => {
+        "id, channel, title, severity, state, status_text, commander, declared_by, declared_at, \
+         acknowledged_by, acknowledged_at, resolved_by, resolved_at, summary"
+    };
+}
+
+fn from_row(r: &AnyRow) -> anyhow::Result<Incident> {
+    let severity: String = r.try_get("severity")?;
+    let state: String = r.try_get("state")?;
+    Ok(Incident {
+        id: r.try_get("id")?,
+        channel: r.try_get("channel")?,
+        title: r.try_get("title")?,
+        severity: Severity::parse(&severity).map_err(|e| anyhow::anyhow!("stored severity: {e}"))?,
+        state: State::parse(&state).ok_or_else(|| anyhow::anyhow!("stored state `{state}`"))?,
+        status_text: r.try_get("status_text")?,
+        commander: r.try_get("commander")?,
+        declared_by: r.try_get("declared_by")?,
+        declared_at: r.try_get("declared_at")?,
+        acknowledged_by: r.try_get("acknowledged_by")?,
+        acknowledged_at: r.try_get("acknowledged_at")?,
+        resolved_by: r.try_get("resolved_by")?,
+        resolved_at: r.try_get("resolved_at")?,
+        summary: r.try_get("summary")?,
+    })
+}
+
+pub async fn insert(
+    conn: &mut AnyConnection,
+    channel: &str,
+    title: &str,
+    severity: Severity,
+    by: &str,
+    now: i64,
+) -> anyhow::Result<Incident> {
+    let row = sqlx::query(concat!(
+        "INSERT INTO incidents (channel, title, severity, state, commander, declared_by, declared_at, updated_at)
+         VALUES ($1, $2, $3, 'declared', $4, $4, $5, $5) RETURNING ",
+        columns!()
+    ))
+    .bind(channel)
+    .bind(title)
+    .bind(severity.as_str())
+    .bind(by)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    from_row(&row)
+}
+
+pub async fn get(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Incident>> {
+    let row = sqlx::query(concat!("SELECT ", columns!(), " FROM incidents WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn newest_open_in_channel(conn: &mut AnyConnection, channel: &str) -> anyhow::Result<Option<Incident>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM incidents WHERE channel = $1 AND state <> 'resolved' ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(channel)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn list_open(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<Vec<Incident>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM incidents WHERE state <> 'resolved' ORDER BY severity ASC, id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// A conditional change; returns whether this call made it.
+pub enum Change<'a> {
+    Acknowledge { by: &'a str },
+    Status { text: &'a str },
+    Severity { to: Severity },
+    Assign { commander: &'a str },
+    Resolve { by: &'a str, summary: Option<&'a str> },
+}
+
+pub async fn apply(conn: &mut AnyConnection, id: i64, change: Change<'_>, now: i64) -> anyhow::Result<bool> {
+    let q = match change {
+        Change::Acknowledge { by } => sqlx::query(
+            "UPDATE incidents SET state = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2, updated_at = $2
+             WHERE id = $3 AND state = 'declared'",
+        )
+        .bind(by.to_string()),
+        Change::Status { text } => {
+            sqlx::query("UPDATE incidents SET status_text = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved'")
+                .bind(text.to_string())
+        }
+        Change::Severity { to } => {
+            sqlx::query("UPDATE incidents SET severity = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved'")
+                .bind(to.as_str())
+        }
+        Change::Assign { commander } => {
+            sqlx::query("UPDATE incidents SET commander = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved'")
+                .bind(commander.to_string())
+        }
+        Change::Resolve { by, summary } => {
+            let done = sqlx::query(
+                "UPDATE incidents SET state = 'resolved', resolved_by = $1, resolved_at = $2, summary = $3, updated_at = $2
+                 WHERE id = $4 AND state <> 'resolved'",
+            )
+            .bind(by)
+            .bind(now)
+            .bind(summary.map(str::to_string))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(done.rows_affected() == 1);
+        }
+    };
+    let done = q.bind(now).bind(id).execute(&mut *conn).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn add_event(
+    conn: &mut AnyConnection,
+    incident_id: i64,
+    at: i64,
+    actor: &str,
+    kind: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO incident_events (incident_id, occurred_at, actor, kind, text) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(incident_id)
+    .bind(at)
+    .bind(actor)
+    .bind(kind)
+    .bind(text)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn timeline(conn: &mut AnyConnection, incident_id: i64) -> anyhow::Result<Vec<TimelineEvent>> {
+    let rows = sqlx::query(
+        "SELECT occurred_at, actor, kind, text FROM incident_events WHERE incident_id = $1 ORDER BY occurred_at, id",
+    )
+    .bind(incident_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TimelineEvent {
+                at: r.try_get("occurred_at")?,
+                actor: r.try_get("actor")?,
+                kind: r.try_get("kind")?,
+                text: r.try_get("text")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,86 @@
+//! Turning user-typed text into safe mrkdwn and back.
+
+/// Escape the three characters Slack's mrkdwn gives meaning to in angle
+/// brackets, so user data can never become a mention (`<!channel>`), a link
+/// or a user ping. Formatting characters are neutralised with a zero-width
+/// joiner so `*bold*` typed by someone stays literal.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '*' | '_' | '~' | '`' => {
+                out.push(c);
+                out.push('\u{200B}');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Slash-command text arrives with Slack's own escaping: `&lt;`, `&gt;`,
+/// `&amp;`, and `<@U1|name>`, `<#C1|chan>`, `<https://x|label>` links.
+/// Decode it into what the person typed, for storage as plain text.
+pub fn decode_command_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let inner = &rest[start + 1..start + end];
+        let (target, label) = match inner.split_once('|') {
+            Some((t, l)) => (t, Some(l)),
+            None => (inner, None),
+        };
+        let readable = match (target.chars().next(), label) {
+            (Some('@'), Some(l)) => format!("@{l}"),
+            (Some('#'), Some(l)) => format!("#{l}"),
+            (Some('!'), _) => format!("@{}", target.trim_start_matches('!').split('^').next().unwrap_or("")),
+            (_, Some(l)) => l.to_string(),
+            _ => target.to_string(),
+        };
+        out.push_str(&readable);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_mentions_and_formatting() {
+        assert_eq!(escape("<!channel> & <@U1>"), "&lt;!channel&gt; &amp; &lt;@U1&gt;");
+        let e = escape("*boom*");
+        assert_ne!(e, "*boom*");
+        assert!(!e.contains("*boom"));
+    }
+
+    #[test]
+    fn decode_turns_slack_escapes_into_plain_text() {
+        assert_eq!(
+            decode_command_text("Login &lt;fails&gt; &amp; more"),
+            "Login <fails> & more"
+        );
+        assert_eq!(decode_command_text("ping <@U1|bob> in <#C1|ops>"), "ping @bob in #ops");
+        assert_eq!(decode_command_text("see <https://x.io|the doc>"), "see the doc");
+        assert_eq!(decode_command_text("<!channel> now"), "@channel now");
+        assert_eq!(decode_command_text("a < b"), "a < b");
+    }
+
+    #[test]
+    fn decoded_then_escaped_cannot_mention() {
+        let stored = decode_command_text("&lt;!channel&gt;");
+        assert_eq!(stored, "<!channel>");
+        assert!(!escape(&stored).contains("<!channel>"));
+    }
+}
