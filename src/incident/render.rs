@@ -6,7 +6,7 @@ use chrono::{TimeZone, Utc};
 use slack_morphism::prelude::*;
 
 use super::model::{Incident, Severity, State, TimelineEvent, human_duration};
-use crate::slack::text::escape;
+use crate::slack::text::{escape, escape_code_block};
 
 pub const ACTION_ACK: &str = "incident_ack";
 pub const ACTION_RESOLVE: &str = "incident_resolve";
@@ -157,7 +157,7 @@ pub fn reply(text: String) -> SlackMessageContent {
 pub fn status_page_investigating(i: &Incident) -> String {
     format!(
         ":memo: *Status-page draft — investigating* (copy to the status page after review)\n```INVESTIGATING: We are currently experiencing an issue: {}. Some users may be affected. We are actively investigating and will provide an update within {} minutes.```",
-        escape(&i.title),
+        escape_code_block(&i.title),
         i.severity.status_update_minutes()
     )
 }
@@ -166,10 +166,10 @@ pub fn status_page_investigating(i: &Incident) -> String {
 pub fn status_page_resolved(i: &Incident) -> String {
     format!(
         ":memo: *Status-page draft — resolved*\n```RESOLVED: All systems are operational again. The issue ({}) has been resolved and services are functioning normally. We apologize for any inconvenience.\nRoot cause: {}```",
-        escape(&i.title),
+        escape_code_block(&i.title),
         i.summary
             .as_deref()
-            .map(escape)
+            .map(escape_code_block)
             .unwrap_or_else(|| "[brief technical explanation]".into())
     )
 }
@@ -338,7 +338,10 @@ mod tests {
         assert!(j.contains("&lt;@U999&gt;"));
         let draft = status_page_investigating(&i);
         assert!(!draft.contains("<!channel>"));
-        assert!(!draft.contains("*failing*"));
+        assert!(draft.contains("*failing*"), "literal inside the code block: {draft}");
+        let mut fenced = incident();
+        fenced.title = "a ``` b".into();
+        assert_eq!(status_page_investigating(&fenced).matches("```").count(), 2);
     }
 
     #[test]

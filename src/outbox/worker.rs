@@ -388,15 +388,14 @@ async fn give_up(state: &AppState, owner: &str, row: &Row_, error: String, now: 
         .map(|c| format!("<#{c}>"))
         .unwrap_or_else(|| "a response URL".into());
     if let Some(incident) = row.incident_id {
-        crate::incident::store::add_event(
-            &mut tx,
-            incident,
-            now,
-            "bot",
-            "delivery_failed",
-            &format!("A message to {where_} was not delivered: {error}"),
-        )
-        .await?;
+        // Timeline text is plain (escaped when shown), so no mrkdwn channel link.
+        let place = row
+            .channel
+            .as_deref()
+            .map(|c| format!("channel {c}"))
+            .unwrap_or_default();
+        let text = format!("A message to {place} was not delivered: {error}");
+        crate::incident::store::add_event(&mut tx, incident, now, "bot", "delivery_failed", &text).await?;
     }
     if let (Some(url), false) = (&row.notify_url, row.kind == Kind::Respond) {
         let hint = match error.as_str() {
@@ -407,7 +406,7 @@ async fn give_up(state: &AppState, owner: &str, row: &Row_, error: String, now: 
         };
         let text = format!(
             ":warning: A message to {where_} could not be delivered: `{}`.{hint}",
-            crate::slack::text::escape(&error)
+            crate::slack::text::escape_entities(&error.replace('`', "'"))
         );
         super::enqueue(&mut tx, &[Outgoing::respond(url, text_content(text))], None, now).await?;
     }

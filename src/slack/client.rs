@@ -32,7 +32,9 @@ impl SlackApi {
             .https_or_http()
             .enable_http1()
             .build();
-        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url);
+        // The connector appends `/{method}` itself, so the base loses its trailing slash.
+        let connector =
+            SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url.trim_end_matches('/'));
         Ok(Self {
             client: Arc::new(SlackClient::new(connector)),
             token: SlackApiToken::new(SlackApiTokenValue::new(bot_token.expose_secret().to_string())),

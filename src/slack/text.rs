@@ -3,22 +3,37 @@
 /// Escape the three characters Slack's mrkdwn gives meaning to in angle
 /// brackets, so user data can never become a mention (`<!channel>`), a link
 /// or a user ping. Formatting characters are neutralised with a zero-width
-/// joiner so `*bold*` typed by someone stays literal.
+/// space so `*bold*` typed by someone stays literal.
 pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in escape_entities(text).chars() {
+        out.push(c);
+        if matches!(c, '*' | '_' | '~' | '`') {
+            out.push('\u{200B}');
+        }
+    }
+    out
+}
+
+/// Only the entity escaping (`&`, `<`, `>`): for text inside a code span,
+/// where formatting characters are already literal.
+pub fn escape_entities(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '*' | '_' | '~' | '`' => {
-                out.push(c);
-                out.push('\u{200B}');
-            }
             _ => out.push(c),
         }
     }
     out
+}
+
+/// Text for inside a ``` block: entities escaped, and a fence in the text
+/// cannot close the block early.
+pub fn escape_code_block(text: &str) -> String {
+    escape_entities(text).replace("```", "'''")
 }
 
 /// Slash-command text arrives with Slack's own escaping: `&lt;`, `&gt;`,

@@ -1,0 +1,10 @@
+//! Integration tests: the real app, real SQLite and PostgreSQL, the real
+//! Slack client against a fake Slack Web API. One test binary keeps link
+//! time down on small machines.
+
+mod support;
+
+mod cli;
+mod edge;
+mod incidents;
+mod outbox;

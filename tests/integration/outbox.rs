@@ -1,0 +1,174 @@
+//! Delivery through the outbox when Slack misbehaves: 429 with Retry-After,
+//! 5xx, `ok:false` errors, restarts, and per-channel pacing.
+
+use std::time::Duration;
+
+use crate::both_backends;
+use crate::support::*;
+
+fn texts(calls: &[fake_slack::Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| c.body["text"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+async fn rate_limited_messages_arrive_once_in_order_across_a_restart(backend: Backend) {
+    let mut t = TestApp::spawn(backend).await;
+    t.slack
+        .script((0..5).map(|_| Scripted::RateLimited { retry_after_secs: 2 }));
+    t.command(L2, "p1 Login failing").await;
+    t.command(L2, "ack").await;
+    t.command(L2, "status rolling back the deploy").await;
+
+    // Restart while the outbox is still being rate limited.
+    t.slack
+        .wait_for(10, "two 429s", |c| c.iter().filter(|c| !c.ok).count() >= 2)
+        .await;
+    t.restart().await;
+    t.drained(40).await;
+
+    let calls = t.slack.calls();
+    let failed: Vec<_> = calls.iter().filter(|c| !c.ok).collect();
+    assert_eq!(failed.len(), 5, "{:#?}", fake_slack::summary(&calls));
+    // Retry-After was honoured between every 429 and the next attempt.
+    for pair in calls.windows(2).take(5) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
+    }
+    let posts = t.slack.ok_calls("chat.postMessage");
+    let got = texts(&posts);
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(got[0].starts_with("P1 incident #1: Login failing"), "{got:#?}");
+    assert!(got[1].contains("INVESTIGATING"));
+    assert!(got[2].contains("acknowledged #1"));
+    assert!(got[3].contains("rolling back the deploy"));
+    let root_ts = posts[0].ts.clone().unwrap();
+    assert!(posts[1..].iter().all(|p| p.body["thread_ts"] == root_ts.as_str()));
+    // The root ends up showing the latest state; stale updates may be skipped, never reordered.
+    let updates = t.slack.ok_calls("chat.update");
+    assert!(!updates.is_empty() && updates.len() <= 2);
+    assert!(
+        updates
+            .last()
+            .unwrap()
+            .body
+            .to_string()
+            .contains("rolling back the deploy")
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM outbox WHERE status = 'failed'").await, 0);
+    t.finish().await;
+}
+
+async fn server_errors_and_retryable_slack_errors_are_retried(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    t.slack.script([
+        Scripted::ServerError,
+        Scripted::SlackError("internal_error"),
+        Scripted::SlackError("ratelimited"),
+    ]);
+    t.command(L2, "p2 Flaky").await;
+    t.drained(20).await;
+    let posts = t.slack.ok_calls("chat.postMessage");
+    assert_eq!(posts.len(), 2, "{:?}", fake_slack::summary(&t.slack.calls()));
+    assert_eq!(t.slack.calls().len(), 5);
+    let retries = t.state().metrics.get("runbook_bot_outbox_total", "outcome=\"retry\"");
+    assert_eq!(retries, 3);
+    t.finish().await;
+}
+
+async fn permanent_errors_fail_visibly_without_retrying(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    t.slack.script([Scripted::SlackError("channel_not_found")]);
+    t.command(L2, "p1 Nowhere to post").await;
+    t.drained(10).await;
+
+    // The root failed for good; its thread reply cannot be threaded and fails too.
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM outbox WHERE status = 'failed'").await, 2);
+    let failed = t
+        .slack
+        .calls()
+        .iter()
+        .filter(|c| c.method == "chat.postMessage")
+        .count();
+    assert_eq!(failed, 1, "channel_not_found is not retried");
+    // The person who declared is told, through their command's response_url.
+    let notes = texts(&t.slack.ok_calls("response_url"));
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("channel_not_found") && n.contains("/invite")),
+        "{notes:?}"
+    );
+    // And the incident's timeline says so.
+    let timeline = t.command(L1, "timeline #1").await.replace('\u{200B}', "");
+    assert!(
+        timeline.contains("channel CINCIDENTS was not delivered: channel_not_found"),
+        "{timeline}"
+    );
+    let m = t
+        .http
+        .get(format!("{}/metrics", t.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("runbook_bot_outbox_total{outcome=\"failed\"} 2"), "{m}");
+    t.finish().await;
+}
+
+async fn posts_are_paced_per_channel(backend: Backend) {
+    let slack = FakeSlack::start().await;
+    let db = TestDb::new(backend).await;
+    let mut cfg = config(&db.url, &slack);
+    cfg.outbox.per_channel_per_second = 1.0;
+    cfg.outbox.burst = 3;
+    let t = TestApp::spawn_with(cfg, slack, db).await;
+    t.command(L2, "p3 Pacing").await;
+    for n in 0..3 {
+        t.command(L2, &format!("status update {n}")).await;
+    }
+    t.drained(20).await;
+    let posts = t.slack.ok_calls("chat.postMessage");
+    assert_eq!(posts.len(), 5);
+    // Three go at once, then one a second.
+    let span = posts[4].at.duration_since(posts[0].at);
+    assert!(span >= Duration::from_millis(1800), "5 posts in {span:?}");
+    assert!(texts(&posts)[4].contains("update 2"));
+    t.finish().await;
+}
+
+async fn slow_commands_reply_later_through_response_url(backend: Backend) {
+    // Hold the state store's write lock so the command cannot finish inline.
+    let t = TestApp::spawn(backend).await;
+    // SQLite: BEGIN IMMEDIATE holds the write lock. PostgreSQL: lock the table.
+    let mut blocker = t.state().store.begin().await.unwrap();
+    if matches!(backend, Backend::Postgres) {
+        sqlx::query("LOCK TABLE incidents IN EXCLUSIVE MODE")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+    }
+    let reply = t.command(L2, "p1 Slow path").await;
+    assert!(reply.contains("Working on it"), "{reply}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    blocker.rollback().await.unwrap();
+    t.slack
+        .wait_for(10, "late reply", |c| {
+            c.iter().any(|c| c.method == "response_url" && c.ok)
+        })
+        .await;
+    let late = texts(&t.slack.ok_calls("response_url"));
+    assert!(late[0].contains("Declared incident *#1*"), "{late:?}");
+    t.finish().await;
+}
+
+both_backends!(
+    rate_limited_messages_arrive_once_in_order_across_a_restart,
+    server_errors_and_retryable_slack_errors_are_retried,
+    permanent_errors_fail_visibly_without_retrying,
+    posts_are_paced_per_channel,
+    slow_commands_reply_later_through_response_url,
+);

@@ -1,0 +1,256 @@
+//! A fake Slack Web API: records every call the real slack-morphism client
+//! makes, answers like Slack does, and can be scripted to answer 429 with
+//! Retry-After, 500, or `ok:false` errors.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    RateLimited { retry_after_secs: u64 },
+    ServerError,
+    SlackError(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `chat.postMessage`, `chat.update`, `response_url`, …
+    pub method: String,
+    pub body: Value,
+    /// True when the fake answered with success.
+    pub ok: bool,
+    pub at: Instant,
+    /// The ts the fake gave a successful post.
+    pub ts: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    script: VecDeque<Scripted>,
+    next_ts: u64,
+    groups: HashMap<String, Vec<String>>,
+}
+
+#[derive(Clone)]
+pub struct FakeSlack {
+    pub base: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeSlack {
+    pub async fn start() -> FakeSlack {
+        let inner = Arc::new(Mutex::new(Inner {
+            next_ts: 1_700_000_000_000_100,
+            ..Default::default()
+        }));
+        let app = Router::new()
+            .route("/api/usergroups.users.list", get(usergroup_members))
+            .route("/api/{method}", post(api))
+            .route("/response/{id}", post(response_url))
+            .with_state(inner.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake slack");
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeSlack {
+            base: format!("http://{addr}"),
+            inner,
+        }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api/", self.base)
+    }
+
+    /// A response_url the fake accepts, as Slack would put in a command.
+    pub fn response_url(&self, id: &str) -> String {
+        format!("{}/response/{id}", self.base)
+    }
+
+    /// The next calls (of any method) get these answers, in order.
+    pub fn script(&self, answers: impl IntoIterator<Item = Scripted>) {
+        self.inner.lock().unwrap().script.extend(answers);
+    }
+
+    pub fn set_group(&self, group: &str, members: &[&str]) {
+        self.inner
+            .lock()
+            .unwrap()
+            .groups
+            .insert(group.into(), members.iter().map(|s| s.to_string()).collect());
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    /// Successful calls of one method.
+    pub fn ok_calls(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.ok && c.method == method)
+            .collect()
+    }
+
+    /// Wait until `pred` holds over the recorded calls, or panic after `secs`.
+    pub async fn wait_for(&self, secs: u64, what: &str, pred: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let calls = self.calls();
+            if pred(&calls) {
+                return calls;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; calls so far: {:#?}", summary(&calls));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+pub fn summary(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ok={} thread_ts={} ts={} text={}",
+                c.method,
+                c.ok,
+                c.body["thread_ts"].as_str().unwrap_or("-"),
+                c.body["ts"].as_str().unwrap_or("-"),
+                c.body["text"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .chars()
+                    .take(60)
+                    .collect::<String>()
+            )
+        })
+        .collect()
+}
+
+fn scripted(inner: &Mutex<Inner>) -> Option<Response> {
+    let next = inner.lock().unwrap().script.pop_front()?;
+    Some(match next {
+        Scripted::RateLimited { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (header::RETRY_AFTER, retry_after_secs.to_string()),
+                (header::CONTENT_TYPE, "application/json".into()),
+            ],
+            json!({"ok": false, "error": "ratelimited"}).to_string(),
+        )
+            .into_response(),
+        Scripted::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response(),
+        Scripted::SlackError(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
+    })
+}
+
+fn record(inner: &Mutex<Inner>, method: &str, body: Value, ok: bool, ts: Option<String>) {
+    inner.lock().unwrap().calls.push(Call {
+        method: method.into(),
+        body,
+        ok,
+        at: Instant::now(),
+        ts,
+    });
+}
+
+fn decode(headers: &HeaderMap, body: &Bytes) -> Value {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    } else {
+        let m: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        json!(m)
+    }
+}
+
+async fn api(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = decode(&headers, &body);
+    let authed = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer xoxb-"));
+    if !authed {
+        record(&inner, &method, body, false, None);
+        return axum::Json(json!({"ok": false, "error": "not_authed"})).into_response();
+    }
+    if let Some(r) = scripted(&inner) {
+        record(&inner, &method, body, false, None);
+        return r;
+    }
+    let channel = body["channel"].as_str().unwrap_or("").to_string();
+    match method.as_str() {
+        "chat.postMessage" => {
+            let ts = {
+                let mut i = inner.lock().unwrap();
+                i.next_ts += 100;
+                let n = i.next_ts;
+                format!("{}.{:06}", n / 1_000_000, n % 1_000_000)
+            };
+            let text = body["text"].clone();
+            record(&inner, &method, body, true, Some(ts.clone()));
+            axum::Json(json!({"ok": true, "channel": channel, "ts": ts, "message": {"type": "message", "ts": ts, "text": text, "bot_id": "B0BOT"}}))
+                .into_response()
+        }
+        "chat.update" => {
+            let ts = body["ts"].as_str().unwrap_or("").to_string();
+            let text = body["text"].clone();
+            record(&inner, &method, body, true, None);
+            axum::Json(json!({"ok": true, "channel": channel, "ts": ts, "text": text, "message": {"text": text}}))
+                .into_response()
+        }
+        _ => {
+            record(&inner, &method, body, false, None);
+            axum::Json(json!({"ok": false, "error": "unknown_method"})).into_response()
+        }
+    }
+}
+
+async fn usergroup_members(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let group = q.get("usergroup").cloned().unwrap_or_default();
+    let members = inner.lock().unwrap().groups.get(&group).cloned();
+    record(&inner, "usergroups.users.list", json!(q), members.is_some(), None);
+    match members {
+        Some(m) => axum::Json(json!({"ok": true, "users": m})).into_response(),
+        None => axum::Json(json!({"ok": false, "error": "no_such_subteam"})).into_response(),
+    }
+}
+
+async fn response_url(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut body = decode(&headers, &body);
+    body["response_id"] = json!(id);
+    if let Some(r) = scripted(&inner) {
+        record(&inner, "response_url", body, false, None);
+        return r;
+    }
+    record(&inner, "response_url", body, true, None);
+    (StatusCode::OK, "ok").into_response()
+}

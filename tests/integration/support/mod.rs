@@ -1,0 +1,303 @@
+//! Test harness: spawn the real `App` on port 0 against a fresh state
+//! database (a SQLite file or a new PostgreSQL database), point its real
+//! Slack client at the fake Slack, and send requests signed like Slack's.
+
+pub mod fake_slack;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use runbook_bot::clock::OffsetClock;
+use runbook_bot::config::{Config, Level};
+use runbook_bot::slack::ids::RoleSubject;
+use runbook_bot::slack::verify::sign;
+use runbook_bot::{App, clock::Clock};
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection};
+
+pub use fake_slack::{FakeSlack, Scripted};
+
+pub const SECRET: &str = "test-signing-secret";
+pub const CHANNEL: &str = "CINCIDENTS";
+/// Users with each level (see `roles`).
+pub const L1: &str = "U0SUPPORT";
+pub const L2: &str = "U0ONCALL";
+pub const L2B: &str = "U0ONCALL2";
+pub const L3: &str = "U0LEAD";
+pub const NOBODY: &str = "U0STRANGER";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// PostgreSQL for tests: the machine's server, trust auth. Unreachable is a
+/// loud failure, never a skip.
+pub fn pg_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A state database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    backend: Backend,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let path: PathBuf = dir.path().join("state.db");
+                TestDb {
+                    url: format!("sqlite://{}", path.display()),
+                    backend,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL is required for the tests and is unreachable at {admin}: {e}")
+                });
+                let name = format!("rb_test_{}", uuid::Uuid::new_v4().simple());
+                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .unwrap();
+                let url = match admin.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}"),
+                    None => panic!("TEST_POSTGRES_URL must end in /dbname"),
+                };
+                TestDb {
+                    url,
+                    backend,
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Drop a PostgreSQL test database (SQLite files go with their temp dir).
+    pub async fn cleanup(self) {
+        if let (Backend::Postgres, Some(name)) = (self.backend, &self.pg_name)
+            && let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await
+        {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .await;
+        }
+    }
+}
+
+pub struct TestApp {
+    pub app: Option<App>,
+    pub addr: String,
+    pub slack: FakeSlack,
+    pub db: TestDb,
+    pub clock: Arc<OffsetClock>,
+    pub http: reqwest::Client,
+    pub config: Config,
+}
+
+pub fn config(db_url: &str, slack: &FakeSlack) -> Config {
+    let mut c = Config::for_tests(db_url, &slack.api_url(), SECRET);
+    c.slack.incident_channel = runbook_bot::slack::ids::ChannelId::parse(CHANNEL).unwrap();
+    for (id, level) in [(L1, Level::L1), (L2, Level::L2), (L2B, Level::L2), (L3, Level::L3)] {
+        c.roles.subjects.push((RoleSubject::parse(id).unwrap(), level));
+    }
+    // Fast pacing and backoff keep tests short; the pacing itself is unit-tested.
+    c.outbox.per_channel_per_second = 50.0;
+    c.outbox.burst = 50;
+    c.outbox.base_backoff = std::time::Duration::from_millis(50);
+    c
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        let slack = FakeSlack::start().await;
+        let db = TestDb::new(backend).await;
+        let config = config(&db.url, &slack);
+        Self::spawn_with(config, slack, db).await
+    }
+
+    pub async fn spawn_with(config: Config, slack: FakeSlack, db: TestDb) -> TestApp {
+        let clock = OffsetClock::new();
+        let app = App::build_with_clock(config.clone(), clock.clone())
+            .await
+            .expect("app builds");
+        let addr = format!("http://{}", app.addr);
+        TestApp {
+            app: Some(app),
+            addr,
+            slack,
+            db,
+            clock,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            config,
+        }
+    }
+
+    /// Stop the app and start a fresh one on the same database and fake Slack.
+    pub async fn restart(&mut self) {
+        self.app.take().unwrap().shutdown().await;
+        let app = App::build_with_clock(self.config.clone(), self.clock.clone())
+            .await
+            .expect("app restarts");
+        self.addr = format!("http://{}", app.addr);
+        self.app = Some(app);
+    }
+
+    pub fn state(&self) -> &runbook_bot::app::AppState {
+        &self.app.as_ref().unwrap().state
+    }
+
+    pub async fn finish(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        self.db.cleanup().await;
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now_secs()
+    }
+
+    /// POST a body signed as Slack would, at `now + skew_secs`.
+    pub async fn post_signed(&self, path: &str, content_type: &str, body: String, skew_secs: i64) -> reqwest::Response {
+        let ts = self.now_secs() + skew_secs;
+        let sig = sign(SECRET.as_bytes(), ts, body.as_bytes());
+        self.http
+            .post(format!("{}{path}", self.addr))
+            .header("content-type", content_type)
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", sig)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn command_body(&self, user: &str, channel: &str, text: &str) -> String {
+        serde_urlencoded::to_string([
+            ("token", "legacy-unused"),
+            ("team_id", "T0TEAM"),
+            ("team_domain", "acme"),
+            ("channel_id", channel),
+            ("channel_name", "incidents"),
+            ("user_id", user),
+            ("user_name", "someone"),
+            ("command", "/incident"),
+            ("text", text),
+            (
+                "response_url",
+                &self
+                    .slack
+                    .response_url(&format!("cmd-{}", uuid::Uuid::new_v4().simple())),
+            ),
+            ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+            ("api_app_id", "A0APP"),
+        ])
+        .unwrap()
+    }
+
+    /// Run a slash command; returns the ephemeral text Slack would show.
+    pub async fn command(&self, user: &str, text: &str) -> String {
+        self.command_in(user, CHANNEL, text).await
+    }
+
+    pub async fn command_in(&self, user: &str, channel: &str, text: &str) -> String {
+        let body = self.command_body(user, channel, text);
+        let resp = self
+            .post_signed("/slack/commands", "application/x-www-form-urlencoded", body, 0)
+            .await;
+        assert_eq!(resp.status(), 200, "command `{text}` was not accepted");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["response_type"], "ephemeral");
+        v["text"].as_str().unwrap().to_string()
+    }
+
+    /// Click a button on a message, as Slack's block_actions payload.
+    pub async fn click(&self, user: &str, action_id: &str, value: &str) -> reqwest::Response {
+        let payload = block_actions(user, CHANNEL, action_id, value, &self.slack.response_url("click"));
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.post_signed("/slack/interactions", "application/x-www-form-urlencoded", body, 0)
+            .await
+    }
+
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.state().store.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Wait until the outbox has nothing left to deliver.
+    pub async fn drained(&self, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let n = self
+                .scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+                .await;
+            if n == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "outbox still has {n} pending rows"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+}
+
+pub fn block_actions(user: &str, channel: &str, action_id: &str, value: &str, response_url: &str) -> Value {
+    serde_json::json!({
+        "type": "block_actions",
+        "team": {"id": "T0TEAM", "domain": "acme"},
+        "user": {"id": user, "username": "someone", "team_id": "T0TEAM"},
+        "api_app_id": "A0APP",
+        "token": "legacy-unused",
+        "container": {"type": "message", "message_ts": "1700000000.000200", "channel_id": channel, "is_ephemeral": false},
+        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "channel": {"id": channel, "name": "incidents"},
+        "response_url": response_url,
+        "actions": [{
+            "type": "button",
+            "action_id": action_id,
+            "block_id": "b1",
+            "text": {"type": "plain_text", "text": "Acknowledge"},
+            "value": value,
+            "action_ts": "1700000001.000300"
+        }]
+    })
+}
+
+/// Generate one test per backend from an `async fn(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
