@@ -12,12 +12,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::policy::RoleResolver;
 use crate::metrics::Metrics;
 use crate::slack::client::SlackApi;
 use crate::store::Store;
+use crate::targets::Targets;
 
 /// Everything a request handler or worker needs. Built once per `App`.
 pub struct AppState {
@@ -31,12 +33,26 @@ pub struct AppState {
     pub outbox_wake: Notify,
     /// Command work that outlived its HTTP request; waited for on shutdown.
     pub tasks: TaskTracker,
+    pub catalog: Catalog,
+    pub targets: Targets,
+    /// For HTTP health checks (and, later, deploy hooks).
+    pub http: reqwest::Client,
 }
 
 impl AppState {
     /// Connect to the state store and migrate it; no server, no workers.
     /// `exec` and `migrate` use this directly.
     pub async fn connect(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
+        crate::slack::client::install_crypto_provider();
+        let catalog = Catalog::load(&config.commands_dir).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("the command catalog has problems:\n{}", lines.join("\n"))
+        })?;
+        let unknown = catalog.unknown_targets(&config.targets.keys().cloned().collect());
+        if let Some(p) = unknown.first() {
+            anyhow::bail!("{p}");
+        }
+        let targets = Targets::from_config(&config.targets)?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let slack = SlackApi::new(&config.slack.api_url, &config.slack.bot_token)?;
@@ -49,6 +65,9 @@ impl AppState {
             roles: RoleResolver::default(),
             outbox_wake: Notify::new(),
             tasks: TaskTracker::new(),
+            catalog,
+            targets,
+            http: reqwest::Client::builder().user_agent("runbook-bot").build()?,
         }))
     }
 }

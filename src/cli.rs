@@ -7,9 +7,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::app::{App, AppState};
+use crate::catalog::Catalog;
 use crate::clock::SystemClock;
 use crate::config::{Config, Problem};
-use crate::dispatch::{self, Origin};
+use crate::dispatch::{self, Origin, Via};
 use crate::slack::ids::{ChannelId, UserId};
 
 #[derive(Debug, Parser)]
@@ -79,9 +80,21 @@ async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => match load(config) {
             Ok(cfg) => {
-                let p = cfg.serve_problems();
+                let mut p = cfg.serve_problems();
+                match Catalog::load(&cfg.commands_dir) {
+                    Ok(catalog) => {
+                        p.extend(catalog.unknown_targets(&cfg.targets.keys().cloned().collect()));
+                        if p.is_empty() {
+                            println!(
+                                "configuration OK; {} catalog commands in {}",
+                                catalog.all().count(),
+                                cfg.commands_dir.display()
+                            );
+                        }
+                    }
+                    Err(mut problems) => p.append(&mut problems),
+                }
                 if p.is_empty() {
-                    println!("configuration OK");
                     ExitCode::SUCCESS
                 } else {
                     print_problems(&p)
@@ -154,6 +167,7 @@ pub async fn exec(cfg: Config, user: &str, channel: Option<&str>, line: &str) ->
         user,
         channel,
         response_url: None,
+        via: Via::Terminal,
     };
     let reply = dispatch::dispatch(&state, &origin, &command, &text).await;
     state.store.pool.close().await;

@@ -65,6 +65,50 @@ struct RawConfig {
     roles: BTreeMap<Level, Vec<String>>,
     #[serde(default)]
     outbox: RawOutbox,
+    #[serde(default)]
+    targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    diagnostics: RawDiagnostics,
+    #[serde(default)]
+    health_checks: Vec<HealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: SecretString,
+    connect_timeout_ms: Option<u64>,
+    attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiagnostics {
+    commands_dir: Option<String>,
+    default_target: Option<String>,
+}
+
+/// An HTTP endpoint the `health` diagnostic probes (the runbooks' health-check script).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub name: String,
+    pub url: String,
+    /// Slower than this is a warning.
+    #[serde(default = "default_max_latency_ms")]
+    pub max_latency_ms: u64,
+}
+
+fn default_max_latency_ms() -> u64 {
+    1000
+}
+
+/// An application database that catalog commands run against.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub url: SecretString,
+    pub connect_timeout: Duration,
+    pub attempts: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +151,11 @@ pub struct Config {
     pub database_url: SecretString,
     pub roles: Roles,
     pub outbox: OutboxConfig,
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Target of commands whose file names none and whose user names none.
+    pub default_target: Option<String>,
+    pub commands_dir: PathBuf,
+    pub health_checks: Vec<HealthCheck>,
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +291,10 @@ impl Config {
             database_url: SecretString::from(database_url.to_string()),
             roles: Roles::default(),
             outbox: OutboxConfig::default(),
+            targets: BTreeMap::new(),
+            default_target: None,
+            commands_dir: PathBuf::from("commands"),
+            health_checks: Vec::new(),
         }
     }
 }
@@ -358,7 +411,60 @@ fn build(
         outbox.max_attempts = m.max(1);
     }
 
+    let mut targets = BTreeMap::new();
+    for (name, t) in raw.targets {
+        let field = format!("targets.{name}");
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_name {
+            push(&field, "target names are lowercase letters, digits, `-` and `_`".into());
+        }
+        let u = t.url.expose_secret();
+        if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+            push(&format!("{field}.url"), "must be a postgres:// URL".into());
+        }
+        let attempts = t.attempts.unwrap_or(3);
+        if !(1..=5).contains(&attempts) {
+            push(&format!("{field}.attempts"), "must be between 1 and 5".into());
+        }
+        let connect_ms = t.connect_timeout_ms.unwrap_or(1500);
+        if !(50..=30_000).contains(&connect_ms) {
+            push(
+                &format!("{field}.connect_timeout_ms"),
+                "must be between 50 and 30000".into(),
+            );
+        }
+        targets.insert(
+            name,
+            TargetConfig {
+                url: t.url,
+                connect_timeout: Duration::from_millis(connect_ms),
+                attempts,
+            },
+        );
+    }
+    let default_target = match raw.diagnostics.default_target {
+        Some(t) if !targets.contains_key(&t) => {
+            push("diagnostics.default_target", format!("no target `{t}` under [targets]"));
+            None
+        }
+        Some(t) => Some(t),
+        None if targets.len() == 1 => targets.keys().next().cloned(),
+        None => None,
+    };
+    for (i, h) in raw.health_checks.iter().enumerate() {
+        if !h.url.starts_with("http://") && !h.url.starts_with("https://") {
+            push(&format!("health_checks[{i}].url"), "must be an http(s) URL".into());
+        }
+    }
+
     Some(Config {
+        targets,
+        default_target,
+        commands_dir: PathBuf::from(raw.diagnostics.commands_dir.unwrap_or_else(|| "commands".into())),
+        health_checks: raw.health_checks,
         bind: bind?,
         slack: SlackConfig {
             signing_secret,

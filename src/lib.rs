@@ -1,13 +1,16 @@
 //! runbook-bot: a ChatOps bot for Slack incident channels.
 //!
 //! Data flows one way: `http` (verify → decode → ack) → `dispatch` (parse →
-//! authorize → run) → `incident` (state changes in the `store`) → `outbox`
+//! authorize → run) → `incident` / `diagnose` (state changes in the `store`,
+//! read-only queries on `targets`) → `outbox`
 //! (persisted Slack writes, drained by a worker).
 
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod diagnose;
 pub mod dispatch;
 pub mod error;
 pub mod http;
@@ -16,6 +19,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod slack;
 pub mod store;
+pub mod targets;
 pub mod telemetry;
 
 pub use app::App;

@@ -4,7 +4,10 @@
 pub mod parse;
 pub mod policy;
 
+use std::sync::Arc;
+
 use crate::app::AppState;
+use crate::diagnose;
 use crate::error::{CommandError, UserError};
 use crate::incident;
 use crate::slack::ids::{ChannelId, UserId};
@@ -17,6 +20,15 @@ pub struct Origin {
     pub channel: ChannelId,
     /// Slack's `response_url`, when there is one (not for `exec`).
     pub response_url: Option<String>,
+    pub via: Via,
+}
+
+/// Slack (answer fast, finish slow work in the background) or a terminal
+/// (`runbook-bot exec`: wait and print the whole result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Slack,
+    Terminal,
 }
 
 /// What the person who ran the command sees (ephemeral).
@@ -32,10 +44,10 @@ impl Reply {
 }
 
 /// Run one slash command end to end. Never fails: errors become the reply.
-pub async fn dispatch(state: &AppState, origin: &Origin, command: &str, text: &str) -> Reply {
+pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, text: &str) -> Reply {
     let span = tracing::info_span!("command", command.name = tracing::field::Empty, slack.user_id = %origin.user, incident.id = tracing::field::Empty);
     let _enter = span.enter();
-    let inv = match parse::parse(command, text) {
+    let inv = match parse::parse(command, text, &state.catalog) {
         Ok(inv) => inv,
         Err(e) => {
             state.metrics.inc(
@@ -46,9 +58,14 @@ pub async fn dispatch(state: &AppState, origin: &Origin, command: &str, text: &s
         }
     };
     let name = match &inv {
-        Invocation::Incident(c) => c.name(),
-        Invocation::IncidentHelp => "incident.help",
+        Invocation::Incident(c) => c.name().to_string(),
+        Invocation::IncidentHelp => "incident.help".to_string(),
+        Invocation::Catalog { entry, .. } => {
+            format!("{}.{}", entry.def.command.trim_start_matches('/'), entry.def.name)
+        }
+        Invocation::CatalogHelp { command } => format!("{}.help", command.trim_start_matches('/')),
     };
+    let name = name.as_str();
     span.record("command.name", name);
     drop(_enter);
     let result = run(state, origin, inv, name).await;
@@ -64,7 +81,7 @@ pub async fn dispatch(state: &AppState, origin: &Origin, command: &str, text: &s
     result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
 }
 
-async fn run(state: &AppState, origin: &Origin, inv: Invocation, name: &str) -> Result<Reply, CommandError> {
+async fn run(state: &Arc<AppState>, origin: &Origin, inv: Invocation, name: &str) -> Result<Reply, CommandError> {
     let level = state
         .roles
         .level_of(&state.config.roles, &state.slack, origin.user.as_str())
@@ -80,6 +97,8 @@ async fn run(state: &AppState, origin: &Origin, inv: Invocation, name: &str) -> 
             incident::render::severity_help()
         ))),
         Invocation::Incident(cmd) => incident::commands::run(state, origin, cmd).await,
+        Invocation::CatalogHelp { command } => Ok(Reply::new(parse::catalog_help(&command, &state.catalog))),
+        Invocation::Catalog { entry, values, target } => diagnose::start(state, origin, entry, values, target).await,
     }
 }
 
@@ -89,7 +108,7 @@ fn display_name(name: &str) -> String {
 
 /// A button click on an incident's root message, checked with the same rules
 /// as the equivalent command.
-pub async fn click(state: &AppState, origin: &Origin, action_id: &str, value: &str) -> Reply {
+pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, value: &str) -> Reply {
     let target = match value.parse::<i64>() {
         Ok(id) if id > 0 => Some(incident::model::IncidentRef(id)),
         _ => return Reply::new(UserError::new("This button carries no valid incident.").0),

@@ -1,6 +1,11 @@
 //! Slash-command text → typed invocation. Pure: no I/O, no state; every bad
 //! argument becomes a `UserError` that names it and shows the usage.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::catalog::args::{Value, bind_args};
+use crate::catalog::{Catalog, Entry};
 use crate::error::UserError;
 use crate::incident::model::{IncidentRef, Severity};
 use crate::slack::ids::{UserId, parse_user_mention};
@@ -9,11 +14,44 @@ use crate::slack::text::{decode_command_text, escape};
 pub const TITLE_MAX: usize = 140;
 pub const TEXT_MAX: usize = 2000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Invocation {
     Incident(IncidentCmd),
     /// `/incident help` (or no text).
     IncidentHelp,
+    /// A command from the catalog, its arguments already typed.
+    Catalog {
+        entry: Arc<Entry>,
+        values: BTreeMap<String, Value>,
+        target: Option<String>,
+    },
+    /// `/diagnose help` (or no text): the catalog's list.
+    CatalogHelp {
+        command: String,
+    },
+}
+
+impl PartialEq for Invocation {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Invocation::Incident(a), Invocation::Incident(b)) => a == b,
+            (Invocation::IncidentHelp, Invocation::IncidentHelp) => true,
+            (
+                Invocation::Catalog {
+                    entry: a,
+                    values: va,
+                    target: ta,
+                },
+                Invocation::Catalog {
+                    entry: b,
+                    values: vb,
+                    target: tb,
+                },
+            ) => Arc::ptr_eq(a, b) && va == vb && ta == tb,
+            (Invocation::CatalogHelp { command: a }, Invocation::CatalogHelp { command: b }) => a == b,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,15 +118,76 @@ fn shown(s: &str) -> String {
     escape(&s.chars().take(30).collect::<String>())
 }
 
-/// Parse one slash command. `command` is Slack's `command` field (`/incident`).
-pub fn parse(command: &str, text: &str) -> Result<Invocation, UserError> {
+/// Parse one slash command. `command` is Slack's `command` field
+/// (`/incident`, or a catalog command such as `/diagnose`).
+pub fn parse(command: &str, text: &str, catalog: &Catalog) -> Result<Invocation, UserError> {
     match command {
         "/incident" => parse_incident(text),
+        c if catalog.has_command(c) => parse_catalog(c, text, catalog),
         other => Err(UserError::new(format!(
-            "Unknown command `{}`. This bot answers `/incident`; try `/incident help`.",
+            "Unknown command `{}`. Try `/incident help` or `/diagnose help`.",
             shown(other)
         ))),
     }
+}
+
+/// The catalog's usage list for one slash command.
+pub fn catalog_help(command: &str, catalog: &Catalog) -> String {
+    let mut out = format!("*{command}* — runbook commands (add `--target NAME` to pick a database):");
+    for e in catalog.entries(command) {
+        out.push_str(&format!(
+            "\n• `{}` — {} _(level {})_",
+            e.def.usage, e.def.summary, e.def.level
+        ));
+    }
+    out
+}
+
+fn parse_catalog(command: &str, text: &str, catalog: &Catalog) -> Result<Invocation, UserError> {
+    let decoded = decode_command_text(text);
+    let mut words = decoded.split_whitespace().map(str::to_string);
+    let name = words.next().unwrap_or_default().to_ascii_lowercase();
+    if name.is_empty() || name == "help" {
+        return Ok(Invocation::CatalogHelp {
+            command: command.to_string(),
+        });
+    }
+    let entry = catalog.get(command, &name).ok_or_else(|| {
+        UserError::new(format!(
+            "Unknown check `{}`.\n{}",
+            shown(&name),
+            catalog_help(command, catalog)
+        ))
+    })?;
+    let mut target = None;
+    let mut rest = Vec::new();
+    let mut words = words.peekable();
+    while let Some(w) = words.next() {
+        let value = if w == "--target" {
+            Some(
+                words
+                    .next()
+                    .ok_or_else(|| UserError::new("`--target` needs a target name."))?,
+            )
+        } else {
+            w.strip_prefix("--target=").map(str::to_string)
+        };
+        match value {
+            Some(t) if is_target_name(&t) => target = Some(t),
+            Some(t) => return Err(UserError::new(format!("`{}` is not a target name.", shown(&t)))),
+            None => rest.push(w),
+        }
+    }
+    let values = bind_args(&entry.def.args, &rest)
+        .map_err(|e| UserError::new(format!("{}\n*Usage:* `{}`", e.0, entry.def.usage)))?;
+    Ok(Invocation::Catalog { entry, values, target })
+}
+
+fn is_target_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn parse_incident(text: &str) -> Result<Invocation, UserError> {
@@ -218,14 +317,14 @@ mod tests {
     use super::*;
 
     fn inc(text: &str) -> IncidentCmd {
-        match parse("/incident", text).unwrap() {
+        match parse("/incident", text, &Catalog::default()).unwrap() {
             Invocation::Incident(c) => c,
             other => panic!("{other:?}"),
         }
     }
 
     fn err(text: &str) -> String {
-        parse("/incident", text).unwrap_err().0
+        parse("/incident", text, &Catalog::default()).unwrap_err().0
     }
 
     #[test]
@@ -297,8 +396,14 @@ mod tests {
                 target: Some(IncidentRef(9))
             }
         );
-        assert_eq!(parse("/incident", "").unwrap(), Invocation::IncidentHelp);
-        assert_eq!(parse("/incident", "help").unwrap(), Invocation::IncidentHelp);
+        assert_eq!(
+            parse("/incident", "", &Catalog::default()).unwrap(),
+            Invocation::IncidentHelp
+        );
+        assert_eq!(
+            parse("/incident", "help", &Catalog::default()).unwrap(),
+            Invocation::IncidentHelp
+        );
     }
 
     #[test]
@@ -321,7 +426,7 @@ mod tests {
 
     #[test]
     fn unknown_commands_and_hostile_text_are_escaped() {
-        let e = parse("/deploy", "now").unwrap_err().0;
+        let e = parse("/deploy", "now", &Catalog::default()).unwrap_err().0;
         assert!(e.contains("Unknown command `/deploy`"));
         let e = err("<!channel>");
         assert!(!e.contains("<!channel>"), "{e}");

@@ -16,7 +16,8 @@ use crate::slack::client::SlackApi;
 /// The level an invocation needs. `None`: anyone may (help text).
 pub fn required(inv: &Invocation) -> Option<Level> {
     match inv {
-        Invocation::IncidentHelp => None,
+        Invocation::IncidentHelp | Invocation::CatalogHelp { .. } => None,
+        Invocation::Catalog { entry, .. } => Some(entry.def.level),
         Invocation::Incident(cmd) => Some(match cmd {
             IncidentCmd::List | IncidentCmd::Timeline { .. } | IncidentCmd::Declare { .. } => Level::L1,
             IncidentCmd::Ack { .. }

@@ -14,9 +14,9 @@ use slack_morphism::prelude::*;
 
 use super::verified::VerifiedBody;
 use crate::app::AppState;
-use crate::dispatch::{self, Origin};
+use crate::dispatch::{self, Origin, Via};
 use crate::error::EdgeError;
-use crate::outbox::{self, Outgoing};
+use crate::outbox;
 use crate::slack::ids::{ChannelId, UserId};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -55,6 +55,7 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
         user,
         channel,
         response_url: response_url.clone(),
+        via: Via::Slack,
     };
     state.metrics.inc(
         "runbook_bot_slack_requests_total",
@@ -69,21 +70,7 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
     )
     .await;
     if let Some(url) = response_url {
-        let now = state.clock.now_ms();
-        let queued = async {
-            let mut tx = state.store.begin().await?;
-            outbox::enqueue(
-                &mut tx,
-                &[Outgoing::respond(&url, outbox::worker::text_content(reply.text))],
-                None,
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            anyhow::Ok(())
-        };
-        queued.await?;
-        state.outbox_wake.notify_one();
+        outbox::respond(&state, &url, reply.text).await?;
     }
     Ok(StatusCode::OK.into_response())
 }

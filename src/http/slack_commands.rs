@@ -15,9 +15,9 @@ use slack_morphism::prelude::*;
 
 use super::verified::VerifiedBody;
 use crate::app::AppState;
-use crate::dispatch::{self, Origin, Reply};
+use crate::dispatch::{self, Origin, Reply, Via};
 use crate::error::EdgeError;
-use crate::outbox::{self, Outgoing};
+use crate::outbox;
 use crate::slack::ids::{ChannelId, UserId};
 
 /// Answer inline if the command finishes this fast; Slack gives up at 3 s.
@@ -42,6 +42,7 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
         user,
         channel,
         response_url: Some(response_url.clone()),
+        via: Via::Slack,
     };
     let command = event.command.0.clone();
     let text = event.text.unwrap_or_default();
@@ -67,28 +68,13 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
                             .into_user_text("late reply"),
                     ),
                 };
-                if let Err(e) = respond_later(&late_state, &response_url, reply).await {
+                if let Err(e) = outbox::respond(&late_state, &response_url, reply.text).await {
                     tracing::error!(error = ?e, "could not queue a late command reply");
                 }
             });
             Ok(ephemeral(Reply::new(":hourglass_flowing_sand: Working on it…")))
         }
     }
-}
-
-async fn respond_later(state: &AppState, url: &str, reply: Reply) -> anyhow::Result<()> {
-    let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    outbox::enqueue(
-        &mut tx,
-        &[Outgoing::respond(url, outbox::worker::text_content(reply.text))],
-        None,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
-    Ok(())
 }
 
 pub fn ephemeral(reply: Reply) -> Response {

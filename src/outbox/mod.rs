@@ -149,6 +149,22 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Queue one ephemeral reply to a `response_url` and wake the worker.
+pub async fn respond(state: &crate::app::AppState, url: &str, text: String) -> anyhow::Result<()> {
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    enqueue(
+        &mut tx,
+        &[Outgoing::respond(url, worker::text_content(text))],
+        None,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok(())
+}
+
 /// Count of undelivered rows, for `/metrics`.
 pub async fn pending_count(store: &crate::store::Store) -> anyhow::Result<i64> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")

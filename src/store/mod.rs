@@ -4,6 +4,7 @@
 //! schema differs only in its migrations folder.
 
 pub mod events;
+pub mod janitor;
 
 use std::str::FromStr;
 use std::time::Duration;

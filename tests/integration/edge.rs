@@ -202,6 +202,12 @@ async fn event_retries_act_once(backend: Backend) {
     assert_eq!(posts.len(), 1, "{:?}", fake_slack::summary(&posts));
     assert_eq!(posts[0].body["thread_ts"], "1700000000.000500");
     assert_eq!(t.scalar("SELECT COUNT(*) FROM slack_events").await, 1);
+
+    // A day later the id is forgotten by housekeeping (Slack stopped retrying long before).
+    t.clock.advance(25 * 3_600_000);
+    let (events, _) = runbook_bot::store::janitor::sweep(t.state()).await.unwrap();
+    assert_eq!(events, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM slack_events").await, 0);
     t.finish().await;
 }
 

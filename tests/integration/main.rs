@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod diagnostics;
 mod edge;
 mod incidents;
 mod outbox;

@@ -96,6 +96,64 @@ impl TestDb {
     }
 }
 
+/// An application database for diagnostics: the Supabase-shaped fixture in
+/// a new PostgreSQL database, healthy or with the planted anomalies.
+pub struct TargetDb {
+    pub url: String,
+    pub name: String,
+}
+
+impl TargetDb {
+    pub async fn new(planted: bool) -> TargetDb {
+        let admin = pg_admin_url();
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required for the tests and is unreachable at {admin}: {e}"));
+        let name = format!("rb_target_{}", uuid::Uuid::new_v4().simple());
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let db = TargetDb { url, name };
+        db.exec(include_str!("../../fixtures/schema.sql")).await;
+        db.exec(include_str!("../../fixtures/seed.sql")).await;
+        if planted {
+            db.exec(include_str!("../../fixtures/anomalies.sql")).await;
+        }
+        db
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.unwrap()
+    }
+
+    /// Run a script (several statements) on the target.
+    pub async fn exec(&self, sql: &'static str) {
+        let mut c = self.connect().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    }
+
+    pub fn target_config(&self) -> runbook_bot::config::TargetConfig {
+        runbook_bot::config::TargetConfig {
+            url: secrecy::SecretString::from(self.url.clone()),
+            connect_timeout: std::time::Duration::from_millis(1500),
+            attempts: 3,
+        }
+    }
+
+    pub async fn cleanup(self) {
+        if let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )))
+                .await;
+        }
+    }
+}
+
 pub struct TestApp {
     pub app: Option<App>,
     pub addr: String,
@@ -145,6 +203,16 @@ impl TestApp {
     }
 
     /// Stop the app and start a fresh one on the same database and fake Slack.
+    /// An app whose `production` target is `target`.
+    pub async fn spawn_with_target(backend: Backend, target: &TargetDb) -> TestApp {
+        let slack = FakeSlack::start().await;
+        let db = TestDb::new(backend).await;
+        let mut config = config(&db.url, &slack);
+        config.targets.insert("production".into(), target.target_config());
+        config.default_target = Some("production".into());
+        Self::spawn_with(config, slack, db).await
+    }
+
     pub async fn restart(&mut self) {
         self.app.take().unwrap().shutdown().await;
         let app = App::build_with_clock(self.config.clone(), self.clock.clone())
@@ -213,7 +281,18 @@ impl TestApp {
     }
 
     pub async fn command_in(&self, user: &str, channel: &str, text: &str) -> String {
-        let body = self.command_body(user, channel, text);
+        self.slash_in(user, channel, "/incident", text).await
+    }
+
+    /// Any slash command (`/diagnose …`), in the incident channel.
+    pub async fn slash(&self, user: &str, command: &str, text: &str) -> String {
+        self.slash_in(user, CHANNEL, command, text).await
+    }
+
+    pub async fn slash_in(&self, user: &str, channel: &str, command: &str, text: &str) -> String {
+        let body = self
+            .command_body(user, channel, text)
+            .replace("%2Fincident", &command.replace('/', "%2F"));
         let resp = self
             .post_signed("/slack/commands", "application/x-www-form-urlencoded", body, 0)
             .await;

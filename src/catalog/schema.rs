@@ -1,0 +1,183 @@
+//! The on-disk format of a catalog command (`commands/**/*.toml`).
+//! Deserialized with `deny_unknown_fields`, then checked by `validate`.
+
+use serde::Deserialize;
+
+use crate::config::Level;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandFile {
+    /// `diagnostic` (read-only). Actions arrive with the approvals work.
+    pub kind: Kind,
+    /// The slash command, e.g. `/diagnose`.
+    pub command: String,
+    /// The subcommand, e.g. `orphans`.
+    pub name: String,
+    pub summary: String,
+    /// Shown by `help` and on bad input, e.g. `/diagnose email <email>`.
+    pub usage: String,
+    /// Where in the runbooks this comes from.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    /// Minimum level to run it.
+    pub level: Level,
+    /// Target to run against when the person names none; default: config's.
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub args: Vec<ArgDef>,
+    pub steps: Vec<StepDef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Diagnostic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ArgType,
+    #[serde(default)]
+    pub help: Option<String>,
+    #[serde(default)]
+    pub optional: bool,
+    /// Used when the argument is omitted (implies optional).
+    #[serde(default)]
+    pub default: Option<String>,
+    /// For `enum`: the accepted values.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// For `int`: inclusive bounds.
+    #[serde(default)]
+    pub min: Option<i64>,
+    #[serde(default)]
+    pub max: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArgType {
+    Uuid,
+    Email,
+    /// An SQL-style name: letters, digits, `_`, `-`, `.`; at most 63 characters.
+    Identifier,
+    Int,
+    Enum,
+    /// An email or a UUID; steps bind `name.email` and `name.uuid` (one is NULL).
+    EmailOrUuid,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    pub title: String,
+    /// What the runbook expects, shown beside the verdict ("expected < 50 ms").
+    #[serde(default)]
+    pub expect: Option<String>,
+    #[serde(default)]
+    pub check: Check,
+    /// SQL with `$1..$n` placeholders bound, in order, from `params`.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// Argument names (or `name.email` / `name.uuid`) bound to `$1..$n`.
+    #[serde(default)]
+    pub params: Vec<String>,
+    /// Run this step only when the argument was given.
+    #[serde(default)]
+    pub when_arg: Option<String>,
+    /// Run this step only when the argument was not given.
+    #[serde(default)]
+    pub unless_arg: Option<String>,
+    /// Per-attempt statement timeout.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts before the step fails (with jittered backoff between them);
+    /// default: the target's `attempts`.
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Skip this step, saying why, when the extension is not installed.
+    #[serde(default)]
+    pub requires_extension: Option<String>,
+    #[serde(default)]
+    pub judge: Judge,
+    #[serde(default)]
+    pub render: Render,
+}
+
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+/// What a step does: run its SQL, ping the target, or probe the configured
+/// HTTP health endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    #[default]
+    Sql,
+    Ping,
+    HttpHealth,
+}
+
+/// How a step's result becomes ok / warning / critical. Everything unset
+/// means the step is informational (always ok).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Judge {
+    /// Verdict when the step returns more than `rows_over` rows (findings).
+    #[serde(default)]
+    pub rows: Option<Severity>,
+    /// How many rows are still fine (default 0).
+    #[serde(default)]
+    pub rows_over: i64,
+    /// Verdict when the step returns no rows (something expected is missing).
+    #[serde(default)]
+    pub empty: Option<Severity>,
+    /// Numeric column compared with the thresholds below, on every row.
+    #[serde(default)]
+    pub column: Option<String>,
+    #[serde(default)]
+    pub warning_above: Option<f64>,
+    #[serde(default)]
+    pub critical_above: Option<f64>,
+    #[serde(default)]
+    pub warning_below: Option<f64>,
+    #[serde(default)]
+    pub critical_below: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Render {
+    /// Columns to show, in order; default all.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Rows to show before "and N more rows".
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+impl Default for Render {
+    fn default() -> Self {
+        Render {
+            columns: Vec::new(),
+            limit: default_limit(),
+        }
+    }
+}
+
+fn default_limit() -> u32 {
+    10
+}

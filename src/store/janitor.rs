@@ -1,0 +1,41 @@
+//! Housekeeping: forget old Events API ids (Slack retries for at most about
+//! an hour) and delivered outbox rows, so the state store does not grow
+//! without bound. Failed rows are kept for inspection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+
+const EVERY: Duration = Duration::from_secs(600);
+const KEEP_EVENTS_MS: i64 = 24 * 3_600_000;
+const KEEP_SENT_MS: i64 = 7 * 24 * 3_600_000;
+
+pub async fn run(state: Arc<AppState>, cancel: CancellationToken) {
+    loop {
+        if let Err(e) = sweep(&state).await {
+            tracing::warn!(error = ?e, "state-store housekeeping failed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}
+
+pub async fn sweep(state: &AppState) -> anyhow::Result<(u64, u64)> {
+    let now = state.clock.now_ms();
+    let events = sqlx::query("DELETE FROM slack_events WHERE received_at < $1")
+        .bind(now - KEEP_EVENTS_MS)
+        .execute(&state.store.pool)
+        .await?
+        .rows_affected();
+    let sent = sqlx::query("DELETE FROM outbox WHERE status IN ('sent', 'superseded') AND finished_at < $1")
+        .bind(now - KEEP_SENT_MS)
+        .execute(&state.store.pool)
+        .await?
+        .rows_affected();
+    Ok((events, sent))
+}

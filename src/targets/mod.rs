@@ -1,0 +1,212 @@
+//! Targets: the application databases catalog commands run against.
+//!
+//! Pools connect lazily (a target that is down does not stop the bot from
+//! starting) with a short connect timeout. Diagnostics run in a `READ ONLY`
+//! transaction with `statement_timeout` from the step, and a failure names
+//! the target and the cause, never the URL or its password.
+
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+
+use crate::catalog::args::Bound;
+use crate::config::TargetConfig;
+
+pub struct Target {
+    pub name: String,
+    pub pool: PgPool,
+    options: PgConnectOptions,
+    pub connect_timeout: Duration,
+    pub attempts: u32,
+}
+
+#[derive(Default)]
+pub struct Targets {
+    map: BTreeMap<String, Target>,
+}
+
+impl Targets {
+    pub fn from_config(targets: &BTreeMap<String, TargetConfig>) -> anyhow::Result<Targets> {
+        let mut map = BTreeMap::new();
+        for (name, t) in targets {
+            let options = PgConnectOptions::from_str(t.url.expose_secret())
+                .map_err(|_| anyhow::anyhow!("target {name}: the URL does not parse"))?
+                .application_name("runbook-bot");
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .min_connections(0)
+                .acquire_timeout(t.connect_timeout)
+                .idle_timeout(Duration::from_secs(300))
+                .connect_lazy_with(options.clone());
+            map.insert(
+                name.clone(),
+                Target {
+                    name: name.clone(),
+                    pool,
+                    options,
+                    connect_timeout: t.connect_timeout,
+                    attempts: t.attempts,
+                },
+            );
+        }
+        Ok(Targets { map })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Target> {
+        self.map.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+}
+
+/// Why a step did not produce rows, in words safe to show in Slack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("timed out after {0} ms (statement_timeout)")]
+    Timeout(u64),
+    #[error("query failed: {0}")]
+    Query(String),
+}
+
+impl StepError {
+    /// Worth another attempt: the database may answer next time.
+    pub fn transient(&self) -> bool {
+        matches!(self, StepError::Unreachable(_) | StepError::Timeout(_))
+    }
+}
+
+/// Rows of a step: column names, the first rows as text, and the full count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub total: i64,
+}
+
+pub const TOTAL_COLUMN: &str = "__rb_total";
+
+impl Target {
+    /// Run one read-only statement. The statement is wrapped so the database
+    /// returns at most `limit` rows plus the total count.
+    pub async fn query(&self, sql: &str, params: &[Bound], timeout_ms: u64, limit: u32) -> Result<Table, StepError> {
+        let mut conn = self.acquire().await?;
+        let mut tx = conn
+            .begin_with("BEGIN READ ONLY")
+            .await
+            .map_err(|e| classify(&e, timeout_ms))?;
+        // Integers from validated config: nothing user-typed reaches this string.
+        tx.execute(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL statement_timeout = {timeout_ms}"
+        )))
+        .await
+        .map_err(|e| classify(&e, timeout_ms))?;
+        let wrapped = format!("SELECT q.*, count(*) OVER () AS {TOTAL_COLUMN} FROM ({sql}\n) q LIMIT {limit}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(wrapped));
+        for p in params {
+            q = match p {
+                Bound::Uuid(v) => q.bind(*v),
+                Bound::Text(v) => q.bind(v.clone()),
+                Bound::Int(v) => q.bind(*v),
+            };
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(|e| classify(&e, timeout_ms))?;
+        let _ = tx.rollback().await;
+        let mut table = Table::default();
+        if let Some(first) = rows.first() {
+            table.columns = first
+                .columns()
+                .iter()
+                .map(|c| sqlx::Column::name(c).to_string())
+                .collect();
+            table.columns.retain(|c| c != TOTAL_COLUMN);
+            table.total = first.try_get::<i64, _>(TOTAL_COLUMN).unwrap_or(rows.len() as i64);
+        }
+        table.rows = rows
+            .iter()
+            .map(|r| values::row_to_strings(r, table.columns.len()))
+            .collect();
+        Ok(table)
+    }
+
+    /// `SELECT 1` round trip, for the health diagnostic.
+    pub async fn ping(&self) -> Result<Duration, StepError> {
+        let started = Instant::now();
+        let mut conn = self.acquire().await?;
+        conn.execute("SELECT 1").await.map_err(|e| classify(&e, 0))?;
+        Ok(started.elapsed())
+    }
+
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StepError> {
+        // A cold pool answers a refused connection only after its whole
+        // acquire timeout; one direct attempt first fails fast and names why.
+        if self.pool.size() == 0 {
+            let probe = tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await;
+            match probe {
+                Err(_) => {
+                    return Err(StepError::Unreachable(format!(
+                        "no answer within {} ms",
+                        self.connect_timeout.as_millis()
+                    )));
+                }
+                Ok(Err(e)) => return Err(classify(&e, 0)),
+                Ok(Ok(c)) => {
+                    let _ = c.close().await;
+                }
+            }
+        }
+        match self.pool.acquire().await {
+            Ok(c) => Ok(c),
+            // The pool retries refused connections until its deadline and then
+            // reports only "timed out"; one direct attempt recovers the cause.
+            Err(sqlx::Error::PoolTimedOut) => Err(self.probe().await),
+            Err(e) => Err(classify(&e, 0)),
+        }
+    }
+
+    async fn probe(&self) -> StepError {
+        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await {
+            Err(_) => StepError::Unreachable(format!("no answer within {} ms", self.connect_timeout.as_millis())),
+            Ok(Err(e)) => classify(&e, 0),
+            Ok(Ok(c)) => {
+                let _ = c.close().await;
+                StepError::Unreachable("all connections are busy".into())
+            }
+        }
+    }
+}
+
+/// Map a driver error to words that carry no URL, host or password.
+pub fn classify(e: &sqlx::Error, timeout_ms: u64) -> StepError {
+    match e {
+        sqlx::Error::Io(io) => StepError::Unreachable(match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut => "connection timed out".into(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => "connection reset".into(),
+            std::io::ErrorKind::NotFound => "host not found".into(),
+            kind => format!("network error ({kind})"),
+        }),
+        sqlx::Error::Tls(_) => StepError::Unreachable("TLS handshake failed".into()),
+        sqlx::Error::PoolTimedOut => StepError::Unreachable("no connection within the connect timeout".into()),
+        sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => StepError::Unreachable("connection pool closed".into()),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("57014") => StepError::Timeout(timeout_ms),
+            Some("28P01") | Some("28000") => StepError::Unreachable("authentication failed".into()),
+            Some("3D000") => StepError::Unreachable("database does not exist".into()),
+            Some("57P03") => StepError::Unreachable("the database is starting up".into()),
+            Some("53300") => StepError::Unreachable("too many connections".into()),
+            code => StepError::Query(format!("{} ({})", db.message(), code.unwrap_or("?"))),
+        },
+        sqlx::Error::Configuration(_) => StepError::Unreachable("bad target configuration".into()),
+        other => StepError::Query(other.to_string().chars().take(200).collect()),
+    }
+}
