@@ -71,6 +71,23 @@ struct RawConfig {
     diagnostics: RawDiagnostics,
     #[serde(default)]
     health_checks: Vec<HealthCheck>,
+    #[serde(default)]
+    deploy_hooks: BTreeMap<String, DeployHook>,
+}
+
+/// The deploy provider's rollback hook for one service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployHook {
+    pub url: String,
+    #[serde(default = "default_hook_method")]
+    pub method: String,
+    #[serde(default)]
+    pub token: Option<SecretString>,
+}
+
+fn default_hook_method() -> String {
+    "POST".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +173,7 @@ pub struct Config {
     pub default_target: Option<String>,
     pub commands_dir: PathBuf,
     pub health_checks: Vec<HealthCheck>,
+    pub deploy_hooks: BTreeMap<String, DeployHook>,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +313,7 @@ impl Config {
             default_target: None,
             commands_dir: PathBuf::from("commands"),
             health_checks: Vec::new(),
+            deploy_hooks: BTreeMap::new(),
         }
     }
 }
@@ -460,7 +479,20 @@ fn build(
         }
     }
 
+    for (name, h) in &raw.deploy_hooks {
+        if !h.url.starts_with("http://") && !h.url.starts_with("https://") {
+            push(&format!("deploy_hooks.{name}.url"), "must be an http(s) URL".into());
+        }
+        if !matches!(h.method.as_str(), "POST" | "PUT" | "PATCH" | "GET") {
+            push(
+                &format!("deploy_hooks.{name}.method"),
+                "must be POST, PUT, PATCH or GET".into(),
+            );
+        }
+    }
+
     Some(Config {
+        deploy_hooks: raw.deploy_hooks,
         targets,
         default_target,
         commands_dir: PathBuf::from(raw.diagnostics.commands_dir.unwrap_or_else(|| "commands".into())),

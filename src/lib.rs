@@ -6,6 +6,8 @@
 //! (persisted Slack writes, drained by a worker).
 
 pub mod app;
+pub mod approval;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -13,6 +13,7 @@ use crate::slack::text::escape;
 pub enum Value {
     Uuid(Uuid),
     Text(String),
+    List(Vec<String>),
     Int(i64),
     EmailOrUuid { email: Option<String>, uuid: Option<Uuid> },
 }
@@ -22,6 +23,7 @@ pub enum Value {
 pub enum Bound {
     Uuid(Option<Uuid>),
     Text(Option<String>),
+    TextList(Vec<String>),
     Int(Option<i64>),
 }
 
@@ -70,14 +72,32 @@ pub fn parse_value(def: &ArgDef, raw: &str) -> Result<Value, UserError> {
                 .ok_or_else(|| bad("an email address or a UUID")),
         },
         ArgType::Identifier => {
-            let ok = !raw.is_empty()
-                && raw.len() <= 63
-                && raw.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && raw.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-            if ok {
+            if is_identifier(raw) {
                 Ok(Value::Text(raw.to_string()))
             } else {
                 Err(bad("an identifier (letters, digits, `_`, `-`, `.`)"))
+            }
+        }
+        ArgType::IdentifierList => {
+            let items: Vec<String> = raw
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if items.is_empty() || items.len() > 50 || !items.iter().all(|i| is_identifier(i)) {
+                return Err(bad("a comma-separated list of names"));
+            }
+            let mut unique = items;
+            unique.sort();
+            unique.dedup();
+            Ok(Value::List(unique))
+        }
+        ArgType::Text => {
+            let t = raw.trim();
+            if t.is_empty() || t.chars().count() > 500 {
+                Err(bad("a text of 1 to 500 characters"))
+            } else {
+                Ok(Value::Text(t.to_string()))
             }
         }
         ArgType::Int => {
@@ -99,13 +119,34 @@ pub fn parse_value(def: &ArgDef, raw: &str) -> Result<Value, UserError> {
     }
 }
 
-/// Match positional words to the declared arguments.
+fn is_identifier(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= 63
+        && raw
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+/// Match positional words to the declared arguments. A final `text`
+/// argument takes the rest of the line.
 pub fn bind_args(defs: &[ArgDef], words: &[String]) -> Result<BTreeMap<String, Value>, UserError> {
     let mut out = BTreeMap::new();
     for (i, def) in defs.iter().enumerate() {
-        match (words.get(i), &def.default) {
+        let rest;
+        let word = if def.ty == ArgType::Text && i < words.len() {
+            rest = words[i..].join(" ");
+            Some(&rest)
+        } else {
+            words.get(i)
+        };
+        match (word, &def.default) {
             (Some(w), _) => {
                 out.insert(def.name.clone(), parse_value(def, w)?);
+                if def.ty == ArgType::Text {
+                    return Ok(out);
+                }
             }
             (None, Some(d)) => {
                 out.insert(def.name.clone(), parse_value(def, d)?);
@@ -159,6 +200,10 @@ pub fn bound(defs: &[ArgDef], values: &BTreeMap<String, Value>, param: &str) -> 
             Some(Value::Int(n)) => Some(*n),
             _ => None,
         }),
+        (ArgType::IdentifierList, _) => Bound::TextList(match v {
+            Some(Value::List(items)) => items.clone(),
+            _ => Vec::new(),
+        }),
         (ArgType::EmailOrUuid, Some("uuid")) => Bound::Uuid(match v {
             Some(Value::EmailOrUuid { uuid, .. }) => *uuid,
             _ => None,
@@ -179,6 +224,7 @@ pub fn display(v: &Value) -> String {
     match v {
         Value::Uuid(u) => u.to_string(),
         Value::Text(t) => t.clone(),
+        Value::List(items) => items.join(","),
         Value::Int(n) => n.to_string(),
         Value::EmailOrUuid { email: Some(e), .. } => e.clone(),
         Value::EmailOrUuid { uuid: Some(u), .. } => u.to_string(),
@@ -238,6 +284,14 @@ mod tests {
         assert!(parse_value(&def(ArgType::Int), "1e3").is_err());
         assert!(parse_value(&def(ArgType::Identifier), "new-tenant-flow").is_ok());
         assert!(parse_value(&def(ArgType::Identifier), "x;drop").is_err());
+        assert!(parse_value(&def(ArgType::Identifier), "20250129172156").is_ok());
+        assert_eq!(
+            parse_value(&def(ArgType::IdentifierList), "b,a, b").unwrap(),
+            Value::List(vec!["a".into(), "b".into()])
+        );
+        assert!(parse_value(&def(ArgType::IdentifierList), "a,'b'").is_err());
+        assert!(parse_value(&def(ArgType::IdentifierList), ",").is_err());
+        assert!(parse_value(&def(ArgType::Text), &"x".repeat(501)).is_err());
         let mut e = def(ArgType::Enum);
         e.values = vec!["all".into(), "users".into()];
         assert_eq!(parse_value(&e, "USERS").unwrap(), Value::Text("users".into()));
@@ -281,5 +335,26 @@ mod tests {
         );
         assert_eq!(bound(&defs, &v, "days"), Bound::Int(Some(7)));
         assert_eq!(bound(&defs, &v, "email"), Bound::Text(Some("x@y.io".into())));
+    }
+
+    #[test]
+    fn a_final_text_argument_takes_the_rest_of_the_line() {
+        let mut a = def(ArgType::Uuid);
+        a.name = "user".into();
+        let mut b = def(ArgType::Text);
+        b.name = "reason".into();
+        let defs = vec![a, b];
+        let words: Vec<String> = "0b9e3c8e-6f0a-4d7e-9a51-3f2f1c0e8d11 spam and abuse"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let v = bind_args(&defs, &words).unwrap();
+        assert_eq!(v["reason"], Value::Text("spam and abuse".into()));
+        assert!(
+            bind_args(&defs, &words[..1])
+                .unwrap_err()
+                .0
+                .contains("Missing argument `reason`")
+        );
     }
 }

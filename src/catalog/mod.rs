@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Problem;
-use schema::{ArgType, Check, CommandFile};
+use schema::{ArgDef, ArgType, Check, CommandFile, Kind};
 
 #[derive(Debug)]
 pub struct Entry {
@@ -45,6 +45,19 @@ impl Catalog {
             match parse(&file, &text) {
                 Ok(def) => {
                     let names = catalog.by_command.entry(def.command.clone()).or_default();
+                    let standalone_clash =
+                        names.values().any(|e| e.def.standalone) || (def.standalone && !names.is_empty());
+                    if standalone_clash {
+                        problems.push(problem(
+                            &file,
+                            "standalone",
+                            format!(
+                                "`{}` is standalone: it cannot share its slash command with other files",
+                                def.command
+                            ),
+                        ));
+                        continue;
+                    }
                     if let Some(other) = names.get(&def.name) {
                         problems.push(problem(
                             &file,
@@ -68,6 +81,15 @@ impl Catalog {
         } else {
             Err(problems)
         }
+    }
+
+    /// The entry a standalone slash command runs (`/restore-account …`).
+    pub fn standalone(&self, command: &str) -> Option<Arc<Entry>> {
+        self.by_command
+            .get(command)?
+            .values()
+            .find(|e| e.def.standalone)
+            .cloned()
     }
 
     pub fn get(&self, command: &str, name: &str) -> Option<Arc<Entry>> {
@@ -196,34 +218,46 @@ fn validate(file: &Path, def: &CommandFile) -> Vec<Problem> {
         }
     }
 
-    if def.steps.is_empty() {
-        push("steps".into(), "at least one step is needed".into());
+    if let Some(i) = def.args.iter().position(|a| a.ty == ArgType::Text)
+        && i + 1 != def.args.len()
+    {
+        push(
+            format!("args[{i}].type"),
+            "a `text` argument takes the rest of the line, so it must be last".into(),
+        );
+    }
+    match def.kind {
+        Kind::Diagnostic => {
+            if def.steps.is_empty() {
+                push("steps".into(), "at least one step is needed".into());
+            }
+            let action_only = [
+                ("approval", def.approval.is_some()),
+                ("plan", !def.plan.is_empty()),
+                ("apply", !def.apply.is_empty()),
+                ("verify", !def.verify.is_empty()),
+                ("max_rows", def.max_rows.is_some()),
+                ("rollback_scripts", def.rollback_scripts.is_some()),
+                ("deploy_hook_arg", def.deploy_hook_arg.is_some()),
+            ];
+            for (field, set) in action_only {
+                if set {
+                    push(
+                        field.into(),
+                        "only an action takes this; a diagnostic has `steps`".into(),
+                    );
+                }
+            }
+        }
+        Kind::Action => validate_action(file, def, &mut push),
     }
     for (i, s) in def.steps.iter().enumerate() {
         let f = |k: &str| format!("steps[{i}].{k}");
         match (s.check, &s.sql) {
             (Check::Sql, None) => push(f("sql"), "a sql step needs `sql`".into()),
-            (Check::Sql, Some(sql)) => {
-                let used = placeholders(sql);
-                let want: BTreeSet<usize> = (1..=s.params.len()).collect();
-                if used != want {
-                    push(
-                        f("sql"),
-                        format!(
-                            "placeholders {} do not match the {} declared params",
-                            show_set(&used),
-                            s.params.len()
-                        ),
-                    );
-                }
-            }
+            (Check::Sql, Some(sql)) => check_sql(&def.args, &format!("steps[{i}]"), sql, &s.params, &mut push),
             (_, Some(_)) => push(f("sql"), "only a sql step takes `sql`".into()),
             (_, None) => {}
-        }
-        for (j, param) in s.params.iter().enumerate() {
-            if let Err(why) = args::resolve_param(&def.args, param) {
-                push(format!("steps[{i}].params[{j}]"), why);
-            }
         }
         for (key, arg) in [("when_arg", &s.when_arg), ("unless_arg", &s.unless_arg)] {
             if let Some(a) = arg {
@@ -260,6 +294,119 @@ fn validate(file: &Path, def: &CommandFile) -> Vec<Problem> {
         }
     }
     p
+}
+
+fn check_sql(args: &[ArgDef], at: &str, sql: &str, params: &[String], push: &mut impl FnMut(String, String)) {
+    if sql.trim_end().ends_with(';') {
+        push(format!("{at}.sql"), "one statement, without a trailing `;`".into());
+    }
+    let used = placeholders(sql);
+    let want: BTreeSet<usize> = (1..=params.len()).collect();
+    if used != want {
+        push(
+            format!("{at}.sql"),
+            format!(
+                "placeholders {} do not match the {} declared params",
+                show_set(&used),
+                params.len()
+            ),
+        );
+    }
+    for (j, param) in params.iter().enumerate() {
+        if let Err(why) = args::resolve_param(args, param) {
+            push(format!("{at}.params[{j}]"), why);
+        }
+    }
+}
+
+fn validate_action(file: &Path, def: &CommandFile, push: &mut impl FnMut(String, String)) {
+    if !def.steps.is_empty() {
+        push(
+            "steps".into(),
+            "an action has `plan`, `apply` and `verify`, not `steps`".into(),
+        );
+    }
+    let a = def.approval.clone().unwrap_or_default();
+    if !(1..=5).contains(&a.approvals) {
+        push("approval.approvals".into(), "must be between 1 and 5".into());
+    }
+    if !(1..=1440).contains(&a.expires_minutes) {
+        push("approval.expires_minutes".into(), "must be between 1 and 1440".into());
+    }
+    let arg_named = |field: &str, name: &Option<String>, push: &mut dyn FnMut(String, String)| {
+        if let Some(n) = name
+            && !def.args.iter().any(|d| &d.name == n && !d.optional)
+        {
+            push(field.into(), format!("`{n}` is not a required argument"));
+        }
+    };
+    if def.deploy_hook_arg.is_some() {
+        arg_named("deploy_hook_arg", &def.deploy_hook_arg, push);
+        if !def.plan.is_empty() || !def.apply.is_empty() || !def.verify.is_empty() {
+            push(
+                "deploy_hook_arg".into(),
+                "a deploy-hook action runs no SQL (no plan/apply/verify)".into(),
+            );
+        }
+        return;
+    }
+    if def.plan.is_empty() {
+        push("plan".into(), "an action must show its plan".into());
+    }
+    if def.apply.is_empty() && def.rollback_scripts.is_none() {
+        push("apply".into(), "an action needs statements to apply".into());
+    }
+    if def.verify.is_empty() {
+        push("verify".into(), "an action must verify what it did".into());
+    }
+    match def.max_rows {
+        None => push(
+            "max_rows".into(),
+            "an action must declare its maximum blast radius".into(),
+        ),
+        Some(n) if n < 1 => push("max_rows".into(), "must be at least 1".into()),
+        Some(_) => {}
+    }
+    for (i, p) in def.plan.iter().enumerate() {
+        check_sql(&def.args, &format!("plan[{i}]"), &p.sql, &p.params, push);
+    }
+    for (i, p) in def.apply.iter().enumerate() {
+        check_sql(&def.args, &format!("apply[{i}]"), &p.sql, &p.params, push);
+        if let Some(n) = p.expect_rows_from_plan
+            && n >= def.plan.len()
+        {
+            push(
+                format!("apply[{i}].expect_rows_from_plan"),
+                format!("there is no plan[{n}]"),
+            );
+        }
+    }
+    for (i, p) in def.verify.iter().enumerate() {
+        check_sql(&def.args, &format!("verify[{i}]"), &p.sql, &p.params, push);
+    }
+    if def.rollback_scripts.is_some() != def.script_arg.is_some() {
+        push(
+            "rollback_scripts".into(),
+            "`rollback_scripts` and `script_arg` go together".into(),
+        );
+    }
+    arg_named("script_arg", &def.script_arg, push);
+    if let Some(dir) = &def.rollback_scripts {
+        let path = file.parent().unwrap_or(Path::new(".")).join(dir);
+        if !path.is_dir() {
+            push(
+                "rollback_scripts".into(),
+                format!("folder {} does not exist", path.display()),
+            );
+        }
+    }
+}
+
+/// Where a migration's rollback script lives, for a loaded entry.
+pub fn rollback_script(entry: &Entry, version: &str) -> Option<PathBuf> {
+    let dir = entry.def.rollback_scripts.as_ref()?;
+    let path = entry.file.parent()?.join(dir).join(format!("{version}.sql"));
+    path.is_file().then_some(path)
 }
 
 /// The `$n` placeholders of a statement, skipping string literals, quoted

@@ -8,12 +8,16 @@ use crate::config::Level;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandFile {
-    /// `diagnostic` (read-only). Actions arrive with the approvals work.
+    /// `diagnostic` (read-only, runs at once) or `action` (changes things,
+    /// only after approval).
     pub kind: Kind,
     /// The slash command, e.g. `/diagnose`.
     pub command: String,
     /// The subcommand, e.g. `orphans`.
     pub name: String,
+    /// The slash command has no subcommand word: `/restore-account <who>`.
+    #[serde(default)]
+    pub standalone: bool,
     pub summary: String,
     /// Shown by `help` and on bad input, e.g. `/diagnose email <email>`.
     pub usage: String,
@@ -27,13 +31,129 @@ pub struct CommandFile {
     pub target: Option<String>,
     #[serde(default)]
     pub args: Vec<ArgDef>,
+    /// Diagnostic steps.
+    #[serde(default)]
     pub steps: Vec<StepDef>,
+    /// Action: who approves, how many, for how long.
+    #[serde(default)]
+    pub approval: Option<ApprovalDef>,
+    /// Action: refuse a plan that would touch more rows than this.
+    #[serde(default)]
+    pub max_rows: Option<i64>,
+    /// Action: queries listing exactly the rows that will change.
+    #[serde(default)]
+    pub plan: Vec<PlanDef>,
+    /// Action: statements run in one transaction.
+    #[serde(default)]
+    pub apply: Vec<ApplyDef>,
+    /// Action: checks run inside that transaction before it commits; any
+    /// failure rolls everything back.
+    #[serde(default)]
+    pub verify: Vec<VerifyDef>,
+    /// Action: how to reverse it, shown with the result.
+    #[serde(default)]
+    pub undo: Option<String>,
+    /// Action: folder (relative to this file) of `<version>.sql` rollback
+    /// scripts, chosen by the argument named in `script_arg`.
+    #[serde(default)]
+    pub rollback_scripts: Option<String>,
+    #[serde(default)]
+    pub script_arg: Option<String>,
+    /// Action: call the deploy hook of the service named by this argument
+    /// instead of running SQL.
+    #[serde(default)]
+    pub deploy_hook_arg: Option<String>,
+    /// Action: statement timeout for the whole apply transaction.
+    #[serde(default = "default_apply_timeout_ms")]
+    pub apply_timeout_ms: u64,
+}
+
+fn default_apply_timeout_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDef {
+    #[serde(default = "default_approver_level")]
+    pub level: Level,
+    #[serde(default = "default_approvals")]
+    pub approvals: u32,
+    #[serde(default = "default_expires_minutes")]
+    pub expires_minutes: u32,
+}
+
+impl Default for ApprovalDef {
+    fn default() -> Self {
+        ApprovalDef {
+            level: default_approver_level(),
+            approvals: default_approvals(),
+            expires_minutes: default_expires_minutes(),
+        }
+    }
+}
+
+fn default_approver_level() -> Level {
+    Level::L3
+}
+fn default_approvals() -> u32 {
+    1
+}
+fn default_expires_minutes() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanDef {
+    pub title: String,
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<String>,
+    /// Whether these rows count toward `max_rows` (context rows do not).
+    #[serde(default = "yes")]
+    pub counts: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyDef {
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<String>,
+    /// The statement must change exactly as many rows as plan query N showed.
+    #[serde(default)]
+    pub expect_rows_from_plan: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyDef {
+    pub title: String,
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<String>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// No rows (nothing left in the bad state).
+    Empty,
+    /// At least one row.
+    Rows,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Diagnostic,
+    Action,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +190,10 @@ pub enum ArgType {
     Enum,
     /// An email or a UUID; steps bind `name.email` and `name.uuid` (one is NULL).
     EmailOrUuid,
+    /// Comma-separated identifiers, bound as `text[]` (`= ANY($1)`).
+    IdentifierList,
+    /// Free text to the end of the line (a reason); must be the last argument.
+    Text,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,32 +12,9 @@ use crate::app::AppState;
 use crate::catalog::Entry;
 use crate::catalog::args::Value;
 use crate::dispatch::{Origin, Reply, Via};
-use crate::error::{CommandError, UserError};
+use crate::error::CommandError;
 use crate::incident::store as incidents;
 use crate::outbox::{self, Outgoing};
-use crate::targets::Target;
-
-/// Pick the target: named by the person, else by the catalog file, else the
-/// config's default.
-pub fn resolve_target<'a>(state: &'a AppState, entry: &Entry, named: Option<&str>) -> Result<&'a Target, UserError> {
-    let name = named
-        .map(str::to_string)
-        .or_else(|| entry.def.target.clone())
-        .or_else(|| state.config.default_target.clone())
-        .ok_or_else(|| UserError::new("No target is configured: add one under `[targets]` in the config."))?;
-    state.targets.get(&name).ok_or_else(|| {
-        let known: Vec<&str> = state.targets.names().collect();
-        UserError::new(format!(
-            "Unknown target `{}`. Targets: {}.",
-            crate::slack::text::escape(&name),
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        ))
-    })
-}
 
 pub async fn start(
     state: &Arc<AppState>,
@@ -46,7 +23,7 @@ pub async fn start(
     values: BTreeMap<String, Value>,
     target: Option<String>,
 ) -> Result<Reply, CommandError> {
-    let t = resolve_target(state, &entry, target.as_deref())?;
+    let t = crate::dispatch::target_for(state, &entry, target.as_deref())?;
     let target_name = t.name.clone();
     let label = format!("{} {}", entry.def.command, entry.def.name);
     match origin.via {

@@ -7,10 +7,13 @@ pub mod policy;
 use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::diagnose;
+use crate::catalog::Entry;
+use crate::catalog::schema::Kind;
 use crate::error::{CommandError, UserError};
 use crate::incident;
 use crate::slack::ids::{ChannelId, UserId};
+use crate::targets::Target;
+use crate::{approval, diagnose};
 use parse::Invocation;
 
 /// Where a command came from.
@@ -98,7 +101,15 @@ async fn run(state: &Arc<AppState>, origin: &Origin, inv: Invocation, name: &str
         ))),
         Invocation::Incident(cmd) => incident::commands::run(state, origin, cmd).await,
         Invocation::CatalogHelp { command } => Ok(Reply::new(parse::catalog_help(&command, &state.catalog))),
-        Invocation::Catalog { entry, values, target } => diagnose::start(state, origin, entry, values, target).await,
+        Invocation::Catalog {
+            entry,
+            values,
+            words,
+            target,
+        } => match entry.def.kind {
+            Kind::Diagnostic => diagnose::start(state, origin, entry, values, target).await,
+            Kind::Action => approval::request(state, origin, entry, values, words, target).await,
+        },
     }
 }
 
@@ -106,19 +117,60 @@ fn display_name(name: &str) -> String {
     format!("/{}", name.replace('.', " "))
 }
 
-/// A button click on an incident's root message, checked with the same rules
-/// as the equivalent command.
+/// A button click: incident buttons follow the same rules as the equivalent
+/// command; approval buttons follow the approval rules.
 pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, value: &str) -> Reply {
-    let target = match value.parse::<i64>() {
-        Ok(id) if id > 0 => Some(incident::model::IncidentRef(id)),
-        _ => return Reply::new(UserError::new("This button carries no valid incident.").0),
+    let Some(id) = value.parse::<i64>().ok().filter(|id| *id > 0) else {
+        return Reply::new("This button carries no valid incident or request.");
     };
+    let target = Some(incident::model::IncidentRef(id));
     let cmd = match action_id {
         incident::render::ACTION_ACK => parse::IncidentCmd::Ack { target },
         incident::render::ACTION_RESOLVE => parse::IncidentCmd::Resolve { target, summary: None },
+        approval::render::ACTION_APPROVE | approval::render::ACTION_DENY => {
+            let approve = action_id == approval::render::ACTION_APPROVE;
+            let name = if approve { "approval.approve" } else { "approval.deny" };
+            let result = approval::decide(state, origin, id, approve).await;
+            record(state, name, &result);
+            return result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)));
+        }
         _ => return Reply::new("This button is not one of ours any more; run the command instead."),
     };
     let name = cmd.name();
     let result = run(state, origin, Invocation::Incident(cmd), name).await;
     result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
+}
+
+fn record(state: &AppState, name: &str, result: &Result<Reply, CommandError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(CommandError::User(_)) => "refused",
+        Err(CommandError::Internal(_)) => "error",
+    };
+    state.metrics.inc(
+        "runbook_bot_commands_total",
+        format!("command=\"{name}\",outcome=\"{outcome}\""),
+    );
+}
+
+/// The target a catalog command runs against: named by the person, else by
+/// the catalog file, else the config's default.
+pub fn target_for<'a>(state: &'a AppState, entry: &Entry, named: Option<&str>) -> Result<&'a Target, UserError> {
+    let name = named
+        .map(str::to_string)
+        .or_else(|| entry.def.target.clone())
+        .or_else(|| state.config.default_target.clone())
+        .ok_or_else(|| UserError::new("No target is configured: add one under `[targets]` in the config."))?;
+    state.targets.get(&name).ok_or_else(|| {
+        let known: Vec<&str> = state.targets.names().collect();
+        UserError::new(format!(
+            "Unknown target `{}`. Targets: {}.",
+            crate::slack::text::escape(&name),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))
+    })
 }

@@ -19,10 +19,12 @@ pub enum Invocation {
     Incident(IncidentCmd),
     /// `/incident help` (or no text).
     IncidentHelp,
-    /// A command from the catalog, its arguments already typed.
+    /// A command from the catalog, its arguments already typed (`words` as
+    /// given, kept so an approved action can be re-parsed when applied).
     Catalog {
         entry: Arc<Entry>,
         values: BTreeMap<String, Value>,
+        words: Vec<String>,
         target: Option<String>,
     },
     /// `/diagnose help` (or no text): the catalog's list.
@@ -41,11 +43,13 @@ impl PartialEq for Invocation {
                     entry: a,
                     values: va,
                     target: ta,
+                    ..
                 },
                 Invocation::Catalog {
                     entry: b,
                     values: vb,
                     target: tb,
+                    ..
                 },
             ) => Arc::ptr_eq(a, b) && va == vb && ta == tb,
             (Invocation::CatalogHelp { command: a }, Invocation::CatalogHelp { command: b }) => a == b,
@@ -145,28 +149,33 @@ pub fn catalog_help(command: &str, catalog: &Catalog) -> String {
 
 fn parse_catalog(command: &str, text: &str, catalog: &Catalog) -> Result<Invocation, UserError> {
     let decoded = decode_command_text(text);
-    let mut words = decoded.split_whitespace().map(str::to_string);
-    let name = words.next().unwrap_or_default().to_ascii_lowercase();
-    if name.is_empty() || name == "help" {
+    let mut words: Vec<String> = decoded.split_whitespace().map(str::to_string).collect();
+    let first = words.first().map(|w| w.to_ascii_lowercase()).unwrap_or_default();
+    if first == "help" || (first.is_empty() && catalog.standalone(command).is_none()) {
         return Ok(Invocation::CatalogHelp {
             command: command.to_string(),
         });
     }
-    let entry = catalog.get(command, &name).ok_or_else(|| {
-        UserError::new(format!(
-            "Unknown check `{}`.\n{}",
-            shown(&name),
-            catalog_help(command, catalog)
-        ))
-    })?;
+    let entry = match catalog.standalone(command) {
+        Some(e) => e,
+        None => {
+            words.remove(0);
+            catalog.get(command, &first).ok_or_else(|| {
+                UserError::new(format!(
+                    "Unknown check `{}`.\n{}",
+                    shown(&first),
+                    catalog_help(command, catalog)
+                ))
+            })?
+        }
+    };
     let mut target = None;
     let mut rest = Vec::new();
-    let mut words = words.peekable();
-    while let Some(w) = words.next() {
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
         let value = if w == "--target" {
             Some(
-                words
-                    .next()
+                it.next()
                     .ok_or_else(|| UserError::new("`--target` needs a target name."))?,
             )
         } else {
@@ -180,7 +189,12 @@ fn parse_catalog(command: &str, text: &str, catalog: &Catalog) -> Result<Invocat
     }
     let values = bind_args(&entry.def.args, &rest)
         .map_err(|e| UserError::new(format!("{}\n*Usage:* `{}`", e.0, entry.def.usage)))?;
-    Ok(Invocation::Catalog { entry, values, target })
+    Ok(Invocation::Catalog {
+        entry,
+        values,
+        words: rest,
+        target,
+    })
 }
 
 fn is_target_name(s: &str) -> bool {

@@ -6,3 +6,8 @@ pub mod commands;
 pub mod model;
 pub mod render;
 pub mod store;
+
+/// The key the outbox remembers an incident's root message under.
+pub fn root_key(incident_id: i64) -> String {
+    format!("incident:{incident_id}")
+}

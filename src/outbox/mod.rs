@@ -18,14 +18,11 @@ use crate::slack::ids::ChannelId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A top-level post, or a reply to a known `thread_ts`.
+    /// `chat.postMessage`: top level, or in the thread of `thread_ts` or of
+    /// the message known as `thread_key`; remembered as `message_key`.
     Post,
-    /// An incident's root message; its `ts` is stored on the incident.
-    PostRoot,
-    /// A reply in an incident's thread; `thread_ts` is the root's `ts`.
-    PostThread,
-    /// `chat.update` of an incident's root message.
-    UpdateRoot,
+    /// `chat.update` of the message known as `message_key`.
+    Update,
     /// A reply through a command's `response_url`.
     Respond,
 }
@@ -34,9 +31,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Post => "post",
-            Kind::PostRoot => "post_root",
-            Kind::PostThread => "post_thread",
-            Kind::UpdateRoot => "update_root",
+            Kind::Update => "update",
             Kind::Respond => "respond",
         }
     }
@@ -44,17 +39,10 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         Some(match s {
             "post" => Kind::Post,
-            "post_root" => Kind::PostRoot,
-            "post_thread" => Kind::PostThread,
-            "update_root" => Kind::UpdateRoot,
+            "update" => Kind::Update,
             "respond" => Kind::Respond,
             _ => return None,
         })
-    }
-
-    /// Whether the write is a `chat.postMessage`, which Slack paces per channel.
-    pub fn is_post(self) -> bool {
-        matches!(self, Kind::Post | Kind::PostRoot | Kind::PostThread)
     }
 }
 
@@ -65,26 +53,63 @@ pub struct Outgoing {
     pub channel: Option<ChannelId>,
     pub incident_id: Option<i64>,
     pub thread_ts: Option<String>,
+    /// Reply in the thread of the message posted under this key.
+    pub thread_key: Option<String>,
+    /// Post: remember the ts under this key. Update: the message to update.
+    pub message_key: Option<String>,
     pub response_url: Option<String>,
     pub content: SlackMessageContent,
 }
 
 impl Outgoing {
+    /// An incident's root message.
     pub fn root(incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
-        Self::incident(Kind::PostRoot, incident_id, channel, content)
+        let mut m = Self::post_keyed(channel, None, Some(crate::incident::root_key(incident_id)), content);
+        m.incident_id = Some(incident_id);
+        m
     }
+    /// A reply in an incident's thread.
     pub fn thread(incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
-        Self::incident(Kind::PostThread, incident_id, channel, content)
+        let mut m = Self::post_keyed(channel, Some(crate::incident::root_key(incident_id)), None, content);
+        m.incident_id = Some(incident_id);
+        m
     }
+    /// `chat.update` of an incident's root message.
     pub fn update_root(incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
-        Self::incident(Kind::UpdateRoot, incident_id, channel, content)
+        let mut m = Self::update(channel, &crate::incident::root_key(incident_id), content);
+        m.incident_id = Some(incident_id);
+        m
     }
     pub fn post(channel: &ChannelId, thread_ts: Option<String>, content: SlackMessageContent) -> Self {
+        let mut m = Self::post_keyed(channel, None, None, content);
+        m.thread_ts = thread_ts;
+        m
+    }
+    pub fn post_keyed(
+        channel: &ChannelId,
+        thread_key: Option<String>,
+        message_key: Option<String>,
+        content: SlackMessageContent,
+    ) -> Self {
         Outgoing {
             kind: Kind::Post,
             channel: Some(channel.clone()),
             incident_id: None,
-            thread_ts,
+            thread_ts: None,
+            thread_key,
+            message_key,
+            response_url: None,
+            content,
+        }
+    }
+    pub fn update(channel: &ChannelId, message_key: &str, content: SlackMessageContent) -> Self {
+        Outgoing {
+            kind: Kind::Update,
+            channel: Some(channel.clone()),
+            incident_id: None,
+            thread_ts: None,
+            thread_key: None,
+            message_key: Some(message_key.to_string()),
             response_url: None,
             content,
         }
@@ -95,18 +120,9 @@ impl Outgoing {
             channel: None,
             incident_id: None,
             thread_ts: None,
+            thread_key: None,
+            message_key: None,
             response_url: Some(response_url.to_string()),
-            content,
-        }
-    }
-
-    fn incident(kind: Kind, incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
-        Outgoing {
-            kind,
-            channel: Some(channel.clone()),
-            incident_id: Some(incident_id),
-            thread_ts: None,
-            response_url: None,
             content,
         }
     }
@@ -131,14 +147,17 @@ pub async fn enqueue(
     for m in messages {
         let payload = serde_json::to_string(&m.content)?;
         sqlx::query(
-            "INSERT INTO outbox (lane, kind, channel, incident_id, thread_ts, response_url, notify_url, payload, status, attempts, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)",
+            "INSERT INTO outbox (lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url,
+               payload, status, attempts, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11)",
         )
         .bind(m.lane())
         .bind(m.kind.as_str())
         .bind(m.channel.as_ref().map(|c| c.as_str().to_string()))
         .bind(m.incident_id)
         .bind(m.thread_ts.clone())
+        .bind(m.thread_key.clone())
+        .bind(m.message_key.clone())
         .bind(m.response_url.clone())
         .bind(notify_url.map(str::to_string))
         .bind(payload)

@@ -34,6 +34,8 @@ struct Row_ {
     channel: Option<String>,
     incident_id: Option<i64>,
     thread_ts: Option<String>,
+    thread_key: Option<String>,
+    message_key: Option<String>,
     response_url: Option<String>,
     notify_url: Option<String>,
     payload: String,
@@ -49,7 +51,7 @@ enum Outcome {
     },
     Failed(String),
     Superseded,
-    /// The row cannot be sent yet (its thread root has no ts yet).
+    /// The row cannot be sent yet (the message it needs has no ts yet).
     Wait(i64),
 }
 
@@ -77,7 +79,7 @@ async fn drain(state: &AppState, owner: &str, pacer: &mut Pacer, cancel: &Cancel
     // Only the oldest pending row of each lane is eligible: that is what
     // keeps lanes in order.
     let rows = sqlx::query(
-        "SELECT id, lane, kind, channel, incident_id, thread_ts, response_url, notify_url, payload, attempts
+        "SELECT id, lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url, payload, attempts
          FROM outbox o
          WHERE status = 'pending' AND next_attempt_at <= $1
            AND (lease_until IS NULL OR lease_until < $1)
@@ -99,12 +101,14 @@ async fn drain(state: &AppState, owner: &str, pacer: &mut Pacer, cancel: &Cancel
             channel: r.try_get("channel")?,
             incident_id: r.try_get("incident_id")?,
             thread_ts: r.try_get("thread_ts")?,
+            thread_key: r.try_get("thread_key")?,
+            message_key: r.try_get("message_key")?,
             response_url: r.try_get("response_url")?,
             notify_url: r.try_get("notify_url")?,
             payload: r.try_get("payload")?,
             attempts: r.try_get("attempts")?,
         };
-        if row.kind.is_post() && pacer.try_take(&row.lane, state.clock.now_ms()).is_err() {
+        if row.kind == Kind::Post && pacer.try_take(&row.lane, state.clock.now_ms()).is_err() {
             continue;
         }
         if !claim(state, owner, row.id).await? {
@@ -137,11 +141,20 @@ async fn deliver(state: &AppState, row: &Row_) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(format!("stored payload does not decode: {e}")),
     };
-    let thread_ts = match (row.kind, row.incident_id) {
-        (Kind::PostThread | Kind::UpdateRoot, Some(incident)) => match root_ts(state, incident).await {
-            Ok(RootTs::Known(ts)) => Some(ts),
-            Ok(RootTs::Lost) => return Outcome::Failed("the incident's root message was never delivered".into()),
-            Ok(RootTs::NotYet) => return Outcome::Wait(500),
+    // The thread to reply in, or the message to update, may be known only
+    // by key until its own post is delivered (same lane, so it goes first).
+    let key = match row.kind {
+        Kind::Update => row.message_key.as_deref(),
+        _ => row.thread_key.as_deref(),
+    };
+    let keyed_ts = match key {
+        None => None,
+        Some(k) => match known_ts(state, k).await {
+            Ok(KnownTs::Known(ts)) => Some(ts),
+            Ok(KnownTs::Lost) => {
+                return Outcome::Failed(format!("the message `{k}` it depends on was never delivered"));
+            }
+            Ok(KnownTs::NotYet) => return Outcome::Wait(500),
             Err(e) => {
                 return Outcome::Retry {
                     after_ms: 1000,
@@ -150,9 +163,9 @@ async fn deliver(state: &AppState, row: &Row_) -> Outcome {
                 };
             }
         },
-        _ => row.thread_ts.clone(),
     };
-    if row.kind == Kind::UpdateRoot {
+    let thread_ts = keyed_ts.clone().or_else(|| row.thread_ts.clone());
+    if row.kind == Kind::Update {
         match newer_update_exists(state, row).await {
             Ok(true) => return Outcome::Superseded,
             Ok(false) => {}
@@ -169,7 +182,7 @@ async fn deliver(state: &AppState, row: &Row_) -> Outcome {
     let channel = row.channel.as_deref().map(|c| SlackChannelId::new(c.to_string()));
     let call = async {
         match (row.kind, channel) {
-            (Kind::UpdateRoot, Some(channel)) => {
+            (Kind::Update, Some(channel)) => {
                 let ts = SlackTs::new(thread_ts.unwrap_or_default());
                 let req = SlackApiChatUpdateRequest::new(channel, content, ts);
                 session.chat_update(&req).await.map(|r| Some(r.ts.to_string()))
@@ -284,12 +297,15 @@ async fn finish(state: &AppState, owner: &str, row: &Row_, outcome: Outcome) -> 
             .bind(owner)
             .execute(&mut *tx)
             .await?;
-            if let (Kind::PostRoot, Some(incident), Some(ts)) = (row.kind, row.incident_id, ts) {
-                sqlx::query("UPDATE incidents SET root_ts = $1 WHERE id = $2 AND root_ts IS NULL")
-                    .bind(ts)
-                    .bind(incident)
-                    .execute(&mut *tx)
-                    .await?;
+            if let (Kind::Post, Some(key), Some(channel), Some(ts)) = (row.kind, &row.message_key, &row.channel, ts) {
+                sqlx::query(
+                    "INSERT INTO slack_messages (key, channel, ts) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(channel)
+                .bind(ts)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             metric("sent");
@@ -414,39 +430,37 @@ async fn give_up(state: &AppState, owner: &str, row: &Row_, error: String, now: 
     Ok(())
 }
 
-enum RootTs {
+enum KnownTs {
     Known(String),
     NotYet,
     Lost,
 }
 
-async fn root_ts(state: &AppState, incident: i64) -> anyhow::Result<RootTs> {
-    let ts: Option<String> = sqlx::query_scalar("SELECT root_ts FROM incidents WHERE id = $1")
-        .bind(incident)
+async fn known_ts(state: &AppState, key: &str) -> anyhow::Result<KnownTs> {
+    let ts: Option<String> = sqlx::query_scalar("SELECT ts FROM slack_messages WHERE key = $1")
+        .bind(key)
         .fetch_optional(&state.store.pool)
-        .await?
-        .flatten();
+        .await?;
     if let Some(ts) = ts {
-        return Ok(RootTs::Known(ts));
+        return Ok(KnownTs::Known(ts));
     }
-    let root_pending: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM outbox WHERE incident_id = $1 AND kind = 'post_root' ORDER BY id LIMIT 1",
-    )
-    .bind(incident)
-    .fetch_optional(&state.store.pool)
-    .await?;
-    Ok(match root_pending.as_deref() {
-        Some("pending") => RootTs::NotYet,
-        _ => RootTs::Lost,
+    let post: Option<String> =
+        sqlx::query_scalar("SELECT status FROM outbox WHERE message_key = $1 AND kind = 'post' ORDER BY id LIMIT 1")
+            .bind(key)
+            .fetch_optional(&state.store.pool)
+            .await?;
+    Ok(match post.as_deref() {
+        Some("pending") => KnownTs::NotYet,
+        _ => KnownTs::Lost,
     })
 }
 
 async fn newer_update_exists(state: &AppState, row: &Row_) -> anyhow::Result<bool> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox WHERE lane = $1 AND kind = 'update_root' AND incident_id = $2 AND status = 'pending' AND id > $3",
+        "SELECT COUNT(*) FROM outbox WHERE lane = $1 AND kind = 'update' AND message_key = $2 AND status = 'pending' AND id > $3",
     )
     .bind(&row.lane)
-    .bind(row.incident_id)
+    .bind(row.message_key.clone())
     .bind(row.id)
     .fetch_one(&state.store.pool)
     .await?;

@@ -96,45 +96,15 @@ pub struct Table {
 pub const TOTAL_COLUMN: &str = "__rb_total";
 
 impl Target {
-    /// Run one read-only statement. The statement is wrapped so the database
-    /// returns at most `limit` rows plus the total count.
+    /// Run one read-only statement in its own `READ ONLY` transaction.
     pub async fn query(&self, sql: &str, params: &[Bound], timeout_ms: u64, limit: u32) -> Result<Table, StepError> {
         let mut conn = self.acquire().await?;
         let mut tx = conn
             .begin_with("BEGIN READ ONLY")
             .await
             .map_err(|e| classify(&e, timeout_ms))?;
-        // Integers from validated config: nothing user-typed reaches this string.
-        tx.execute(sqlx::AssertSqlSafe(format!(
-            "SET LOCAL statement_timeout = {timeout_ms}"
-        )))
-        .await
-        .map_err(|e| classify(&e, timeout_ms))?;
-        let wrapped = format!("SELECT q.*, count(*) OVER () AS {TOTAL_COLUMN} FROM ({sql}\n) q LIMIT {limit}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(wrapped));
-        for p in params {
-            q = match p {
-                Bound::Uuid(v) => q.bind(*v),
-                Bound::Text(v) => q.bind(v.clone()),
-                Bound::Int(v) => q.bind(*v),
-            };
-        }
-        let rows = q.fetch_all(&mut *tx).await.map_err(|e| classify(&e, timeout_ms))?;
+        let table = query_on(&mut tx, sql, params, timeout_ms, limit).await?;
         let _ = tx.rollback().await;
-        let mut table = Table::default();
-        if let Some(first) = rows.first() {
-            table.columns = first
-                .columns()
-                .iter()
-                .map(|c| sqlx::Column::name(c).to_string())
-                .collect();
-            table.columns.retain(|c| c != TOTAL_COLUMN);
-            table.total = first.try_get::<i64, _>(TOTAL_COLUMN).unwrap_or(rows.len() as i64);
-        }
-        table.rows = rows
-            .iter()
-            .map(|r| values::row_to_strings(r, table.columns.len()))
-            .collect();
         Ok(table)
     }
 
@@ -146,7 +116,7 @@ impl Target {
         Ok(started.elapsed())
     }
 
-    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StepError> {
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StepError> {
         // A cold pool answers a refused connection only after its whole
         // acquire timeout; one direct attempt first fails fast and names why.
         if self.pool.size() == 0 {
@@ -183,6 +153,72 @@ impl Target {
             }
         }
     }
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    params: &[Bound],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for p in params {
+        q = match p {
+            Bound::Uuid(v) => q.bind(*v),
+            Bound::Text(v) => q.bind(v.clone()),
+            Bound::TextList(v) => q.bind(v.clone()),
+            Bound::Int(v) => q.bind(*v),
+        };
+    }
+    q
+}
+
+/// Run one statement inside the caller's transaction, with its statement
+/// timeout; at most `limit` rows come back, plus the total count.
+pub async fn query_on(
+    conn: &mut PgConnection,
+    sql: &str,
+    params: &[Bound],
+    timeout_ms: u64,
+    limit: u32,
+) -> Result<Table, StepError> {
+    // Integers from validated config: nothing user-typed reaches this string.
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL statement_timeout = {timeout_ms}"
+    )))
+    .await
+    .map_err(|e| classify(&e, timeout_ms))?;
+    // MATERIALIZED plans the statement on its own: a LIMIT around a plain
+    // subquery would push "first rows fast" plans into it (index scans and
+    // nested loops that are many times slower when every row is counted).
+    let wrapped =
+        format!("WITH q AS MATERIALIZED ({sql}\n) SELECT q.*, count(*) OVER () AS {TOTAL_COLUMN} FROM q LIMIT {limit}");
+    let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(wrapped)), params)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| classify(&e, timeout_ms))?;
+    let mut table = Table::default();
+    if let Some(first) = rows.first() {
+        table.columns = first
+            .columns()
+            .iter()
+            .map(|c| sqlx::Column::name(c).to_string())
+            .collect();
+        table.columns.retain(|c| c != TOTAL_COLUMN);
+        table.total = first.try_get::<i64, _>(TOTAL_COLUMN).unwrap_or(rows.len() as i64);
+    }
+    table.rows = rows
+        .iter()
+        .map(|r| values::row_to_strings(r, table.columns.len()))
+        .collect();
+    Ok(table)
+}
+
+/// Run one data-changing statement inside the caller's transaction;
+/// returns the rows it changed.
+pub async fn execute_on(conn: &mut PgConnection, sql: &str, params: &[Bound]) -> Result<u64, StepError> {
+    let done = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.to_string())), params)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| classify(&e, 0))?;
+    Ok(done.rows_affected())
 }
 
 /// Map a driver error to words that carry no URL, host or password.

@@ -1,0 +1,285 @@
+//! Escalation-gated remediation: an on-call engineer requests an action, the
+//! bot computes and shows its exact plan, an approver clicks Approve (or
+//! Deny), and the executor applies exactly that plan once.
+//!
+//! The rules are enforced here, on the click, not in the UI: only users at
+//! the approver level; never the requester; each approver counts once;
+//! expired requests cannot be approved; a denial is final. Every decision
+//! and refusal is audited.
+
+pub mod deploy;
+pub mod executor;
+pub mod notify;
+pub mod plan;
+pub mod render;
+pub mod store;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sqlx::{Connection, Executor};
+
+use crate::app::AppState;
+use crate::audit::{self, Event};
+use crate::catalog::Entry;
+use crate::catalog::args::{self, Value};
+use crate::dispatch::{Origin, Reply, Via};
+use crate::error::{CommandError, UserError};
+use crate::incident::store as incidents;
+use crate::targets::classify;
+use plan::{Plan, PlanError};
+use store::State;
+
+/// `/rollback flag new-tenant-flow` and friends: plan, store, post the card.
+pub async fn request(
+    state: &Arc<AppState>,
+    origin: &Origin,
+    entry: Arc<Entry>,
+    values: BTreeMap<String, Value>,
+    words: Vec<String>,
+    target: Option<String>,
+) -> Result<Reply, CommandError> {
+    let def = &entry.def;
+    let approval = def.approval.clone().unwrap_or_default();
+    let target = crate::dispatch::target_for(state, &entry, target.as_deref())?;
+    let plan = compute_plan(state, &entry, &values, target).await?;
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    let incident = incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await?;
+    let plan_json = serde_json::to_string(&plan).map_err(anyhow::Error::from)?;
+    let r = store::insert(
+        &mut tx,
+        store::NewRequest {
+            command: &def.command,
+            name: if def.standalone { "" } else { &def.name },
+            words: &words,
+            target: &target.name,
+            channel: origin.channel.as_str(),
+            incident_id: incident.as_ref().map(|i| i.id),
+            requested_by: origin.user.as_str(),
+            expires_at: now + i64::from(approval.expires_minutes) * 60_000,
+            approver_level: approval.level,
+            approvals_needed: i64::from(approval.approvals),
+            plan: &plan_json,
+            plan_hash: &plan.hash(),
+        },
+        now,
+    )
+    .await?;
+    let detail = format!(
+        "requested `{}` on {} (plan touches {} rows, hash {})",
+        r.label(),
+        r.target,
+        plan.touched,
+        plan.short_hash()
+    );
+    audit::record(
+        &mut tx,
+        Event {
+            actor: origin.user.as_str(),
+            kind: "action_requested",
+            request_id: Some(r.id),
+            incident_id: r.incident_id,
+            detail: &detail,
+        },
+        now,
+    )
+    .await?;
+    notify::new_card(&mut tx, state, &r, origin.response_url.as_deref()).await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    tracing::info!(request.id = r.id, command.name = %r.label(), slack.user_id = %origin.user, "approval requested");
+    let head = format!(
+        ":lock: Approval #{} requested: `{}` on *{}* touches {} rows (plan hash `{}`). It needs {} approval{} from level {} within {} min.",
+        r.id,
+        r.label(),
+        r.target,
+        plan.touched,
+        plan.short_hash(),
+        r.approvals_needed,
+        if r.approvals_needed == 1 { "" } else { "s" },
+        r.approver_level,
+        approval.expires_minutes
+    );
+    Ok(Reply::new(match origin.via {
+        Via::Slack => head,
+        Via::Terminal => format!("{head}\n\n{}", render::plan_text(&plan, 50)),
+    }))
+}
+
+async fn compute_plan(
+    state: &AppState,
+    entry: &Entry,
+    values: &BTreeMap<String, Value>,
+    target: &crate::targets::Target,
+) -> Result<Plan, UserError> {
+    let def = &entry.def;
+    if let Some(arg) = &def.deploy_hook_arg {
+        let service = values.get(arg).map(args::display).unwrap_or_default();
+        let hook = state.config.deploy_hooks.get(&service).ok_or_else(|| {
+            let known: Vec<&str> = state.config.deploy_hooks.keys().map(String::as_str).collect();
+            UserError::new(format!(
+                "No deploy hook is configured for `{}`. Services: {}.",
+                crate::slack::text::escape(&service),
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })?;
+        return Ok(plan::for_deploy(&service, hook));
+    }
+    let script = match &def.script_arg {
+        Some(arg) => {
+            let version = values.get(arg).map(args::display).unwrap_or_default();
+            let path = crate::catalog::rollback_script(entry, &version).ok_or_else(|| {
+                UserError::new(format!(
+                    "Refusing: the catalog has no rollback script for migration `{}` ({}/<version>.sql).",
+                    crate::slack::text::escape(&version),
+                    def.rollback_scripts.as_deref().unwrap_or("")
+                ))
+            })?;
+            Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| UserError::new(format!("Cannot read the rollback script: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let unreachable = |e: sqlx::Error| {
+        UserError::new(format!(
+            "Target {} {}; nothing was requested.",
+            target.name,
+            classify(&e, 0)
+        ))
+    };
+    let mut conn = target.pool.acquire().await.map_err(unreachable)?;
+    let mut tx = conn.begin_with("BEGIN READ ONLY").await.map_err(unreachable)?;
+    tx.execute("SET LOCAL statement_timeout = 10000")
+        .await
+        .map_err(unreachable)?;
+    let plan = plan::compute(&mut tx, entry, values, script.as_deref(), 10_000)
+        .await
+        .map_err(|e| match e {
+            PlanError::Target(t) => UserError::new(format!("Target {}: {t}; nothing was requested.", target.name)),
+            other => UserError::new(format!("Refusing: {other}.")),
+        })?;
+    let _ = tx.rollback().await;
+    Ok(plan)
+}
+
+/// Approve or Deny clicked on a card.
+pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bool) -> Result<Reply, CommandError> {
+    let user = origin.user.as_str();
+    let level = state.roles.level_of(&state.config.roles, &state.slack, user).await;
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    let r = store::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| UserError::new(format!("There is no approval #{id}.")))?;
+    let verb = if approve { "approve" } else { "deny" };
+    // A requester may withdraw (deny) their own request at any level.
+    let withdrawing = !approve && r.requested_by == user;
+    let refusal = if r.state != State::Pending {
+        Some(format!(
+            "Approval #{id} {}; nothing to {verb}.",
+            render::state_words(r.state)
+        ))
+    } else if approve && r.requested_by == user {
+        Some(format!(
+            "You requested #{id}; someone else at level {} must approve it.",
+            r.approver_level
+        ))
+    } else if level < Some(r.approver_level) && !withdrawing {
+        Some(format!(
+            ":no_entry: Only level {} can {verb} #{id}; you have {}.",
+            r.approver_level,
+            level.map(|l| l.to_string()).unwrap_or_else(|| "no role".into())
+        ))
+    } else if now >= r.expires_at {
+        Some(format!("Approval #{id} has expired; request it again."))
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        let detail = format!("refused to let <@{user}> {verb} #{id}: {why}");
+        audit::record(
+            &mut tx,
+            Event {
+                actor: user,
+                kind: "approval_refused",
+                request_id: Some(id),
+                incident_id: r.incident_id,
+                detail: &detail,
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(request.id = id, slack.user_id = user, "approval click refused");
+        return Err(UserError::new(why).into());
+    }
+    if !approve {
+        if !store::deny(&mut tx, id, user, now).await? {
+            return Err(UserError::new(format!("Approval #{id} was decided meanwhile.")).into());
+        }
+        let detail = format!("<@{user}> denied #{id} `{}`", r.label());
+        audit::record(
+            &mut tx,
+            Event {
+                actor: user,
+                kind: "approval_denied",
+                request_id: Some(id),
+                incident_id: r.incident_id,
+                detail: &detail,
+            },
+            now,
+        )
+        .await?;
+        notify::card_and_reply(
+            &mut tx,
+            state,
+            id,
+            Some(format!(":no_entry: <@{user}> denied `{}`.", r.label())),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        state.outbox_wake.notify_one();
+        return Ok(Reply::new(format!("Denied #{id}.")));
+    }
+    if !store::vote(&mut tx, id, user, now).await? {
+        return Err(UserError::new(format!("You already approved #{id}; each approver counts once.")).into());
+    }
+    let votes = store::votes(&mut tx, id).await?;
+    let detail = format!("<@{user}> approved #{id} ({} of {})", votes.len(), r.approvals_needed);
+    audit::record(
+        &mut tx,
+        Event {
+            actor: user,
+            kind: "approval_vote",
+            request_id: Some(id),
+            incident_id: r.incident_id,
+            detail: &detail,
+        },
+        now,
+    )
+    .await?;
+    let decided = store::approve(&mut tx, id, user, now).await?;
+    let reply = decided.then(|| format!(":gear: <@{user}> approved `{}`; applying now.", r.label()));
+    notify::card_and_reply(&mut tx, state, id, reply, None).await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    if decided {
+        state.tasks.spawn(executor::run_approved(state.clone(), id));
+        Ok(Reply::new(format!("Approved #{id}; applying it now.")))
+    } else {
+        Ok(Reply::new(format!(
+            "Your approval of #{id} is recorded ({} of {}).",
+            votes.len(),
+            r.approvals_needed
+        )))
+    }
+}

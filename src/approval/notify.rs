@@ -1,0 +1,116 @@
+//! What the approval flow tells Slack: the card (posted once, then updated in
+//! place under its own message key) and the thread replies, each written to
+//! the outbox in the same transaction as the state change and its audit row.
+
+use sqlx::AnyConnection;
+
+use super::render;
+use super::store::{self, Request, State};
+use crate::app::AppState;
+use crate::audit::{self, Event};
+use crate::outbox::{self, Outgoing};
+use crate::slack::ids::ChannelId;
+
+pub fn card_key(id: i64) -> String {
+    format!("approval:{id}")
+}
+
+/// Where the request's messages go: the incident thread, or the channel.
+fn channel(r: &Request) -> anyhow::Result<ChannelId> {
+    ChannelId::parse(&r.channel).map_err(|e| anyhow::anyhow!("stored channel: {e}"))
+}
+
+fn thread_key(r: &Request) -> Option<String> {
+    r.incident_id.map(crate::incident::root_key)
+}
+
+/// Queue the card's current look plus an optional thread reply.
+pub async fn card_and_reply(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    id: i64,
+    reply: Option<String>,
+    notify_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let r = store::get(conn, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("request {id} vanished"))?;
+    let votes = store::votes(conn, id).await?;
+    let ch = channel(&r)?;
+    let now = state.clock.now_ms();
+    let mut msgs = vec![Outgoing::update(&ch, &card_key(id), render::card(&r, &votes, now))];
+    if let Some(text) = reply {
+        msgs.push(Outgoing::post_keyed(
+            &ch,
+            thread_key(&r),
+            None,
+            crate::incident::render::reply(text),
+        ));
+    }
+    outbox::enqueue(conn, &msgs, notify_url, now).await
+}
+
+/// The first post of a new request's card.
+pub async fn new_card(
+    conn: &mut AnyConnection,
+    state: &AppState,
+    r: &Request,
+    notify_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let ch = channel(r)?;
+    let now = state.clock.now_ms();
+    let msg = Outgoing::post_keyed(&ch, thread_key(r), Some(card_key(r.id)), render::card(r, &[], now));
+    outbox::enqueue(conn, &[msg], notify_url, now).await
+}
+
+/// Record an action's end: state, audit, result in the thread, card.
+pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> anyhow::Result<()> {
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    if !store::finish(&mut tx, r.id, to, text, now).await? {
+        // Someone marked it interrupted meanwhile; do not overwrite that.
+        tracing::warn!(
+            request.id = r.id,
+            "request left `applying` before its result was recorded"
+        );
+    }
+    let kind = match to {
+        State::Applied => "action_applied",
+        State::RolledBack => "action_rolled_back",
+        _ => "action_failed",
+    };
+    let detail = format!("{} → {}: {text}", r.label(), to.as_str());
+    audit::record(
+        &mut tx,
+        Event {
+            actor: "bot",
+            kind,
+            request_id: Some(r.id),
+            incident_id: r.incident_id,
+            detail: &detail,
+        },
+        now,
+    )
+    .await?;
+    let undo = match (to, resolve_undo(state, r)) {
+        (State::Applied, Some(u)) => format!("\nTo reverse it: `{u}`"),
+        _ => String::new(),
+    };
+    let reply = format!(
+        "{} `{}` {}: {}{undo}",
+        render::emoji(to),
+        r.label(),
+        render::state_words(to),
+        crate::slack::text::escape_entities(text)
+    );
+    card_and_reply(&mut tx, state, r.id, Some(reply), None).await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok(())
+}
+
+fn resolve_undo(state: &AppState, r: &Request) -> Option<String> {
+    super::executor::resolve(state, r)
+        .ok()
+        .and_then(|(e, _)| e.def.undo.clone())
+}
