@@ -105,12 +105,20 @@ impl App {
             let state = state.clone();
             move |cancel| crate::outbox::worker::run(state.clone(), cancel)
         });
+        let janitor = supervise("janitor", cancel.clone(), {
+            let state = state.clone();
+            move |cancel| crate::store::janitor::run(state.clone(), cancel)
+        });
+        let approvals = supervise("approvals", cancel.clone(), {
+            let state = state.clone();
+            move |cancel| crate::approval::worker::run(state.clone(), cancel)
+        });
         tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
         Ok(App {
             addr,
             state,
             cancel,
-            tasks: vec![server, outbox],
+            tasks: vec![server, outbox, janitor, approvals],
         })
     }
 

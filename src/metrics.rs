@@ -31,6 +31,7 @@ const HELP: &[(&str, &str)] = &[
         "runbook_bot_incidents_declared_total",
         "Incidents declared, by severity.",
     ),
+    ("runbook_bot_diagnostics_total", "Diagnostics run, by name and verdict."),
 ];
 
 impl Metrics {
@@ -49,10 +50,20 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, i64)]) -> String {
         let map = self.counters.lock().expect("metrics lock");
         let mut out = String::new();
-        for (name, help) in HELP {
+        // Every counter that exists is rendered, described or not.
+        let mut names: Vec<&str> = HELP.iter().map(|(n, _)| *n).collect();
+        names.extend(map.keys().map(|(n, _)| *n));
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let help = HELP
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, h)| *h)
+                .unwrap_or("runbook-bot counter.");
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for ((n, labels), v) in map.iter() {
-                if n == name {
+                if *n == name {
                     let _ = writeln!(out, "{name}{{{labels}}} {v}");
                 }
             }
@@ -80,5 +91,7 @@ mod tests {
         );
         assert!(text.contains("# TYPE runbook_bot_outbox_pending gauge\nrunbook_bot_outbox_pending 3\n"));
         assert_eq!(m.get("runbook_bot_outbox_total", r#"outcome="sent""#), 2);
+        m.inc("runbook_bot_undescribed_total", r#"a="b""#.into());
+        assert!(m.render(&[]).contains("runbook_bot_undescribed_total{a=\"b\"} 1\n"));
     }
 }

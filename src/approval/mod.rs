@@ -68,7 +68,7 @@ pub async fn request(
     )
     .await?;
     let detail = format!(
-        "requested `{}` on {} (plan touches {} rows, hash {})",
+        "requested {} on {} (plan touches {} rows, hash {})",
         r.label(),
         r.target,
         plan.touched,
@@ -194,7 +194,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
         ))
     } else if level < Some(r.approver_level) && !withdrawing {
         Some(format!(
-            ":no_entry: Only level {} can {verb} #{id}; you have {}.",
+            "Only level {} can {verb} #{id}; you have {}.",
             r.approver_level,
             level.map(|l| l.to_string()).unwrap_or_else(|| "no role".into())
         ))
@@ -204,7 +204,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
         None
     };
     if let Some(why) = refusal {
-        let detail = format!("refused to let <@{user}> {verb} #{id}: {why}");
+        let detail = format!("refused to {verb} #{id}: {why}");
         audit::record(
             &mut tx,
             Event {
@@ -225,7 +225,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
         if !store::deny(&mut tx, id, user, now).await? {
             return Err(UserError::new(format!("Approval #{id} was decided meanwhile.")).into());
         }
-        let detail = format!("<@{user}> denied #{id} `{}`", r.label());
+        let detail = format!("denied #{id} {}", r.label());
         audit::record(
             &mut tx,
             Event {
@@ -254,7 +254,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
         return Err(UserError::new(format!("You already approved #{id}; each approver counts once.")).into());
     }
     let votes = store::votes(&mut tx, id).await?;
-    let detail = format!("<@{user}> approved #{id} ({} of {})", votes.len(), r.approvals_needed);
+    let detail = format!("approved #{id} ({} of {})", votes.len(), r.approvals_needed);
     audit::record(
         &mut tx,
         Event {

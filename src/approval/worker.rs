@@ -39,7 +39,7 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
         let r = store::get(&mut tx, *id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("request {id} vanished"))?;
-        let detail = format!("#{id} `{}` expired without approval", r.label());
+        let detail = format!("#{id} {} expired without approval", r.label());
         audit::record(
             &mut tx,
             Event {
@@ -67,7 +67,7 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("request {id} vanished"))?;
         tracing::error!(request.id = id, "an action was interrupted while applying");
         let detail = format!(
-            "#{id} `{}` was interrupted while applying; it will not be retried",
+            "#{id} {} was interrupted while applying; it will not be retried",
             r.label()
         );
         audit::record(

@@ -1,7 +1,7 @@
 //! Turning PostgreSQL values of any common type into display text, so a
 //! catalog file can select whatever columns it likes.
 
-use sqlx::postgres::{PgRow, PgValueRef};
+use sqlx::postgres::{PgRow, PgValueFormat, PgValueRef};
 use sqlx::{Row, TypeInfo, ValueRef};
 
 /// The first `n` columns of a row as strings (`NULL` for nulls).
@@ -27,13 +27,11 @@ fn cell(row: &PgRow, i: usize) -> String {
         "FLOAT4" => row.try_get::<f32, _>(i).map(|v| trim_float(f64::from(v))),
         "FLOAT8" => row.try_get::<f64, _>(i).map(trim_float),
         "UUID" => row.try_get::<uuid::Uuid, _>(i).map(|v| v.to_string()),
-        "TIMESTAMPTZ" => row
-            .try_get::<chrono::DateTime<chrono::Utc>, _>(i)
-            .map(|v| v.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
-        "TIMESTAMP" => row
-            .try_get::<chrono::NaiveDateTime, _>(i)
-            .map(|v| v.format("%Y-%m-%d %H:%M:%S").to_string()),
-        "DATE" => row.try_get::<chrono::NaiveDate, _>(i).map(|v| v.to_string()),
+        // Decoded by hand: the driver panics on `infinity`, which real data
+        // holds (banned_until = 'infinity').
+        "TIMESTAMPTZ" => Ok(timestamp(&raw, " UTC")),
+        "TIMESTAMP" => Ok(timestamp(&raw, "")),
+        "DATE" => Ok(date(&raw)),
         "INTERVAL" => row
             .try_get::<sqlx::postgres::types::PgInterval, _>(i)
             .map(|v| interval(&v)),
@@ -45,6 +43,58 @@ fn cell(row: &PgRow, i: usize) -> String {
         _ => Err(sqlx::Error::Decode("unsupported type".into())),
     };
     text.unwrap_or_else(|_| format!("({} — cast it to text)", ty.to_lowercase()))
+}
+
+/// PostgreSQL's epoch for timestamps and dates.
+fn pg_epoch() -> chrono::NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("valid date")
+}
+
+fn timestamp(raw: &PgValueRef<'_>, zone: &str) -> String {
+    if raw.format() == PgValueFormat::Text {
+        return raw.as_str().map(str::to_string).unwrap_or_else(|_| "?".into());
+    }
+    let Some(us) = raw
+        .as_bytes()
+        .ok()
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes)
+    else {
+        return "?".into();
+    };
+    match us {
+        i64::MAX => "infinity".into(),
+        i64::MIN => "-infinity".into(),
+        _ => pg_epoch()
+            .checked_add_signed(chrono::TimeDelta::microseconds(us))
+            .map(|t| format!("{}{zone}", t.format("%Y-%m-%d %H:%M:%S")))
+            .unwrap_or_else(|| "out of range".into()),
+    }
+}
+
+fn date(raw: &PgValueRef<'_>) -> String {
+    if raw.format() == PgValueFormat::Text {
+        return raw.as_str().map(str::to_string).unwrap_or_else(|_| "?".into());
+    }
+    let Some(days) = raw
+        .as_bytes()
+        .ok()
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(i32::from_be_bytes)
+    else {
+        return "?".into();
+    };
+    match days {
+        i32::MAX => "infinity".into(),
+        i32::MIN => "-infinity".into(),
+        _ => pg_epoch()
+            .date()
+            .checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "out of range".into()),
+    }
 }
 
 fn trim_float(v: f64) -> String {

@@ -584,3 +584,31 @@ async fn diagnose_from_slack_threads_the_result_under_the_incident() {
     t.finish().await;
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn values_of_every_common_type_render_without_panicking() {
+    let db = TargetDb::new(false).await;
+    let h = Harness::for_db(&db);
+    let t = h.targets.get("production").unwrap();
+    let sql = "SELECT 'infinity'::timestamptz AS a, '-infinity'::timestamp AS b, 'infinity'::date AS c,
+                      '2024-02-29 12:34:56+00'::timestamptz AS d, '1999-12-31'::date AS e, 1.5::numeric AS f,
+                      NULL::text AS g, true AS h, 7::int2 AS i, interval '90 minutes' AS j, '{\"k\": 1}'::jsonb AS k";
+    let table = t.query(sql, &[], 2000, 5).await.unwrap();
+    assert_eq!(
+        table.rows[0],
+        [
+            "infinity",
+            "-infinity",
+            "infinity",
+            "2024-02-29 12:34:56 UTC",
+            "1999-12-31",
+            "(numeric — cast it to text)",
+            "NULL",
+            "true",
+            "7",
+            "1.5 h",
+            "{\"k\":1}"
+        ]
+    );
+    db.cleanup().await;
+}

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod approvals;
 mod cli;
 mod diagnostics;
 mod edge;
