@@ -124,3 +124,29 @@ async fn exec_runs_commands_through_the_dispatcher_and_queues_slack_writes() {
         .unwrap();
     assert_eq!(pending, 2);
 }
+
+#[test]
+fn check_names_the_file_and_field_of_a_malformed_catalog_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let commands = dir.path().join("commands");
+    std::fs::create_dir(&commands).unwrap();
+    std::fs::write(
+        commands.join("bad.toml"),
+        "kind = \"diagnostic\"\ncommand = \"/diagnose\"\nname = \"bad\"\nsummary = \"s\"\nusage = \"u\"\nlevel = \"l1\"\n[[steps]]\ntitle = \"t\"\nsql = \"SELECT $1\"\n",
+    )
+    .unwrap();
+    let path = dir.path().join("bot.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[slack]\nbot_token = \"x\"\nsigning_secret = \"s\"\nincident_channel = \"C0INC\"\n[diagnostics]\ncommands_dir = \"{}\"\n",
+            commands.display()
+        ),
+    )
+    .unwrap();
+    let out = bin().args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bad.toml: steps[0].sql: placeholders $1 do not match the 0 declared params"), "{err}");
+}
