@@ -33,6 +33,8 @@ pub struct AppState {
     pub outbox_wake: Notify,
     /// Command work that outlived its HTTP request; waited for on shutdown.
     pub tasks: TaskTracker,
+    /// Poked when an alert payload is accepted.
+    pub alerts_wake: Notify,
     pub catalog: Catalog,
     pub targets: Targets,
     /// For HTTP health checks (and, later, deploy hooks).
@@ -48,7 +50,8 @@ impl AppState {
             let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("the command catalog has problems:\n{}", lines.join("\n"))
         })?;
-        let unknown = catalog.unknown_targets(&config.targets.keys().cloned().collect());
+        let mut unknown = catalog.unknown_targets(&config.targets.keys().cloned().collect());
+        unknown.extend(catalog.route_problems(&config.alerts.routes));
         if let Some(p) = unknown.first() {
             anyhow::bail!("{p}");
         }
@@ -65,6 +68,7 @@ impl AppState {
             roles: RoleResolver::default(),
             outbox_wake: Notify::new(),
             tasks: TaskTracker::new(),
+            alerts_wake: Notify::new(),
             catalog,
             targets,
             http: reqwest::Client::builder().user_agent("runbook-bot").build()?,
@@ -113,12 +117,25 @@ impl App {
             let state = state.clone();
             move |cancel| crate::approval::worker::run(state.clone(), cancel)
         });
+        let alerts = supervise("alerts", cancel.clone(), {
+            let state = state.clone();
+            move |cancel| crate::alerts::process::run(state.clone(), cancel)
+        });
+        let escalation = supervise("escalation", cancel.clone(), {
+            let state = state.clone();
+            move |cancel| crate::incident::escalation::run(state.clone(), cancel)
+        });
+        let health = supervise("health", cancel.clone(), {
+            let state = state.clone();
+            move |cancel| crate::alerts::health::run(state.clone(), cancel)
+        });
         tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
+        let tasks = vec![server, outbox, janitor, approvals, alerts, escalation, health];
         Ok(App {
             addr,
             state,
             cancel,
-            tasks: vec![server, outbox, janitor, approvals],
+            tasks,
         })
     }
 

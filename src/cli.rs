@@ -84,6 +84,7 @@ async fn run(cli: Cli) -> ExitCode {
                 match Catalog::load(&cfg.commands_dir) {
                     Ok(catalog) => {
                         p.extend(catalog.unknown_targets(&cfg.targets.keys().cloned().collect()));
+                        p.extend(catalog.route_problems(&cfg.alerts.routes));
                         if p.is_empty() {
                             println!(
                                 "configuration OK; {} catalog commands in {}",

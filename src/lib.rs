@@ -5,6 +5,7 @@
 //! read-only queries on `targets`) → `outbox`
 //! (persisted Slack writes, drained by a worker).
 
+pub mod alerts;
 pub mod app;
 pub mod approval;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod http;
 pub mod incident;
 pub mod metrics;
 pub mod outbox;
+pub mod probe;
 pub mod slack;
 pub mod store;
 pub mod targets;

@@ -38,7 +38,7 @@ pub async fn run_approved(state: Arc<AppState>, id: i64) {
 
 pub async fn apply(state: &AppState, req: ApprovedRequest) {
     let r = req.request();
-    tracing::info!(request.id = r.id, command.name = %r.label(), target = %r.target, "applying approved action");
+    tracing::info!(request.id = r.id, command.name = %r.kind_name(), target = %r.target, "applying approved action");
     let (to, text) = execute(state, r).await;
     tracing::info!(request.id = r.id, state = to.as_str(), "action finished");
     if let Err(e) = notify::finished(state, r, to, &text).await {

@@ -89,11 +89,11 @@ pub async fn request(
     notify::new_card(&mut tx, state, &r, origin.response_url.as_deref()).await?;
     tx.commit().await?;
     state.outbox_wake.notify_one();
-    tracing::info!(request.id = r.id, command.name = %r.label(), slack.user_id = %origin.user, "approval requested");
+    tracing::info!(request.id = r.id, command.name = %r.kind_name(), slack.user_id = %origin.user, "approval requested");
     let head = format!(
-        ":lock: Approval #{} requested: `{}` on *{}* touches {} rows (plan hash `{}`). It needs {} approval{} from level {} within {} min.",
+        ":lock: Approval #{} requested: {} on *{}* touches {} rows (plan hash `{}`). It needs {} approval{} from level {} within {} min.",
         r.id,
-        r.label(),
+        r.label_md(),
         r.target,
         plan.touched,
         plan.short_hash(),
@@ -242,7 +242,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
             &mut tx,
             state,
             id,
-            Some(format!(":no_entry: <@{user}> denied `{}`.", r.label())),
+            Some(format!(":no_entry: <@{user}> denied {}.", r.label_md())),
             None,
         )
         .await?;
@@ -268,7 +268,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
     )
     .await?;
     let decided = store::approve(&mut tx, id, user, now).await?;
-    let reply = decided.then(|| format!(":gear: <@{user}> approved `{}`; applying now.", r.label()));
+    let reply = decided.then(|| format!(":gear: <@{user}> approved {}; applying now.", r.label_md()));
     notify::card_and_reply(&mut tx, state, id, reply, None).await?;
     tx.commit().await?;
     state.outbox_wake.notify_one();

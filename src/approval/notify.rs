@@ -97,9 +97,9 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
         _ => String::new(),
     };
     let reply = format!(
-        "{} `{}` {}: {}{undo}",
+        "{} {} {}: {}{undo}",
         render::emoji(to),
-        r.label(),
+        r.label_md(),
         render::state_words(to),
         crate::slack::text::escape_entities(text)
     );

@@ -188,7 +188,12 @@ pub fn card(r: &Request, votes: &[String], now: i64) -> SlackMessageContent {
         ])));
     }
     SlackMessageContent::new()
-        .with_text(format!("Approval #{} {}: {}", r.id, state_words(r.state), r.label()))
+        .with_text(format!(
+            "Approval #{} {}: {}",
+            r.id,
+            state_words(r.state),
+            escape_entities(&r.label())
+        ))
         .with_blocks(blocks)
 }
 
@@ -244,6 +249,20 @@ mod tests {
             assert!(j.contains(part), "missing {part}: {j}");
         }
         assert!(!j.contains("<!channel>"), "plan values are escaped");
+    }
+
+    #[test]
+    fn typed_reasons_cannot_mention_anyone() {
+        let mut r = request(State::Applied, 1);
+        r.words = vec!["U1".into(), "<!channel>".into(), "`x`".into()];
+        let c = card(&r, &[], 0);
+        assert!(!c.text.as_ref().unwrap().contains("<!channel>"));
+        for b in c.blocks.unwrap() {
+            if let SlackBlock::Section(s) = b {
+                assert!(!serde_json::to_string(&s).unwrap().contains("<!channel>"));
+            }
+        }
+        assert_eq!(r.label_md(), "`/rollback flag U1 &lt;!channel&gt; 'x'`");
     }
 
     #[test]

@@ -76,6 +76,20 @@ pub struct Request {
 }
 
 impl Request {
+    /// The command as a safe mrkdwn code span (the words may hold a typed
+    /// reason, which must not mention or format).
+    pub fn label_md(&self) -> String {
+        format!(
+            "`{}`",
+            crate::slack::text::escape_entities(&self.label()).replace('`', "'")
+        )
+    }
+
+    /// `/rollback flag`: for log lines, which never carry typed words.
+    pub fn kind_name(&self) -> String {
+        format!("{} {}", self.command, self.name).trim_end().to_string()
+    }
+
     pub fn label(&self) -> String {
         let words = self.words.join(" ");
         let sub = if self.name.is_empty() {

@@ -53,9 +53,9 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
         )
         .await?;
         let reply = format!(
-            "{} Approval #{id} `{}` {}.",
+            "{} Approval #{id} {} {}.",
             render::emoji(r.state),
-            r.label(),
+            r.label_md(),
             render::state_words(r.state)
         );
         notify::card_and_reply(&mut tx, state, *id, Some(reply), None).await?;
@@ -83,8 +83,8 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
         )
         .await?;
         let reply = format!(
-            ":x: `{}` was interrupted while applying (the bot stopped). It was rolled back by the database if its transaction had not committed; check the target, then request it again if needed.",
-            r.label()
+            ":x: {} was interrupted while applying (the bot stopped). It was rolled back by the database if its transaction had not committed; check the target, then request it again if needed.",
+            r.label_md()
         );
         notify::card_and_reply(&mut tx, state, *id, Some(reply), None).await?;
     }

@@ -108,6 +108,28 @@ impl Catalog {
         self.by_command.values().flat_map(|m| m.values())
     }
 
+    /// Alert routes may only run read-only diagnostics that exist.
+    pub fn route_problems(&self, routes: &[crate::config::Route]) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            for (j, name) in r.diagnose.iter().enumerate() {
+                let ok = self
+                    .get("/diagnose", name)
+                    .is_some_and(|e| e.def.kind == Kind::Diagnostic);
+                if !ok {
+                    out.push(Problem {
+                        file: "config".into(),
+                        field: format!("alerts.routes[{i}].diagnose[{j}]"),
+                        why: format!(
+                            "`{name}` is not a /diagnose check in the catalog (actions never run automatically)"
+                        ),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Targets named by catalog files that the config does not define.
     pub fn unknown_targets(&self, known: &BTreeSet<String>) -> Vec<Problem> {
         self.all()

@@ -8,13 +8,17 @@ pub mod run;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::alerts::process::AutoDiagnose;
 use crate::app::AppState;
 use crate::catalog::Entry;
 use crate::catalog::args::Value;
+use crate::catalog::schema::Kind;
 use crate::dispatch::{Origin, Reply, Via};
 use crate::error::CommandError;
 use crate::incident::store as incidents;
 use crate::outbox::{self, Outgoing};
+use crate::slack::ids::ChannelId;
+use sqlx::AnyConnection;
 
 pub async fn start(
     state: &Arc<AppState>,
@@ -58,6 +62,34 @@ async fn execute(
     values: &BTreeMap<String, Value>,
     target_name: &str,
 ) -> Result<run::Outcome, CommandError> {
+    let outcome = run_on(state, entry, values, target_name).await?;
+    let mut tx = state.store.begin().await?;
+    let incident = incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await?;
+    let place = Place {
+        channel: &origin.channel,
+        thread_key: incident.as_ref().map(|i| crate::incident::root_key(i.id)),
+        incident_id: incident.map(|i| i.id),
+    };
+    publish(
+        &mut tx,
+        state,
+        &outcome,
+        &place,
+        origin.user.as_str(),
+        origin.response_url.as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok(outcome)
+}
+
+async fn run_on(
+    state: &AppState,
+    entry: &Entry,
+    values: &BTreeMap<String, Value>,
+    target_name: &str,
+) -> anyhow::Result<run::Outcome> {
     let target = state
         .targets
         .get(target_name)
@@ -78,23 +110,63 @@ async fn execute(
         "runbook_bot_diagnostics_total",
         format!("name=\"{}\",verdict=\"{}\"", entry.def.name, outcome.verdict.as_str()),
     );
-    let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    let content = render::blocks(&outcome);
-    let msg = match incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await? {
-        Some(i) => {
-            let text = format!(
-                "{} ({} findings)",
-                render::headline(&outcome),
-                render::findings(&outcome)
-            );
-            incidents::add_event(&mut tx, i.id, now, origin.user.as_str(), "diagnostic", &text).await?;
-            Outgoing::thread(i.id, &origin.channel, content)
-        }
-        None => Outgoing::post(&origin.channel, None, content),
-    };
-    outbox::enqueue(&mut tx, &[msg], origin.response_url.as_deref(), now).await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
     Ok(outcome)
+}
+
+/// Where a result goes: a channel, in a thread when there is one.
+struct Place<'a> {
+    channel: &'a ChannelId,
+    thread_key: Option<String>,
+    incident_id: Option<i64>,
+}
+
+async fn publish(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    outcome: &run::Outcome,
+    place: &Place<'_>,
+    actor: &str,
+    notify_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let now = state.clock.now_ms();
+    if let Some(i) = place.incident_id {
+        let text = format!("{} ({} findings)", render::headline(outcome), render::findings(outcome));
+        incidents::add_event(tx, i, now, actor, "diagnostic", &text).await?;
+    }
+    let msg = Outgoing::post_keyed(place.channel, place.thread_key.clone(), None, render::blocks(outcome));
+    outbox::enqueue(tx, &[msg], notify_url, now).await
+}
+
+/// Diagnostics an alert route asks for, threaded where the alert is, before
+/// anyone arrives. Only read-only catalog diagnostics: actions never run
+/// without approval, and config validation refuses them in routes.
+pub async fn auto(state: Arc<AppState>, d: AutoDiagnose) {
+    for name in &d.names {
+        let Some(entry) = state
+            .catalog
+            .get("/diagnose", name)
+            .filter(|e| e.def.kind == Kind::Diagnostic)
+        else {
+            tracing::warn!(diagnostic = %name, "alert route names a diagnostic the catalog lacks");
+            continue;
+        };
+        let result = async {
+            let values = crate::catalog::args::bind_args(&entry.def.args, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let target = crate::dispatch::target_for(&state, &entry, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let outcome = run_on(&state, &entry, &values, &target.name).await?;
+            let mut tx = state.store.begin().await?;
+            let place = Place {
+                channel: &d.channel,
+                thread_key: Some(d.thread_key.clone()),
+                incident_id: d.incident_id,
+            };
+            publish(&mut tx, &state, &outcome, &place, "bot", None).await?;
+            tx.commit().await?;
+            state.outbox_wake.notify_one();
+            anyhow::Ok(())
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(diagnostic = %name, error = %e, "automatic diagnostic failed");
+        }
+    }
 }

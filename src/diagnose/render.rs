@@ -69,7 +69,9 @@ pub fn blocks(o: &Outcome) -> SlackMessageContent {
     blocks.push(SlackBlock::Context(SlackContextBlock::new(vec![
         SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(ctx)),
     ])));
-    SlackMessageContent::new().with_text(headline(o)).with_blocks(blocks)
+    SlackMessageContent::new()
+        .with_text(escape_entities(&headline(o)))
+        .with_blocks(blocks)
 }
 
 fn args_line(o: &Outcome) -> String {

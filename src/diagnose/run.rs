@@ -264,31 +264,17 @@ async fn http_health(env: &Env<'_>) -> (Table, Verdict) {
     };
     let mut verdict = Verdict::Ok;
     for h in env.health_checks {
-        let started = Instant::now();
-        let budget = Duration::from_millis(h.max_latency_ms);
-        let r = env
-            .http
-            .get(&h.url)
-            .timeout(budget * 3 + Duration::from_secs(1))
-            .send()
-            .await;
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        let status = match &r {
-            Ok(resp) => resp.status().as_u16().to_string(),
-            Err(e) if e.is_timeout() => "timeout".into(),
-            Err(e) if e.is_connect() => "unreachable".into(),
-            Err(_) => "error".into(),
-        };
-        let v = match &r {
-            Ok(resp) if resp.status() == reqwest::StatusCode::OK && ms <= h.max_latency_ms as f64 => Verdict::Ok,
-            Ok(resp) if resp.status() == reqwest::StatusCode::OK => Verdict::Warning,
-            _ => Verdict::Critical,
+        let p = crate::probe::http(env.http, h).await;
+        let v = match (p.ok, p.slow) {
+            (true, _) => Verdict::Ok,
+            (false, true) => Verdict::Warning,
+            (false, false) => Verdict::Critical,
         };
         verdict = verdict.max(v);
         table.rows.push(vec![
             h.name.clone(),
-            status,
-            format!("{ms:.0}"),
+            p.status,
+            format!("{:.0}", p.latency_ms),
             h.max_latency_ms.to_string(),
         ]);
     }

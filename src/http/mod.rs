@@ -1,6 +1,7 @@
 //! The HTTP edge: one router per area, merged here. Slack routes verify the
 //! signature before anything else looks at the request.
 
+mod alerts;
 mod events;
 mod health;
 mod interactions;
@@ -23,6 +24,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(interactions::router())
         .merge(events::router())
         .merge(health::router())
+        .merge(alerts::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -4,7 +4,7 @@
 
 use sqlx::{Any, AnyConnection, Transaction};
 
-use super::model::{Incident, IncidentRef, State};
+use super::model::{Incident, IncidentRef, Severity, State};
 use super::render;
 use super::store::{self as db, Change};
 use crate::app::AppState;
@@ -22,31 +22,13 @@ pub async fn run(state: &AppState, origin: &Origin, cmd: IncidentCmd) -> Result<
     let reply = match cmd {
         IncidentCmd::Declare { severity, title } => {
             let channel = &state.config.slack.incident_channel;
-            let i = db::insert(&mut tx, channel.as_str(), &title, severity, user, now).await?;
-            tracing::info!(
-                incident.id = i.id,
-                severity = severity.as_str(),
-                slack.user_id = user,
-                "incident declared"
-            );
-            db::add_event(
-                &mut tx,
-                i.id,
-                now,
-                user,
-                "declared",
-                &format!("Declared {severity}: {title}"),
-            )
-            .await?;
-            let msgs = [
-                Outgoing::root(i.id, channel, render::root(&i, now)),
-                Outgoing::thread(i.id, channel, render::reply(render::status_page_investigating(&i))),
-            ];
-            outbox::enqueue(&mut tx, &msgs, origin.response_url.as_deref(), now).await?;
-            state.metrics.inc(
-                "runbook_bot_incidents_declared_total",
-                format!("severity=\"{}\"", severity.as_str()),
-            );
+            let new = NewIncident {
+                title: &title,
+                severity,
+                by: user,
+                service: None,
+            };
+            let i = declare(&mut tx, state, new, origin.response_url.as_deref(), now).await?;
             Reply::new(format!(
                 ":rotating_light: Declared incident *#{}* ({}) in <#{channel}>. You are the commander; updates thread under its message.",
                 i.id, severity
@@ -185,6 +167,54 @@ pub async fn run(state: &AppState, origin: &Origin, cmd: IncidentCmd) -> Result<
     tx.commit().await?;
     state.outbox_wake.notify_one();
     Ok(reply)
+}
+
+pub struct NewIncident<'a> {
+    pub title: &'a str,
+    pub severity: Severity,
+    /// A Slack user id, or `bot` for incidents opened by alerts.
+    pub by: &'a str,
+    /// The `service` label alerts attach by.
+    pub service: Option<&'a str>,
+}
+
+/// Open an incident in the incident channel: its row, timeline event, root
+/// message and the status-page "investigating" draft, in the caller's
+/// transaction. Used by `/incident pN` and by alert routes that declare.
+pub async fn declare(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    new: NewIncident<'_>,
+    notify_url: Option<&str>,
+    now: i64,
+) -> anyhow::Result<Incident> {
+    let channel = &state.config.slack.incident_channel;
+    let i = db::insert(tx, channel.as_str(), new.title, new.severity, new.by, new.service, now).await?;
+    tracing::info!(
+        incident.id = i.id,
+        severity = new.severity.as_str(),
+        by = new.by,
+        "incident declared"
+    );
+    db::add_event(
+        tx,
+        i.id,
+        now,
+        new.by,
+        "declared",
+        &format!("Declared {}: {}", new.severity, new.title),
+    )
+    .await?;
+    let msgs = [
+        Outgoing::root(i.id, channel, render::root(&i, now)),
+        Outgoing::thread(i.id, channel, render::reply(render::status_page_investigating(&i))),
+    ];
+    outbox::enqueue(tx, &msgs, notify_url, now).await?;
+    state.metrics.inc(
+        "runbook_bot_incidents_declared_total",
+        format!("severity=\"{}\"", new.severity.as_str()),
+    );
+    Ok(i)
 }
 
 /// Record a change: timeline event, thread reply, root update.

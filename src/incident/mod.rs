@@ -3,6 +3,7 @@
 //! message, written to the outbox in the same transaction.
 
 pub mod commands;
+pub mod escalation;
 pub mod model;
 pub mod render;
 pub mod store;

@@ -141,7 +141,7 @@ pub fn root(i: &Incident, now: i64) -> SlackMessageContent {
             "{} incident #{}: {} ({})",
             i.severity,
             i.id,
-            i.title,
+            escape(&i.title),
             i.state.as_str()
         ))
         .with_blocks(blocks)
@@ -333,8 +333,10 @@ mod tests {
     fn user_text_cannot_mention_or_format() {
         let i = incident();
         let j = json(&root(&i, i.declared_at));
-        // The header is plain text; the mrkdwn status line must be escaped.
+        // The header is plain text; the mrkdwn status line and the
+        // notification text (also mrkdwn) must be escaped.
         assert!(!j.contains("<@U999>"), "{j}");
+        assert!(!root(&i, i.declared_at).text.unwrap().contains("<!channel>"));
         assert!(j.contains("&lt;@U999&gt;"));
         let draft = status_page_investigating(&i);
         assert!(!draft.contains("<!channel>"));

@@ -43,11 +43,12 @@ pub async fn insert(
     title: &str,
     severity: Severity,
     by: &str,
+    service: Option<&str>,
     now: i64,
 ) -> anyhow::Result<Incident> {
     let row = sqlx::query(concat!(
-        "INSERT INTO incidents (channel, title, severity, state, commander, declared_by, declared_at, updated_at)
-         VALUES ($1, $2, $3, 'declared', $4, $4, $5, $5) RETURNING ",
+        "INSERT INTO incidents (channel, title, severity, state, commander, declared_by, declared_at, updated_at, service)
+         VALUES ($1, $2, $3, 'declared', $4, $4, $5, $5, $6) RETURNING ",
         columns!()
     ))
     .bind(channel)
@@ -55,6 +56,7 @@ pub async fn insert(
     .bind(severity.as_str())
     .bind(by)
     .bind(now)
+    .bind(service.map(str::to_string))
     .fetch_one(&mut *conn)
     .await?;
     from_row(&row)
@@ -78,6 +80,52 @@ pub async fn newest_open_in_channel(conn: &mut AnyConnection, channel: &str) -> 
     .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// The newest open incident for a service (alerts attach to it).
+pub async fn newest_open_for_service(conn: &mut AnyConnection, service: &str) -> anyhow::Result<Option<Incident>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM incidents WHERE service = $1 AND state <> 'resolved' ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(service)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Incidents nobody has acknowledged yet (escalation candidates).
+pub async fn unacknowledged(conn: &mut AnyConnection) -> anyhow::Result<Vec<Incident>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM incidents WHERE state = 'declared' ORDER BY id"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Acknowledged incidents with the time of their last human update.
+pub async fn acknowledged_with_last_update(conn: &mut AnyConnection) -> anyhow::Result<Vec<(Incident, i64)>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        ", (SELECT MAX(e.occurred_at) FROM incident_events e WHERE e.incident_id = incidents.id
+             AND e.kind IN ('declared', 'acknowledged', 'status', 'severity', 'assigned')) AS last_update
+         FROM incidents WHERE state = 'acknowledged' ORDER BY id"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let last: Option<i64> = r.try_get("last_update")?;
+            let i = from_row(r)?;
+            let at = last.unwrap_or(i.declared_at);
+            Ok((i, at))
+        })
+        .collect()
 }
 
 pub async fn list_open(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<Vec<Incident>> {

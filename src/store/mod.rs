@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod janitor;
+pub mod lease;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -148,5 +148,8 @@ fn check_names_the_file_and_field_of_a_malformed_catalog_command() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("bad.toml: steps[0].sql: placeholders $1 do not match the 0 declared params"), "{err}");
+    assert!(
+        err.contains("bad.toml: steps[0].sql: placeholders $1 do not match the 0 declared params"),
+        "{err}"
+    );
 }

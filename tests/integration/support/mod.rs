@@ -18,6 +18,7 @@ use sqlx::{Connection, Executor, PgConnection};
 pub use fake_slack::{FakeSlack, Scripted};
 
 pub const SECRET: &str = "test-signing-secret";
+pub const ALERT_TOKEN: &str = "test-alert-token";
 pub const CHANNEL: &str = "CINCIDENTS";
 /// Users with each level (see `roles`).
 pub const L1: &str = "U0SUPPORT";
@@ -170,6 +171,9 @@ pub fn config(db_url: &str, slack: &FakeSlack) -> Config {
     for (id, level) in [(L1, Level::L1), (L2, Level::L2), (L2B, Level::L2), (L3, Level::L3)] {
         c.roles.subjects.push((RoleSubject::parse(id).unwrap(), level));
     }
+    c.alerts.token = Some(secrecy::SecretString::from(ALERT_TOKEN.to_string()));
+    // The health poller runs only in the tests that turn it on.
+    c.alerts.health_poll = std::time::Duration::ZERO;
     // Fast pacing and backoff keep tests short; the pacing itself is unit-tested.
     c.outbox.per_channel_per_second = 50.0;
     c.outbox.burst = 50;
@@ -308,6 +312,18 @@ impl TestApp {
         let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
         self.post_signed("/slack/interactions", "application/x-www-form-urlencoded", body, 0)
             .await
+    }
+
+    /// POST a monitoring webhook with the alert token.
+    pub async fn alert(&self, source: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/alerts/{source}", self.addr))
+            .bearer_auth(ALERT_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn scalar(&self, sql: &'static str) -> i64 {

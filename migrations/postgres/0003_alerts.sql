@@ -1,0 +1,49 @@
+-- Alerts: webhook payloads are persisted in alert_inbox before the 2xx and
+-- processed in order by one instance at a time (a lease); alerts holds one
+-- row per (source, fingerprint) with its current occurrence; escalations
+-- records each posted escalation step so none is forgotten or repeated.
+
+ALTER TABLE incidents ADD COLUMN service TEXT;
+CREATE INDEX incidents_open_by_service ON incidents (service, state);
+
+CREATE TABLE alert_inbox (
+    id           BIGSERIAL PRIMARY KEY,
+    source       TEXT    NOT NULL,
+    alerts       TEXT    NOT NULL,            -- JSON array of normalized alerts
+    received_at  BIGINT  NOT NULL,
+    processed_at BIGINT
+);
+CREATE INDEX alert_inbox_unprocessed ON alert_inbox (processed_at, id);
+
+CREATE TABLE alerts (
+    id           BIGSERIAL PRIMARY KEY,
+    source       TEXT    NOT NULL,
+    fingerprint  TEXT    NOT NULL,
+    status       TEXT    NOT NULL,            -- firing | resolved
+    severity     TEXT    NOT NULL,
+    title        TEXT    NOT NULL,
+    channel      TEXT    NOT NULL,
+    thread_key   TEXT,                        -- where replies about it go
+    incident_id  BIGINT  REFERENCES incidents (id),
+    occurrence   BIGINT  NOT NULL,
+    deliveries   BIGINT  NOT NULL,            -- deliveries in this occurrence
+    first_seen   BIGINT  NOT NULL,
+    last_seen    BIGINT  NOT NULL,
+    fired_at     BIGINT  NOT NULL,            -- start of this occurrence
+    resolved_at  BIGINT,
+    latest       TEXT    NOT NULL,            -- JSON of the latest normalized alert
+    UNIQUE (source, fingerprint)
+);
+
+CREATE TABLE escalations (
+    incident_id BIGINT  NOT NULL REFERENCES incidents (id),
+    step        TEXT    NOT NULL,
+    posted_at   BIGINT  NOT NULL,
+    PRIMARY KEY (incident_id, step)
+);
+
+CREATE TABLE leases (
+    name  TEXT    PRIMARY KEY,
+    owner TEXT    NOT NULL,
+    expires_at BIGINT  NOT NULL
+);

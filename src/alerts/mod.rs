@@ -1,0 +1,27 @@
+//! Alerts from monitoring: accepted webhook payloads are normalized and
+//! persisted in the inbox before the 2xx (no Slack call on the request
+//! path); one instance at a time turns them, in order, into posts, updates,
+//! thread replies, incidents and read-only diagnostics.
+
+pub mod health;
+pub mod normalize;
+pub mod process;
+pub mod render;
+pub mod routes;
+
+use crate::app::AppState;
+use normalize::{Alert, Source};
+
+/// Persist one payload's alerts; returns the inbox id.
+pub async fn accept(state: &AppState, source: Source, alerts: &[Alert]) -> anyhow::Result<i64> {
+    let now = state.clock.now_ms();
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO alert_inbox (source, alerts, received_at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(source.as_str())
+            .bind(serde_json::to_string(alerts)?)
+            .bind(now)
+            .fetch_one(&state.store.pool)
+            .await?;
+    state.alerts_wake.notify_one();
+    Ok(id)
+}

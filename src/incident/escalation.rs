@@ -1,0 +1,169 @@
+//! Escalation timers from the runbooks' timelines. While an incident is
+//! unacknowledged, each rung of its severity's ladder (P0: on-call now,
+//! stakeholders at 10 min, L3 at 15; P1 15/30/60 min; P2 1 h/4 h/24 h)
+//! posts once in its thread, mentioning who is next. An acknowledged
+//! incident silent past its status-update interval gets a reminder.
+//!
+//! Each post is claimed by inserting `(incident, step)` into `escalations`
+//! in the same transaction as the outbox row: a restart neither forgets nor
+//! repeats a step, and with several instances exactly one posts it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{Incident, Severity, human_duration};
+use super::store as db;
+use crate::app::AppState;
+use crate::config::{Config, Level};
+use crate::outbox::{self, Outgoing};
+use crate::slack::ids::{ChannelId, RoleSubject};
+
+const TICK: Duration = Duration::from_secs(1);
+
+pub async fn run(state: Arc<AppState>, cancel: CancellationToken) {
+    loop {
+        if let Err(e) = tick(&state).await {
+            tracing::warn!(error = ?e, "escalation step failed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+fn ladder_index(s: Severity) -> usize {
+    match s {
+        Severity::P0 => 0,
+        Severity::P1 => 1,
+        Severity::P2 => 2,
+        Severity::P3 => 3,
+    }
+}
+
+/// Who a rung names, as Slack mentions.
+pub fn mentions(config: &Config, notify: &str) -> String {
+    let subjects: Vec<RoleSubject> = match notify {
+        "l1" | "l2" | "l3" => {
+            let level = match notify {
+                "l1" => Level::L1,
+                "l2" => Level::L2,
+                _ => Level::L3,
+            };
+            config
+                .roles
+                .subjects
+                .iter()
+                .filter(|(_, l)| *l == level)
+                .map(|(s, _)| s.clone())
+                .collect()
+        }
+        "stakeholders" if !config.escalation.stakeholders.is_empty() => config.escalation.stakeholders.clone(),
+        "stakeholders" => config
+            .roles
+            .subjects
+            .iter()
+            .filter(|(_, l)| *l == Level::L3)
+            .map(|(s, _)| s.clone())
+            .collect(),
+        id => RoleSubject::parse(id).into_iter().collect(),
+    };
+    if subjects.is_empty() {
+        return format!("(nobody is configured for `{notify}`)");
+    }
+    subjects
+        .iter()
+        .map(|s| match s {
+            RoleSubject::User(u) => u.mention(),
+            RoleSubject::Group(g) => g.mention(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub async fn tick(state: &AppState) -> anyhow::Result<()> {
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    let mut posted = false;
+    for i in db::unacknowledged(&mut tx).await? {
+        let ladder = &state.config.escalation.ladders[ladder_index(i.severity)];
+        for (n, step) in ladder.iter().enumerate() {
+            let due = i.declared_at + i64::from(step.after_minutes) * 60_000;
+            if now < due {
+                break;
+            }
+            let who = mentions(&state.config, &step.notify);
+            let text = format!(
+                ":rotating_light: *Escalation* — #{} ({}) is unacknowledged after {}. {who}, please respond: `/incident ack`.",
+                i.id,
+                i.severity,
+                human_duration(now - i.declared_at)
+            );
+            posted |= post_once(&mut tx, state, &i, &format!("unacked:{n}"), &text, now).await?;
+        }
+    }
+    for (i, last) in db::acknowledged_with_last_update(&mut tx).await? {
+        if i.severity == Severity::P3 {
+            continue;
+        }
+        let interval = i64::from(i.severity.status_update_minutes()) * 60_000;
+        if now - last < interval {
+            continue;
+        }
+        let next = mentions(&state.config, "l3");
+        let text = format!(
+            ":hourglass: #{} ({}) has had no update for {}; the runbook asks for one every {} min. <@{}>, post `/incident status …`. {next}",
+            i.id,
+            i.severity,
+            human_duration(now - last),
+            i.severity.status_update_minutes(),
+            i.commander
+        );
+        posted |= post_once(&mut tx, state, &i, &format!("silent:{last}"), &text, now).await?;
+    }
+    tx.commit().await?;
+    if posted {
+        state.outbox_wake.notify_one();
+    }
+    Ok(())
+}
+
+/// Post a step unless some instance already did; true when this call did.
+async fn post_once(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    i: &Incident,
+    step: &str,
+    text: &str,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let claimed = sqlx::query(
+        "INSERT INTO escalations (incident_id, step, posted_at) VALUES ($1, $2, $3) ON CONFLICT (incident_id, step) DO NOTHING",
+    )
+    .bind(i.id)
+    .bind(step)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if claimed.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let channel = ChannelId::parse(&i.channel).map_err(|e| anyhow::anyhow!("stored channel: {e}"))?;
+    db::add_event(tx, i.id, now, "bot", "escalation", &format!("Escalation step {step}")).await?;
+    outbox::enqueue(
+        tx,
+        &[Outgoing::thread(i.id, &channel, super::render::reply(text.to_string()))],
+        None,
+        now,
+    )
+    .await?;
+    state.metrics.inc(
+        "runbook_bot_escalations_total",
+        format!("severity=\"{}\"", i.severity.as_str()),
+    );
+    tracing::info!(incident.id = i.id, step, "escalation posted");
+    Ok(true)
+}
