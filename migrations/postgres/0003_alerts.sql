@@ -11,7 +11,8 @@ CREATE TABLE alert_inbox (
     source       TEXT    NOT NULL,
     alerts       TEXT    NOT NULL,            -- JSON array of normalized alerts
     received_at  BIGINT  NOT NULL,
-    processed_at BIGINT
+    processed_at BIGINT,
+    error        TEXT                         -- set when it could not be handled
 );
 CREATE INDEX alert_inbox_unprocessed ON alert_inbox (processed_at, id);
 
@@ -23,6 +24,7 @@ CREATE TABLE alerts (
     severity     TEXT    NOT NULL,
     title        TEXT    NOT NULL,
     channel      TEXT    NOT NULL,
+    message_key  TEXT    NOT NULL,            -- the post that is updated in place
     thread_key   TEXT,                        -- where replies about it go
     incident_id  BIGINT  REFERENCES incidents (id),
     occurrence   BIGINT  NOT NULL,

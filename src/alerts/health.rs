@@ -60,7 +60,8 @@ pub async fn poll(state: &AppState) -> anyhow::Result<()> {
             p.ok,
             &format!("Health check {} failing", h.name),
             detail,
-            &h.url,
+            // Shown in Slack: never credentials or query tokens.
+            &crate::slack::text::public_url(&h.url),
         ));
     }
     for name in state.targets.names() {

@@ -90,12 +90,25 @@ pub fn parse(source: Source, body: &[u8], sentry_resource: Option<&str>) -> Resu
     if !v.is_object() {
         return Err(err("body must be a JSON object"));
     }
-    match source {
-        Source::Alertmanager | Source::Grafana => prometheus_style(source, &v),
-        Source::Sentry => sentry(&v, sentry_resource),
-        Source::Generic => generic(&v).map(|a| vec![a]),
-        Source::Health => Err(err("health alerts are internal")),
+    let mut alerts = match source {
+        Source::Alertmanager | Source::Grafana => prometheus_style(source, &v)?,
+        Source::Sentry => sentry(&v, sentry_resource)?,
+        Source::Generic => vec![generic(&v)?],
+        Source::Health => return Err(err("health alerts are internal")),
+    };
+    for a in &mut alerts {
+        a.fingerprint = fingerprint_key(&a.fingerprint);
     }
+    Ok(alerts)
+}
+
+/// Fingerprints are an index key: long ones are replaced by their hash.
+fn fingerprint_key(f: &str) -> String {
+    if f.len() <= 200 {
+        return f.to_string();
+    }
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(f.as_bytes())))
 }
 
 /// Alertmanager's webhook, and Grafana's (the same shape plus dashboard,
@@ -404,6 +417,14 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn long_fingerprints_become_hashes() {
+        let key = "ü".repeat(1000);
+        let body = format!(r#"{{"dedup_key":"{key}","title":"x"}}"#);
+        let a = parse(Source::Generic, body.as_bytes(), None).unwrap();
+        assert!(a[0].fingerprint.starts_with("sha256:") && a[0].fingerprint.len() == 71);
     }
 
     #[test]

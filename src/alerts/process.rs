@@ -7,6 +7,7 @@
 //! that post; resolved updates it and replies "resolved after 12 m"; a
 //! re-fire after resolve is a new occurrence replied in the same thread.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +39,9 @@ pub struct AutoDiagnose {
 
 pub async fn run(state: Arc<AppState>, cancel: CancellationToken) {
     let owner = uuid::Uuid::new_v4().to_string();
+    let mut failures = HashMap::new();
     loop {
-        match drain(&state, &owner).await {
+        match drain(&state, &owner, &mut failures).await {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = ?e, "alert processing failed; retrying"),
@@ -53,8 +55,12 @@ pub async fn run(state: Arc<AppState>, cancel: CancellationToken) {
     let _ = lease::release(&state.store, LEASE, &owner).await;
 }
 
+/// A payload that fails this many times in a row is set aside (marked with
+/// its error) so one bad payload cannot stop every alert behind it.
+const MAX_FAILURES: u32 = 3;
+
 /// Process what is waiting; true when a full batch was handled.
-pub async fn drain(state: &Arc<AppState>, owner: &str) -> anyhow::Result<bool> {
+pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i64, u32>) -> anyhow::Result<bool> {
     if !lease::acquire(&state.store, LEASE, owner, state.clock.now_ms(), LEASE_MS).await? {
         return Ok(false);
     }
@@ -65,37 +71,69 @@ pub async fn drain(state: &Arc<AppState>, owner: &str) -> anyhow::Result<bool> {
     let full = rows.len() as i64 == BATCH;
     for r in rows {
         let id: i64 = r.try_get("id")?;
-        let alerts: Vec<Alert> = serde_json::from_str(&r.try_get::<String, _>("alerts")?)?;
-        let now = state.clock.now_ms();
-        let mut tx = state.store.begin().await?;
-        // Another instance that held the lease before us may have done it.
-        let claimed = sqlx::query("UPDATE alert_inbox SET processed_at = $1 WHERE id = $2 AND processed_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if claimed.rows_affected() != 1 {
-            continue;
-        }
-        let mut diagnose = Vec::new();
-        for a in &alerts {
-            if let Some(d) = handle(&mut tx, state, a, now).await? {
-                diagnose.push(d);
+        let payload: String = r.try_get("alerts")?;
+        match process_one(state, id, &payload).await {
+            Ok(()) => {
+                failures.remove(&id);
             }
-        }
-        tx.commit().await?;
-        state.outbox_wake.notify_one();
-        for d in diagnose {
-            state.tasks.spawn(crate::diagnose::auto(state.clone(), d));
+            Err(e) => {
+                let n = failures.entry(id).or_insert(0);
+                *n += 1;
+                if *n < MAX_FAILURES {
+                    // Keep order: later payloads wait for this one.
+                    return Err(e.context(format!("alert payload {id}, attempt {n}")));
+                }
+                tracing::error!(inbox.id = id, error = ?e, "alert payload set aside after repeated failures");
+                state
+                    .metrics
+                    .inc("runbook_bot_alerts_total", "source=\"any\",outcome=\"failed\"".into());
+                sqlx::query(
+                    "UPDATE alert_inbox SET processed_at = $1, error = $2 WHERE id = $3 AND processed_at IS NULL",
+                )
+                .bind(state.clock.now_ms())
+                .bind(format!("{e:#}").chars().take(500).collect::<String>())
+                .bind(id)
+                .execute(&state.store.pool)
+                .await?;
+                failures.remove(&id);
+            }
         }
     }
     Ok(full)
+}
+
+async fn process_one(state: &Arc<AppState>, id: i64, payload: &str) -> anyhow::Result<()> {
+    let alerts: Vec<Alert> = serde_json::from_str(payload)?;
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    // Another instance that held the lease before us may have done it.
+    let claimed = sqlx::query("UPDATE alert_inbox SET processed_at = $1 WHERE id = $2 AND processed_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if claimed.rows_affected() != 1 {
+        return Ok(());
+    }
+    let mut diagnose = Vec::new();
+    for a in &alerts {
+        if let Some(d) = handle(&mut tx, state, a, now).await? {
+            diagnose.push(d);
+        }
+    }
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    for d in diagnose {
+        state.tasks.spawn(crate::diagnose::auto(state.clone(), d));
+    }
+    Ok(())
 }
 
 struct Row_ {
     id: i64,
     status: Status,
     channel: String,
+    message_key: String,
     thread_key: Option<String>,
     incident_id: Option<i64>,
     occurrence: i64,
@@ -105,7 +143,7 @@ struct Row_ {
 
 async fn find(tx: &mut AnyConnection, a: &Alert) -> anyhow::Result<Option<Row_>> {
     let r = sqlx::query(
-        "SELECT id, status, channel, thread_key, incident_id, occurrence, deliveries, fired_at
+        "SELECT id, status, channel, message_key, thread_key, incident_id, occurrence, deliveries, fired_at
          FROM alerts WHERE source = $1 AND fingerprint = $2",
     )
     .bind(a.source.as_str())
@@ -121,6 +159,7 @@ async fn find(tx: &mut AnyConnection, a: &Alert) -> anyhow::Result<Option<Row_>>
                 Status::Resolved
             },
             channel: r.try_get("channel")?,
+            message_key: r.try_get("message_key")?,
             thread_key: r.try_get("thread_key")?,
             incident_id: r.try_get("incident_id")?,
             occurrence: r.try_get("occurrence")?,
@@ -131,14 +170,36 @@ async fn find(tx: &mut AnyConnection, a: &Alert) -> anyhow::Result<Option<Row_>>
     .transpose()
 }
 
-fn key(id: i64) -> String {
-    format!("alert:{id}")
-}
-
 async fn handle(tx: &mut AnyConnection, state: &AppState, a: &Alert, now: i64) -> anyhow::Result<Option<AutoDiagnose>> {
     let existing = find(tx, a).await?;
     match (a.status, existing) {
-        (Status::Firing, None) => first_firing(tx, state, a, now).await,
+        (Status::Firing, None) => {
+            let place = place(tx, state, a, now).await?;
+            let latest = serde_json::to_string(a)?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO alerts (source, fingerprint, status, severity, title, channel, message_key, thread_key,
+                   incident_id, occurrence, deliveries, first_seen, last_seen, fired_at, latest)
+                 VALUES ($1, $2, 'firing', $3, $4, $5, '', $6, $7, 1, 1, $8, $8, $8, $9) RETURNING id",
+            )
+            .bind(a.source.as_str())
+            .bind(&a.fingerprint)
+            .bind(&a.severity)
+            .bind(&a.title)
+            .bind(place.channel.as_str())
+            .bind(place.thread_key.clone())
+            .bind(place.incident_id)
+            .bind(now)
+            .bind(latest)
+            .fetch_one(&mut *tx)
+            .await?;
+            let message_key = format!("alert:{id}");
+            sqlx::query("UPDATE alerts SET message_key = $1 WHERE id = $2")
+                .bind(&message_key)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            post(tx, state, a, &place, &message_key, 1, now).await
+        }
         (Status::Firing, Some(r)) if r.status == Status::Firing => {
             sqlx::query("UPDATE alerts SET deliveries = deliveries + 1, last_seen = $1, latest = $2 WHERE id = $3")
                 .bind(now)
@@ -153,32 +214,7 @@ async fn handle(tx: &mut AnyConnection, state: &AppState, a: &Alert, now: i64) -
             update(tx, &r, a, &seen, None, now).await?;
             Ok(None)
         }
-        (Status::Firing, Some(r)) => {
-            let occurrence = r.occurrence + 1;
-            sqlx::query(
-                "UPDATE alerts SET status = 'firing', occurrence = $1, deliveries = 1, fired_at = $2, last_seen = $2,
-                   resolved_at = NULL, latest = $3 WHERE id = $4",
-            )
-            .bind(occurrence)
-            .bind(now)
-            .bind(serde_json::to_string(a)?)
-            .bind(r.id)
-            .execute(&mut *tx)
-            .await?;
-            let seen = Seen {
-                occurrence,
-                deliveries: 1,
-                fired_at: now,
-                ..seen(&r, now)
-            };
-            let reply = format!(
-                ":repeat: Firing again (occurrence {occurrence}): {}",
-                crate::slack::text::escape(&a.title)
-            );
-            event(tx, r.incident_id, now, &format!("Alert firing again: {}", a.title)).await?;
-            update(tx, &r, a, &seen, Some(reply), now).await?;
-            Ok(None)
-        }
+        (Status::Firing, Some(r)) => refire(tx, state, a, r, now).await,
         (Status::Resolved, Some(r)) if r.status == Status::Firing => {
             sqlx::query(
                 "UPDATE alerts SET status = 'resolved', resolved_at = $1, last_seen = $1, latest = $2 WHERE id = $3",
@@ -216,6 +252,71 @@ async fn handle(tx: &mut AnyConnection, state: &AppState, a: &Alert, now: i64) -
     }
 }
 
+/// A new occurrence after a resolve. While the alert's incident is still
+/// open it is replied in the same thread; when that incident is over (or
+/// there was none) and the route now leads to an open or new incident, it is
+/// posted there afresh, with the route's diagnostics.
+async fn refire(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    a: &Alert,
+    r: Row_,
+    now: i64,
+) -> anyhow::Result<Option<AutoDiagnose>> {
+    let occurrence = r.occurrence + 1;
+    let incident_open = match r.incident_id {
+        Some(i) => incidents::get(tx, i)
+            .await?
+            .is_some_and(|i| i.state != crate::incident::model::State::Resolved),
+        None => false,
+    };
+    if !incident_open {
+        let place = place(tx, state, a, now).await?;
+        if place.incident_id.is_some() {
+            let message_key = format!("alert:{}:{occurrence}", r.id);
+            sqlx::query(
+                "UPDATE alerts SET status = 'firing', occurrence = $1, deliveries = 1, fired_at = $2, last_seen = $2,
+                   resolved_at = NULL, latest = $3, channel = $4, message_key = $5, thread_key = $6, incident_id = $7
+                 WHERE id = $8",
+            )
+            .bind(occurrence)
+            .bind(now)
+            .bind(serde_json::to_string(a)?)
+            .bind(place.channel.as_str())
+            .bind(&message_key)
+            .bind(place.thread_key.clone())
+            .bind(place.incident_id)
+            .bind(r.id)
+            .execute(&mut *tx)
+            .await?;
+            return post(tx, state, a, &place, &message_key, occurrence, now).await;
+        }
+    }
+    sqlx::query(
+        "UPDATE alerts SET status = 'firing', occurrence = $1, deliveries = 1, fired_at = $2, last_seen = $2,
+           resolved_at = NULL, latest = $3 WHERE id = $4",
+    )
+    .bind(occurrence)
+    .bind(now)
+    .bind(serde_json::to_string(a)?)
+    .bind(r.id)
+    .execute(&mut *tx)
+    .await?;
+    let seen = Seen {
+        occurrence,
+        deliveries: 1,
+        fired_at: now,
+        ..seen(&r, now)
+    };
+    let reply = format!(
+        ":repeat: Firing again (occurrence {occurrence}): {}",
+        crate::slack::text::escape(&a.title)
+    );
+    event(tx, r.incident_id, now, &format!("Alert firing again: {}", a.title)).await?;
+    update(tx, &r, a, &seen, Some(reply), now).await?;
+    Ok(None)
+}
+
 fn seen(r: &Row_, now: i64) -> Seen {
     Seen {
         occurrence: r.occurrence,
@@ -244,9 +345,13 @@ async fn update(
     now: i64,
 ) -> anyhow::Result<()> {
     let channel = ChannelId::parse(&r.channel).map_err(|e| anyhow::anyhow!("stored channel: {e}"))?;
-    let mut msgs = vec![Outgoing::update(&channel, &key(r.id), render::message(a, seen, now))];
+    let mut msgs = vec![Outgoing::update(
+        &channel,
+        &r.message_key,
+        render::message(a, seen, now),
+    )];
     if let Some(text) = reply {
-        let thread = r.thread_key.clone().unwrap_or_else(|| key(r.id));
+        let thread = r.thread_key.clone().unwrap_or_else(|| r.message_key.clone());
         msgs.push(Outgoing::post_keyed(
             &channel,
             Some(thread),
@@ -257,12 +362,17 @@ async fn update(
     outbox::enqueue(tx, &msgs, None, now).await
 }
 
-async fn first_firing(
-    tx: &mut AnyConnection,
-    state: &AppState,
-    a: &Alert,
-    now: i64,
-) -> anyhow::Result<Option<AutoDiagnose>> {
+/// Where a firing alert goes: the open incident of its service (when the
+/// route attaches), else a new incident (when the route declares), else the
+/// route's channel or the incident channel.
+struct Place {
+    channel: ChannelId,
+    thread_key: Option<String>,
+    incident_id: Option<i64>,
+    diagnose: Vec<String>,
+}
+
+async fn place(tx: &mut AnyConnection, state: &AppState, a: &Alert, now: i64) -> anyhow::Result<Place> {
     let route = routes::pick(&state.config.alerts.routes, a);
     let attach = route.is_none_or(|r| r.attach);
     let mut incident = match (attach, a.service()) {
@@ -280,15 +390,8 @@ async fn first_firing(
             service: a.service(),
         };
         let i = declare(tx, state, new, None, now).await?;
-        incidents::add_event(
-            tx,
-            i.id,
-            now,
-            "bot",
-            "alert",
-            &format!("Declared from {} alert {}", a.source.as_str(), a.fingerprint),
-        )
-        .await?;
+        let text = format!("Declared from {} alert {}", a.source.as_str(), a.fingerprint);
+        incidents::add_event(tx, i.id, now, "bot", "alert", &text).await?;
         incident = Some(i);
     }
     let channel = match (&incident, route.and_then(|r| r.channel.as_deref())) {
@@ -296,41 +399,43 @@ async fn first_firing(
         (None, Some(c)) => ChannelId::parse(c).map_err(|e| anyhow::anyhow!("route channel: {e}"))?,
         (None, None) => state.config.slack.incident_channel.clone(),
     };
-    let thread_key = incident.as_ref().map(|i| crate::incident::root_key(i.id));
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO alerts (source, fingerprint, status, severity, title, channel, thread_key, incident_id, occurrence,
-           deliveries, first_seen, last_seen, fired_at, latest)
-         VALUES ($1, $2, 'firing', $3, $4, $5, $6, $7, 1, 1, $8, $8, $8, $9) RETURNING id",
-    )
-    .bind(a.source.as_str())
-    .bind(&a.fingerprint)
-    .bind(&a.severity)
-    .bind(&a.title)
-    .bind(channel.as_str())
-    .bind(thread_key.clone())
-    .bind(incident.as_ref().map(|i| i.id))
-    .bind(now)
-    .bind(serde_json::to_string(a)?)
-    .fetch_one(&mut *tx)
-    .await?;
+    Ok(Place {
+        channel,
+        thread_key: incident.as_ref().map(|i| crate::incident::root_key(i.id)),
+        incident_id: incident.map(|i| i.id),
+        diagnose: route.map(|r| r.diagnose.clone()).unwrap_or_default(),
+    })
+}
+
+/// Post an occurrence's message where `place` says, and ask for the route's
+/// diagnostics.
+async fn post(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    a: &Alert,
+    place: &Place,
+    message_key: &str,
+    occurrence: i64,
+    now: i64,
+) -> anyhow::Result<Option<AutoDiagnose>> {
     let seen = Seen {
-        occurrence: 1,
+        occurrence,
         deliveries: 1,
         fired_at: now,
         last_seen: now,
         resolved_at: None,
-        incident: incident.as_ref().map(|i| i.id),
+        incident: place.incident_id,
     };
     let msg = Outgoing::post_keyed(
-        &channel,
-        thread_key.clone(),
-        Some(key(id)),
+        &place.channel,
+        place.thread_key.clone(),
+        Some(message_key.to_string()),
         render::message(a, &seen, now),
     );
     outbox::enqueue(tx, &[msg], None, now).await?;
     event(
         tx,
-        incident.as_ref().map(|i| i.id),
+        place.incident_id,
         now,
         &format!("Alert firing: {} ({})", a.title, a.severity),
     )
@@ -339,10 +444,10 @@ async fn first_firing(
         "runbook_bot_alerts_total",
         format!("source=\"{}\",outcome=\"posted\"", a.source.as_str()),
     );
-    Ok(route.filter(|r| !r.diagnose.is_empty()).map(|r| AutoDiagnose {
-        names: r.diagnose.clone(),
-        channel,
-        incident_id: incident.as_ref().map(|i| i.id),
-        thread_key: thread_key.unwrap_or_else(|| key(id)),
+    Ok((!place.diagnose.is_empty()).then(|| AutoDiagnose {
+        names: place.diagnose.clone(),
+        channel: place.channel.clone(),
+        incident_id: place.incident_id,
+        thread_key: place.thread_key.clone().unwrap_or_else(|| message_key.to_string()),
     }))
 }

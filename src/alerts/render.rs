@@ -7,7 +7,7 @@ use slack_morphism::prelude::*;
 
 use super::normalize::{Alert, Status};
 use crate::incident::model::human_duration;
-use crate::slack::text::{escape, escape_code_block};
+use crate::slack::text::{SECTION_MAX, escape, escape_code_block, fit};
 
 /// What the message shows besides the alert itself.
 pub struct Seen {
@@ -47,9 +47,9 @@ pub fn message(a: &Alert, seen: &Seen, now: i64) -> SlackMessageContent {
     if let Some(d) = &a.description {
         text.push_str(&format!("\n{}", escape(&d.chars().take(1500).collect::<String>())));
     }
-    let mut blocks = vec![SlackBlock::Section(
-        SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text))),
-    )];
+    let mut blocks = vec![SlackBlock::Section(SlackSectionBlock::new().with_text(
+        SlackBlockText::MarkDown(SlackBlockMarkDownText::new(fit(text, SECTION_MAX))),
+    ))];
     if !a.labels.is_empty() {
         let labels: String = a
             .labels
@@ -63,7 +63,7 @@ pub fn message(a: &Alert, seen: &Seen, now: i64) -> SlackMessageContent {
         blocks.push(SlackBlock::Section(SlackSectionBlock::new().with_text(
             SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
                 "```{}```",
-                escape_code_block(&labels)
+                fit(escape_code_block(&labels), SECTION_MAX - 6)
             ))),
         )));
     }
@@ -134,6 +134,29 @@ mod tests {
                 && j.contains("occurrence 2")
                 && j.contains("incident #4")
         );
+    }
+
+    #[test]
+    fn huge_escaped_payloads_stay_inside_the_section_limit() {
+        let mut a = alert();
+        a.title = "&".repeat(2000);
+        a.description = Some("<".repeat(1500));
+        a.labels = (0..400).map(|i| (format!("k{i}"), "&&&&".to_string())).collect();
+        let seen = Seen {
+            occurrence: 1,
+            deliveries: 1,
+            fired_at: 0,
+            last_seen: 0,
+            resolved_at: None,
+            incident: None,
+        };
+        for b in message(&a, &seen, 0).blocks.unwrap() {
+            if let SlackBlock::Section(s) = b
+                && let Some(SlackBlockText::MarkDown(m)) = s.text
+            {
+                assert!(m.text.chars().count() <= 3000, "{}", m.text.chars().count());
+            }
+        }
     }
 
     #[test]

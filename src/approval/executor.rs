@@ -41,8 +41,16 @@ pub async fn apply(state: &AppState, req: ApprovedRequest) {
     tracing::info!(request.id = r.id, command.name = %r.kind_name(), target = %r.target, "applying approved action");
     let (to, text) = execute(state, r).await;
     tracing::info!(request.id = r.id, state = to.as_str(), "action finished");
-    if let Err(e) = notify::finished(state, r, to, &text).await {
-        tracing::error!(request.id = r.id, error = ?e, "could not record an action's result");
+    // The target has committed (or not); the state store must learn which,
+    // or the worker would later report the request as interrupted.
+    for attempt in 0..6u32 {
+        match notify::finished(state, r, to, &text).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(request.id = r.id, attempt, error = ?e, "could not record an action's result; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+            }
+        }
     }
 }
 

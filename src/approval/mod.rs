@@ -176,6 +176,10 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
     let level = state.roles.level_of(&state.config.roles, &state.slack, user).await;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
+    // Serialize decisions on this request (a row lock on PostgreSQL; SQLite's
+    // write lock already does): concurrent approvers then see each other's
+    // votes, so a two-approval request cannot stall with both counted apart.
+    store::lock(&mut tx, id).await?;
     let r = store::get(&mut tx, id)
         .await?
         .ok_or_else(|| UserError::new(format!("There is no approval #{id}.")))?;
@@ -203,27 +207,13 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
     } else {
         None
     };
+    let refuse = |tx, why: String| refuse(tx, user, verb, id, r.incident_id, why, now);
     if let Some(why) = refusal {
-        let detail = format!("refused to {verb} #{id}: {why}");
-        audit::record(
-            &mut tx,
-            Event {
-                actor: user,
-                kind: "approval_refused",
-                request_id: Some(id),
-                incident_id: r.incident_id,
-                detail: &detail,
-            },
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(request.id = id, slack.user_id = user, "approval click refused");
-        return Err(UserError::new(why).into());
+        return Err(refuse(tx, why).await);
     }
     if !approve {
         if !store::deny(&mut tx, id, user, now).await? {
-            return Err(UserError::new(format!("Approval #{id} was decided meanwhile.")).into());
+            return Err(refuse(tx, format!("Approval #{id} was decided meanwhile.")).await);
         }
         let detail = format!("denied #{id} {}", r.label());
         audit::record(
@@ -251,7 +241,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
         return Ok(Reply::new(format!("Denied #{id}.")));
     }
     if !store::vote(&mut tx, id, user, now).await? {
-        return Err(UserError::new(format!("You already approved #{id}; each approver counts once.")).into());
+        return Err(refuse(tx, format!("You already approved #{id}; each approver counts once.")).await);
     }
     let votes = store::votes(&mut tx, id).await?;
     let detail = format!("approved #{id} ({} of {})", votes.len(), r.approvals_needed);
@@ -282,4 +272,35 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
             r.approvals_needed
         )))
     }
+}
+
+/// Audit a refused click, commit that, and return the refusal to show.
+#[allow(clippy::too_many_arguments)]
+async fn refuse(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    user: &str,
+    verb: &str,
+    id: i64,
+    incident_id: Option<i64>,
+    why: String,
+    now: i64,
+) -> CommandError {
+    let detail = format!("refused to {verb} #{id}: {why}");
+    let event = Event {
+        actor: user,
+        kind: "approval_refused",
+        request_id: Some(id),
+        incident_id,
+        detail: &detail,
+    };
+    let recorded = async {
+        audit::record(&mut tx, event, now).await?;
+        tx.commit().await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = recorded.await {
+        return e.into();
+    }
+    tracing::info!(request.id = id, slack.user_id = user, "approval click refused");
+    UserError::new(why).into()
 }

@@ -67,16 +67,19 @@ pub async fn new_card(
 pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> anyhow::Result<()> {
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
-    if !store::finish(&mut tx, r.id, to, text, now).await? {
-        // Someone marked it interrupted meanwhile; do not overwrite that.
+    // False when the worker already reported it interrupted: the true outcome
+    // is still recorded and posted, marked as late, without rewriting state.
+    let on_time = store::finish(&mut tx, r.id, to, text, now).await?;
+    if !on_time {
         tracing::warn!(
             request.id = r.id,
-            "request left `applying` before its result was recorded"
+            "an action's result arrived after it was reported interrupted"
         );
     }
-    let kind = match to {
-        State::Applied => "action_applied",
-        State::RolledBack => "action_rolled_back",
+    let kind = match (on_time, to) {
+        (false, _) => "action_result_late",
+        (_, State::Applied) => "action_applied",
+        (_, State::RolledBack) => "action_rolled_back",
         _ => "action_failed",
     };
     let detail = format!("{} → {}: {text}", r.label(), to.as_str());
@@ -96,8 +99,13 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
         (State::Applied, Some(u)) => format!("\nTo reverse it: `{u}`"),
         _ => String::new(),
     };
+    let late = if on_time {
+        ""
+    } else {
+        " (this result arrived after the request was reported interrupted)"
+    };
     let reply = format!(
-        "{} {} {}: {}{undo}",
+        "{} {} {}: {}{undo}{late}",
         render::emoji(to),
         r.label_md(),
         render::state_words(to),

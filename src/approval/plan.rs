@@ -124,9 +124,7 @@ pub async fn compute(
 
 /// The plan of a deploy-hook action: which hook will be called.
 pub fn for_deploy(service: &str, hook: &DeployHook) -> Plan {
-    let endpoint = url::Url::parse(&hook.url)
-        .map(|u| format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.path()))
-        .unwrap_or_else(|_| "?".into());
+    let endpoint = crate::slack::text::public_url(&hook.url);
     Plan {
         tables: vec![PlanTable {
             title: "Deploy hook that will be called".into(),

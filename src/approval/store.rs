@@ -197,6 +197,15 @@ pub async fn get(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Req
     row.as_ref().map(from_row).transpose()
 }
 
+/// Take the request's row lock for the rest of the transaction.
+pub async fn lock(conn: &mut AnyConnection, id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE approval_requests SET updated_at = updated_at WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Record one approver's vote; false when this approver already voted.
 pub async fn vote(conn: &mut AnyConnection, id: i64, approver: &str, now: i64) -> anyhow::Result<bool> {
     let done = sqlx::query(

@@ -372,6 +372,9 @@ fn validate_action(file: &Path, def: &CommandFile, push: &mut impl FnMut(String,
         }
         return;
     }
+    if !(1..=300_000).contains(&def.apply_timeout_ms) {
+        push("apply_timeout_ms".into(), "must be between 1 and 300000".into());
+    }
     if def.plan.is_empty() {
         push("plan".into(), "an action must show its plan".into());
     }

@@ -63,7 +63,9 @@ pub struct CommandFile {
     /// instead of running SQL.
     #[serde(default)]
     pub deploy_hook_arg: Option<String>,
-    /// Action: statement timeout for the whole apply transaction.
+    /// Action: `statement_timeout` for each statement of the apply
+    /// transaction (at most 5 minutes, so a stalled apply is reported as
+    /// interrupted only after it can no longer be running).
     #[serde(default = "default_apply_timeout_ms")]
     pub apply_timeout_ms: u64,
 }

@@ -60,13 +60,14 @@ async fn handle(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, EdgeError> {
     let cfg = &state.config.alerts;
+    // The path segment is untrusted: only known names become a label.
+    let label = normalize::Source::parse(&source)
+        .map(|s| s.as_str())
+        .unwrap_or("unknown");
     let count = |outcome: &str| {
         state.metrics.inc(
             "runbook_bot_alerts_received_total",
-            format!(
-                "source=\"{}\",outcome=\"{outcome}\"",
-                source.chars().take(20).collect::<String>()
-            ),
+            format!("source=\"{label}\",outcome=\"{outcome}\""),
         )
     };
     // No token configured: alert intake is closed, not open.

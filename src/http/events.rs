@@ -32,7 +32,8 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
         }
         SlackPushEvent::EventCallback(cb) => {
             let now = state.clock.now_ms();
-            if !crate::store::events::claim(&state.store, cb.event_id.as_ref(), now).await? {
+            let mut tx = state.store.begin().await.map_err(anyhow::Error::from)?;
+            if !crate::store::events::claim(&mut tx, cb.event_id.as_ref(), now).await? {
                 state.metrics.inc(
                     "runbook_bot_slack_requests_total",
                     "route=\"events\",outcome=\"duplicate\"".into(),
@@ -45,23 +46,21 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
                 "route=\"events\",outcome=\"accepted\"".into(),
             );
             if let SlackEventCallbackBody::AppMention(m) = cb.event {
-                on_mention(&state, &m, now).await?;
+                on_mention(&mut tx, &m, now).await?;
             }
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            state.outbox_wake.notify_one();
             Ok(StatusCode::OK.into_response())
         }
     }
 }
 
 /// Someone @-mentioned the bot: answer in the thread with where to start.
-async fn on_mention(state: &AppState, m: &SlackAppMentionEvent, now: i64) -> anyhow::Result<()> {
+async fn on_mention(tx: &mut sqlx::AnyConnection, m: &SlackAppMentionEvent, now: i64) -> anyhow::Result<()> {
     let Ok(channel) = ChannelId::parse(m.channel.as_ref()) else {
         return Ok(());
     };
     let thread = m.origin.thread_ts.clone().unwrap_or_else(|| m.origin.ts.clone());
     let text = "I run incidents from slash commands: `/incident p1 <title>` declares one, `/incident list` shows what is open, `/incident help` lists the rest.".to_string();
-    let mut tx = state.store.begin().await?;
-    outbox::enqueue(&mut tx, &[plain(&channel, Some(thread.to_string()), text)], None, now).await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
-    Ok(())
+    outbox::enqueue(tx, &[plain(&channel, Some(thread.to_string()), text)], None, now).await
 }

@@ -102,7 +102,9 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
                 i.severity,
                 human_duration(now - i.declared_at)
             );
-            posted |= post_once(&mut tx, state, &i, &format!("unacked:{n}"), &text, now).await?;
+            // Keyed by severity too: after `/incident sev` the new ladder counts.
+            let step = format!("unacked:{}:{n}", i.severity.as_str());
+            posted |= post_once(&mut tx, state, &i, &step, &text, now).await?;
         }
     }
     for (i, last) in db::acknowledged_with_last_update(&mut tx).await? {
@@ -114,13 +116,18 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
             continue;
         }
         let next = mentions(&state.config, "l3");
+        // Incidents opened by alerts have the bot as commander: nobody to ping.
+        let commander = if i.commander == "bot" {
+            String::new()
+        } else {
+            format!("<@{}>, ", i.commander)
+        };
         let text = format!(
-            ":hourglass: #{} ({}) has had no update for {}; the runbook asks for one every {} min. <@{}>, post `/incident status …`. {next}",
+            ":hourglass: #{} ({}) has had no update for {}; the runbook asks for one every {} min. {commander}post `/incident status …`. {next}",
             i.id,
             i.severity,
             human_duration(now - last),
             i.severity.status_update_minutes(),
-            i.commander
         );
         posted |= post_once(&mut tx, state, &i, &format!("silent:{last}"), &text, now).await?;
     }

@@ -6,7 +6,7 @@ use chrono::{TimeZone, Utc};
 use slack_morphism::prelude::*;
 
 use super::model::{Incident, Severity, State, TimelineEvent, human_duration};
-use crate::slack::text::{escape, escape_code_block};
+use crate::slack::text::{SECTION_MAX, escape, escape_code_block, fit};
 
 pub const ACTION_ACK: &str = "incident_ack";
 pub const ACTION_RESOLVE: &str = "incident_resolve";
@@ -19,7 +19,7 @@ fn md(text: impl Into<String>) -> SlackBlockText {
 }
 
 fn section(text: impl Into<String>) -> SlackBlock {
-    SlackBlock::Section(SlackSectionBlock::new().with_text(md(text)))
+    SlackBlock::Section(SlackSectionBlock::new().with_text(md(fit(text.into(), SECTION_MAX))))
 }
 
 fn context(text: impl Into<String>) -> SlackBlock {

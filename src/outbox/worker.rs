@@ -7,9 +7,10 @@
 //! good (`channel_not_found`, `not_in_channel`, …), which is logged, counted
 //! and reported to the person whose command caused it.
 //!
-//! Slack has no idempotency key for `chat.postMessage`: a crash between
-//! Slack accepting a post and the row being marked sent repeats that one
-//! post on restart. Every other path delivers exactly once.
+//! Slack has no idempotency key for `chat.postMessage`: when Slack accepted
+//! a post but we never learnt it (a crash before the row is marked sent, or
+//! a timeout or 5xx after Slack processed it), that one post is repeated on
+//! retry. A 429, a refused connection or an `ok:false` never repeats one.
 
 use std::sync::Arc;
 use std::time::Duration;

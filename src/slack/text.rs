@@ -30,6 +30,32 @@ pub fn escape_entities(text: &str) -> String {
     out
 }
 
+/// Slack rejects a section whose text exceeds 3,000 characters; escaping
+/// lengthens text, so blocks are cut to fit after escaping.
+pub const SECTION_MAX: usize = 2990;
+
+/// Cut `text` to at most `max` characters (on a character boundary).
+pub fn fit(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// A configured URL as it may be shown in Slack: scheme, host, port and
+/// path only — never user:password or a `?token=` query.
+pub fn public_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}{}", u.scheme(), u.host_str().unwrap_or(""), u.path())
+        }
+        Err(_) => "(unparseable URL)".into(),
+    }
+}
+
 /// Text for inside a ``` block: entities escaped, and a fence in the text
 /// cannot close the block early.
 pub fn escape_code_block(text: &str) -> String {
@@ -90,6 +116,23 @@ mod tests {
         assert_eq!(decode_command_text("see <https://x.io|the doc>"), "see the doc");
         assert_eq!(decode_command_text("<!channel> now"), "@channel now");
         assert_eq!(decode_command_text("a < b"), "a < b");
+    }
+
+    #[test]
+    fn fit_cuts_on_character_boundaries() {
+        assert_eq!(fit("héllo".into(), 10), "héllo");
+        assert_eq!(fit("héllo".into(), 3), "hé…");
+        let long = escape(&"&".repeat(2000));
+        assert_eq!(fit(long, SECTION_MAX).chars().count(), SECTION_MAX);
+    }
+
+    #[test]
+    fn public_urls_drop_credentials_and_queries() {
+        assert_eq!(
+            public_url("https://u:pw@api.example.com:8443/health?token=s3cret"),
+            "https://api.example.com:8443/health"
+        );
+        assert_eq!(public_url("nonsense"), "(unparseable URL)");
     }
 
     #[test]

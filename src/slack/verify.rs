@@ -49,7 +49,7 @@ pub fn verify(
         return Err(VerifyError::MissingHeaders);
     };
     let ts_num: i64 = ts.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-    if (now - ts_num).abs() > MAX_SKEW_SECS {
+    if now.abs_diff(ts_num) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     let hex_sig = sig.strip_prefix("v0=").ok_or(VerifyError::Malformed)?;
@@ -132,6 +132,12 @@ mod tests {
         assert_eq!(
             verify(b"other", Some(&ts), Some(&good), body, NOW),
             Err(VerifyError::Mismatch)
+        );
+        // Extreme timestamps are stale, not an overflow.
+        let min = i64::MIN.to_string();
+        assert_eq!(
+            verify(SECRET, Some(&min), Some(&good), body, NOW),
+            Err(VerifyError::Stale)
         );
         // A signature made for another timestamp does not transfer.
         let other_ts = (NOW - 1).to_string();

@@ -1,6 +1,6 @@
 //! Housekeeping: forget old Events API ids (Slack retries for at most about
-//! an hour) and delivered outbox rows, so the state store does not grow
-//! without bound. Failed rows are kept for inspection.
+//! an hour), delivered outbox rows and processed alert payloads, so the state
+//! store does not grow without bound. Failed rows are kept for inspection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,5 +37,9 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<(u64, u64)> {
         .execute(&state.store.pool)
         .await?
         .rows_affected();
+    sqlx::query("DELETE FROM alert_inbox WHERE processed_at < $1 AND error IS NULL")
+        .bind(now - KEEP_SENT_MS)
+        .execute(&state.store.pool)
+        .await?;
     Ok((events, sent))
 }

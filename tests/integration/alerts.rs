@@ -406,7 +406,80 @@ async fn silent_acknowledged_incidents_get_a_reminder(backend: Backend) {
     t.finish().await;
 }
 
+async fn a_refire_after_its_incident_resolved_opens_a_new_one(backend: Backend) {
+    let slack = FakeSlack::start().await;
+    let db = TestDb::new(backend).await;
+    let mut cfg = config(&db.url, &slack);
+    cfg.alerts.routes = vec![Route {
+        matcher: Matcher {
+            source: None,
+            severity: vec!["critical".into()],
+            labels: Default::default(),
+        },
+        channel: None,
+        declare: Some("p1".into()),
+        attach: true,
+        diagnose: vec![],
+    }];
+    let t = TestApp::spawn_with(cfg, slack, db).await;
+    let fire = am_payload(vec![am_alert("x1", "firing", "critical", "auth")]);
+    t.alert("alertmanager", &fire).await;
+    processed(&t).await;
+    t.alert(
+        "alertmanager",
+        &am_payload(vec![am_alert("x1", "resolved", "critical", "auth")]),
+    )
+    .await;
+    processed(&t).await;
+    t.command(L2, "resolve #1 fixed").await;
+    // Next week the same alert fires: a new incident, not last week's thread.
+    t.alert("alertmanager", &fire).await;
+    processed(&t).await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents").await, 2);
+    assert_eq!(t.scalar("SELECT incident_id FROM alerts").await, 2);
+    let roots = top_level_posts(&t);
+    assert_eq!(roots.len(), 2);
+    let second_root = roots[1].ts.clone().unwrap();
+    let threaded = t
+        .slack
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["thread_ts"] == second_root.as_str());
+    assert!(
+        threaded
+            .into_iter()
+            .any(|c| c.body["text"].as_str().unwrap().starts_with("[FIRING] auth alert x1"))
+    );
+    t.finish().await;
+}
+
+async fn a_payload_that_keeps_failing_is_set_aside(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    sqlx::query("INSERT INTO alert_inbox (source, alerts, received_at) VALUES ('generic', 'not json', 0)")
+        .execute(&t.state().store.pool)
+        .await
+        .unwrap();
+    t.alert(
+        "generic",
+        r#"{"dedup_key":"after","title":"Queued behind a bad payload"}"#,
+    )
+    .await;
+    t.slack
+        .wait_for(15, "the good alert", |c| {
+            c.iter().any(|c| c.ok && c.body.to_string().contains("Queued behind"))
+        })
+        .await;
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM alert_inbox WHERE error IS NOT NULL")
+            .await,
+        1
+    );
+    t.finish().await;
+}
+
 both_backends!(
+    a_refire_after_its_incident_resolved_opens_a_new_one,
+    a_payload_that_keeps_failing_is_set_aside,
     bad_tokens_shapes_and_signatures_store_nothing,
     three_alerts_fire_and_resolve_as_three_posts_even_when_delivered_twice,
     repeats_update_and_refires_thread,

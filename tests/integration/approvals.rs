@@ -710,3 +710,50 @@ async fn exec_prints_the_plan_and_only_creates_a_pending_approval() {
     t.finish().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_approvals_clicked_at_once_both_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = std::fs::read_to_string("commands/rollback/flag.toml").unwrap();
+    std::fs::write(
+        dir.path().join("flag.toml"),
+        format!("{flag}\n[approval]\napprovals = 2\n"),
+    )
+    .unwrap();
+    let db = TargetDb::new(true).await;
+    let slack = FakeSlack::start().await;
+    let state_db = TestDb::new(Backend::Postgres).await;
+    let mut cfg = config(&state_db.url, &slack);
+    cfg.commands_dir = dir.path().to_path_buf();
+    cfg.targets.insert("production".into(), db.target_config());
+    cfg.default_target = Some("production".into());
+    cfg.roles.subjects.push((
+        runbook_bot::slack::ids::RoleSubject::parse("U0LEAD2").unwrap(),
+        runbook_bot::config::Level::L3,
+    ));
+    let t = TestApp::spawn_with(cfg, slack, state_db).await;
+    assert!(
+        t.slash(L2, "/rollback", "flag new-tenant-flow")
+            .await
+            .contains("needs 2 approvals")
+    );
+    let (a, b) = tokio::join!(
+        t.click(L3, "approval_approve", "1"),
+        t.click("U0LEAD2", "approval_approve", "1")
+    );
+    assert_eq!(
+        (a.status(), b.status()),
+        (reqwest::StatusCode::OK, reqwest::StatusCode::OK)
+    );
+    wait_state(&t, 1, "applied").await;
+    assert_eq!(
+        audit_kinds(&t, 1)
+            .await
+            .iter()
+            .filter(|k| *k == "approval_vote")
+            .count(),
+        2
+    );
+    t.finish().await;
+    db.cleanup().await;
+}
