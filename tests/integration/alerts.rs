@@ -55,11 +55,10 @@ async fn processed(t: &TestApp) {
 }
 
 async fn bad_tokens_shapes_and_signatures_store_nothing(backend: Backend) {
-    let slack = FakeSlack::start().await;
-    let db = TestDb::new(backend).await;
-    let mut cfg = config(&db.url, &slack);
-    cfg.alerts.grafana_secret = Some(secrecy::SecretString::from("g-secret".to_string()));
-    let t = TestApp::spawn_with(cfg, slack, db).await;
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.alerts.grafana_secret = Some(secrecy::SecretString::from("g-secret".to_string()));
+    })
+    .await;
     let url = format!("{}/alerts/alertmanager", t.addr);
     let body = am_payload(vec![am_alert("a1", "firing", "critical", "auth")]);
     for auth in [None, Some("Bearer wrong"), Some("Bearer "), Some(ALERT_TOKEN)] {
@@ -208,23 +207,21 @@ async fn repeats_update_and_refires_thread(backend: Backend) {
 
 async fn routes_declare_attach_and_diagnose(backend: Backend) {
     let target = TargetDb::new(true).await;
-    let slack = FakeSlack::start().await;
-    let db = TestDb::new(backend).await;
-    let mut cfg = config(&db.url, &slack);
-    cfg.targets.insert("production".into(), target.target_config());
-    cfg.default_target = Some("production".into());
-    cfg.alerts.routes = vec![Route {
-        matcher: Matcher {
-            source: None,
-            severity: vec!["critical".into()],
-            labels: Default::default(),
-        },
-        channel: None,
-        declare: Some("p1".into()),
-        attach: true,
-        diagnose: vec!["orphans".into()],
-    }];
-    let t = TestApp::spawn_with(cfg, slack, db).await;
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        target.attach(cfg);
+        cfg.alerts.routes = vec![Route {
+            matcher: Matcher {
+                source: None,
+                severity: vec!["critical".into()],
+                labels: Default::default(),
+            },
+            channel: None,
+            declare: Some("p1".into()),
+            attach: true,
+            diagnose: vec!["orphans".into()],
+        }];
+    })
+    .await;
     t.alert(
         "alertmanager",
         &am_payload(vec![am_alert("c1", "firing", "critical", "auth")]),
@@ -407,21 +404,20 @@ async fn silent_acknowledged_incidents_get_a_reminder(backend: Backend) {
 }
 
 async fn a_refire_after_its_incident_resolved_opens_a_new_one(backend: Backend) {
-    let slack = FakeSlack::start().await;
-    let db = TestDb::new(backend).await;
-    let mut cfg = config(&db.url, &slack);
-    cfg.alerts.routes = vec![Route {
-        matcher: Matcher {
-            source: None,
-            severity: vec!["critical".into()],
-            labels: Default::default(),
-        },
-        channel: None,
-        declare: Some("p1".into()),
-        attach: true,
-        diagnose: vec![],
-    }];
-    let t = TestApp::spawn_with(cfg, slack, db).await;
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.alerts.routes = vec![Route {
+            matcher: Matcher {
+                source: None,
+                severity: vec!["critical".into()],
+                labels: Default::default(),
+            },
+            channel: None,
+            declare: Some("p1".into()),
+            attach: true,
+            diagnose: vec![],
+        }];
+    })
+    .await;
     let fire = am_payload(vec![am_alert("x1", "firing", "critical", "auth")]);
     t.alert("alertmanager", &fire).await;
     processed(&t).await;
@@ -540,16 +536,15 @@ async fn the_health_poller_turns_failures_and_recoveries_into_alerts() {
     let url = format!("http://{}/health", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let slack = FakeSlack::start().await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let mut cfg = config(&db.url, &slack);
-    cfg.health_checks = vec![runbook_bot::config::HealthCheck {
-        name: "web".into(),
-        url,
-        max_latency_ms: 1000,
-    }];
-    cfg.alerts.health_poll = Duration::from_millis(200);
-    let t = TestApp::spawn_with(cfg, slack, db).await;
+    let t = TestApp::spawn_configured(Backend::Sqlite, |cfg| {
+        cfg.health_checks = vec![runbook_bot::config::HealthCheck {
+            name: "web".into(),
+            url,
+            max_latency_ms: 1000,
+        }];
+        cfg.alerts.health_poll = Duration::from_millis(200);
+    })
+    .await;
     t.slack
         .wait_for(10, "the failure", |c| {
             c.iter()

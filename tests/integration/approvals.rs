@@ -480,16 +480,14 @@ async fn plan_drift_and_failed_verification_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_and_parallel_clicks_apply_once() {
     let db = TargetDb::new(true).await;
-    let slack = FakeSlack::start().await;
-    let state_db = TestDb::new(Backend::Postgres).await;
-    let mut cfg = config(&state_db.url, &slack);
-    cfg.targets.insert("production".into(), db.target_config());
-    cfg.default_target = Some("production".into());
-    cfg.roles.subjects.push((
-        runbook_bot::slack::ids::RoleSubject::parse("U0LEAD2").unwrap(),
-        runbook_bot::config::Level::L3,
-    ));
-    let t = TestApp::spawn_with(cfg, slack, state_db).await;
+    let t = TestApp::spawn_configured(Backend::Postgres, |cfg| {
+        db.attach(cfg);
+        cfg.roles.subjects.push((
+            runbook_bot::slack::ids::RoleSubject::parse("U0LEAD2").unwrap(),
+            runbook_bot::config::Level::L3,
+        ));
+    })
+    .await;
     t.slash(L2, "/db", "repair-profiles").await;
     // The same approver twice at once, and a second approver at the same time.
     let (a, b, c) = tokio::join!(
@@ -636,22 +634,20 @@ async fn deploy_rollback_calls_the_hook_and_reports_its_failure() {
     tokio::spawn(async move { axum::serve(listener, provider).await.unwrap() });
 
     let db = TargetDb::new(false).await;
-    let slack = FakeSlack::start().await;
-    let state_db = TestDb::new(Backend::Sqlite).await;
-    let mut cfg = config(&state_db.url, &slack);
-    cfg.targets.insert("production".into(), db.target_config());
-    cfg.default_target = Some("production".into());
-    for svc in ["api", "web"] {
-        cfg.deploy_hooks.insert(
-            svc.into(),
-            runbook_bot::config::DeployHook {
-                url: format!("{base}/hooks/{svc}"),
-                method: "POST".into(),
-                token: Some(secrecy::SecretString::from("deploy-token".to_string())),
-            },
-        );
-    }
-    let t = TestApp::spawn_with(cfg, slack, state_db).await;
+    let t = TestApp::spawn_configured(Backend::Sqlite, |cfg| {
+        db.attach(cfg);
+        for svc in ["api", "web"] {
+            cfg.deploy_hooks.insert(
+                svc.into(),
+                runbook_bot::config::DeployHook {
+                    url: format!("{base}/hooks/{svc}"),
+                    method: "POST".into(),
+                    token: Some(secrecy::SecretString::from("deploy-token".to_string())),
+                },
+            );
+        }
+    })
+    .await;
     let reply = request_and_apply(&t, "/rollback", "deploy api").await;
     assert!(reply.contains("touches 1 rows"));
     let calls = seen.lock().unwrap().clone();
@@ -721,17 +717,15 @@ async fn two_approvals_clicked_at_once_both_count() {
     )
     .unwrap();
     let db = TargetDb::new(true).await;
-    let slack = FakeSlack::start().await;
-    let state_db = TestDb::new(Backend::Postgres).await;
-    let mut cfg = config(&state_db.url, &slack);
-    cfg.commands_dir = dir.path().to_path_buf();
-    cfg.targets.insert("production".into(), db.target_config());
-    cfg.default_target = Some("production".into());
-    cfg.roles.subjects.push((
-        runbook_bot::slack::ids::RoleSubject::parse("U0LEAD2").unwrap(),
-        runbook_bot::config::Level::L3,
-    ));
-    let t = TestApp::spawn_with(cfg, slack, state_db).await;
+    let t = TestApp::spawn_configured(Backend::Postgres, |cfg| {
+        cfg.commands_dir = dir.path().to_path_buf();
+        db.attach(cfg);
+        cfg.roles.subjects.push((
+            runbook_bot::slack::ids::RoleSubject::parse("U0LEAD2").unwrap(),
+            runbook_bot::config::Level::L3,
+        ));
+    })
+    .await;
     assert!(
         t.slash(L2, "/rollback", "flag new-tenant-flow")
             .await

@@ -454,13 +454,11 @@ judge.rows = "warning"
     assert_eq!(col(&o.steps[0], "name"), ["new-tenant-flow"]);
 
     // The same folder, served: `/diagnose flags` from Slack, no Rust change.
-    let slack = FakeSlack::start().await;
-    let state_db = TestDb::new(Backend::Sqlite).await;
-    let mut cfg = config(&state_db.url, &slack);
-    cfg.commands_dir = dir.path().to_path_buf();
-    cfg.targets.insert("production".into(), db.target_config());
-    cfg.default_target = Some("production".into());
-    let t = TestApp::spawn_with(cfg, slack, state_db).await;
+    let t = TestApp::spawn_configured(Backend::Sqlite, |cfg| {
+        cfg.commands_dir = dir.path().to_path_buf();
+        db.attach(cfg);
+    })
+    .await;
     assert!(
         t.slash(L1, "/diagnose", "flags")
             .await

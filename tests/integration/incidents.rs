@@ -177,15 +177,14 @@ async fn wrong_level_and_unknown_input_get_usage_and_change_nothing(backend: Bac
 }
 
 async fn group_members_get_the_groups_level(backend: Backend) {
-    let slack = FakeSlack::start().await;
-    let db = TestDb::new(backend).await;
-    let mut cfg = config(&db.url, &slack);
-    cfg.roles.subjects.push((
-        runbook_bot::slack::ids::RoleSubject::parse("S0ONCALL").unwrap(),
-        runbook_bot::config::Level::L2,
-    ));
-    slack.set_group("S0ONCALL", &["U0GROUPIE"]);
-    let t = TestApp::spawn_with(cfg, slack, db).await;
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.roles.subjects.push((
+            runbook_bot::slack::ids::RoleSubject::parse("S0ONCALL").unwrap(),
+            runbook_bot::config::Level::L2,
+        ));
+    })
+    .await;
+    t.slack.set_group("S0ONCALL", &["U0GROUPIE"]);
     assert!(t.command("U0GROUPIE", "p1 via group").await.contains("Declared"));
     assert!(t.command("U0GROUPIE", "ack").await.contains("Acknowledged"));
     assert!(t.command("U0OUTSIDER", "list").await.contains("you have no role"));

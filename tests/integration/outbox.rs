@@ -120,12 +120,11 @@ async fn permanent_errors_fail_visibly_without_retrying(backend: Backend) {
 }
 
 async fn posts_are_paced_per_channel(backend: Backend) {
-    let slack = FakeSlack::start().await;
-    let db = TestDb::new(backend).await;
-    let mut cfg = config(&db.url, &slack);
-    cfg.outbox.per_channel_per_second = 1.0;
-    cfg.outbox.burst = 3;
-    let t = TestApp::spawn_with(cfg, slack, db).await;
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.outbox.per_channel_per_second = 1.0;
+        cfg.outbox.burst = 3;
+    })
+    .await;
     t.command(L2, "p3 Pacing").await;
     for n in 0..3 {
         t.command(L2, &format!("status update {n}")).await;

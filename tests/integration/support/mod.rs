@@ -135,6 +135,12 @@ impl TargetDb {
         c.close().await.unwrap();
     }
 
+    /// Make this database the config's `production` target and the default.
+    pub fn attach(&self, cfg: &mut Config) {
+        cfg.targets.insert("production".into(), self.target_config());
+        cfg.default_target = Some("production".into());
+    }
+
     pub fn target_config(&self) -> runbook_bot::config::TargetConfig {
         runbook_bot::config::TargetConfig {
             url: secrecy::SecretString::from(self.url.clone()),
@@ -209,11 +215,16 @@ impl TestApp {
     /// Stop the app and start a fresh one on the same database and fake Slack.
     /// An app whose `production` target is `target`.
     pub async fn spawn_with_target(backend: Backend, target: &TargetDb) -> TestApp {
+        Self::spawn_configured(backend, |cfg| target.attach(cfg)).await
+    }
+
+    /// An app on a fresh state database and fake Slack, with the test
+    /// config adjusted by `adjust`.
+    pub async fn spawn_configured(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let slack = FakeSlack::start().await;
         let db = TestDb::new(backend).await;
         let mut config = config(&db.url, &slack);
-        config.targets.insert("production".into(), target.target_config());
-        config.default_target = Some("production".into());
+        adjust(&mut config);
         Self::spawn_with(config, slack, db).await
     }
 
