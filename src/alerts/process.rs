@@ -264,6 +264,16 @@ async fn refire(
     now: i64,
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     let occurrence = r.occurrence + 1;
+    sqlx::query(
+        "UPDATE alerts SET status = 'firing', occurrence = $1, deliveries = 1, fired_at = $2, last_seen = $2,
+           resolved_at = NULL, latest = $3 WHERE id = $4",
+    )
+    .bind(occurrence)
+    .bind(now)
+    .bind(serde_json::to_string(a)?)
+    .bind(r.id)
+    .execute(&mut *tx)
+    .await?;
     let incident_open = match r.incident_id {
         Some(i) => incidents::get(tx, i)
             .await?
@@ -275,13 +285,8 @@ async fn refire(
         if place.incident_id.is_some() {
             let message_key = format!("alert:{}:{occurrence}", r.id);
             sqlx::query(
-                "UPDATE alerts SET status = 'firing', occurrence = $1, deliveries = 1, fired_at = $2, last_seen = $2,
-                   resolved_at = NULL, latest = $3, channel = $4, message_key = $5, thread_key = $6, incident_id = $7
-                 WHERE id = $8",
+                "UPDATE alerts SET channel = $1, message_key = $2, thread_key = $3, incident_id = $4 WHERE id = $5",
             )
-            .bind(occurrence)
-            .bind(now)
-            .bind(serde_json::to_string(a)?)
             .bind(place.channel.as_str())
             .bind(&message_key)
             .bind(place.thread_key.clone())
@@ -292,16 +297,6 @@ async fn refire(
             return post(tx, state, a, &place, &message_key, occurrence, now).await;
         }
     }
-    sqlx::query(
-        "UPDATE alerts SET status = 'firing', occurrence = $1, deliveries = 1, fired_at = $2, last_seen = $2,
-           resolved_at = NULL, latest = $3 WHERE id = $4",
-    )
-    .bind(occurrence)
-    .bind(now)
-    .bind(serde_json::to_string(a)?)
-    .bind(r.id)
-    .execute(&mut *tx)
-    .await?;
     let seen = Seen {
         occurrence,
         deliveries: 1,

@@ -36,57 +36,30 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
     let mut tx = state.store.begin().await?;
     let expired = store::expire_due(&mut tx, now).await?;
     for id in &expired {
-        let r = store::get(&mut tx, *id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("request {id} vanished"))?;
-        let detail = format!("#{id} {} expired without approval", r.label());
-        audit::record(
-            &mut tx,
-            Event {
-                actor: "bot",
-                kind: "approval_expired",
-                request_id: Some(*id),
-                incident_id: r.incident_id,
-                detail: &detail,
-            },
-            now,
-        )
+        report(&mut tx, state, *id, "approval_expired", now, |r| {
+            let detail = format!("#{id} {} expired without approval", r.label());
+            let reply = format!(
+                "{} Approval #{id} {} {}.",
+                render::emoji(r.state),
+                r.label_md(),
+                render::state_words(r.state)
+            );
+            (detail, reply)
+        })
         .await?;
-        let reply = format!(
-            "{} Approval #{id} {} {}.",
-            render::emoji(r.state),
-            r.label_md(),
-            render::state_words(r.state)
-        );
-        notify::card_and_reply(&mut tx, state, *id, Some(reply), None).await?;
     }
     let interrupted = store::interrupt_stale(&mut tx, now - APPLY_STALE_MS, now).await?;
     for id in &interrupted {
-        let r = store::get(&mut tx, *id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("request {id} vanished"))?;
         tracing::error!(request.id = id, "an action was interrupted while applying");
-        let detail = format!(
-            "#{id} {} was interrupted while applying; it will not be retried",
-            r.label()
-        );
-        audit::record(
-            &mut tx,
-            Event {
-                actor: "bot",
-                kind: "action_interrupted",
-                request_id: Some(*id),
-                incident_id: r.incident_id,
-                detail: &detail,
-            },
-            now,
-        )
+        report(&mut tx, state, *id, "action_interrupted", now, |r| {
+            let detail = format!("#{id} {} was interrupted while applying; it will not be retried", r.label());
+            let reply = format!(
+                ":x: {} was interrupted while applying (the bot stopped). It was rolled back by the database if its transaction had not committed; check the target, then request it again if needed.",
+                r.label_md()
+            );
+            (detail, reply)
+        })
         .await?;
-        let reply = format!(
-            ":x: {} was interrupted while applying (the bot stopped). It was rolled back by the database if its transaction had not committed; check the target, then request it again if needed.",
-            r.label_md()
-        );
-        notify::card_and_reply(&mut tx, state, *id, Some(reply), None).await?;
     }
     let unstarted = store::approved_unstarted(&mut tx, now - APPROVED_GRACE_MS).await?;
     tx.commit().await?;
@@ -97,4 +70,32 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
         state.tasks.spawn(executor::run_approved(state.clone(), id));
     }
     Ok(())
+}
+
+/// Audit a transition the worker made and tell the thread (and the card).
+async fn report(
+    tx: &mut sqlx::AnyConnection,
+    state: &AppState,
+    id: i64,
+    kind: &str,
+    now: i64,
+    words: impl FnOnce(&store::Request) -> (String, String),
+) -> anyhow::Result<()> {
+    let r = store::get(tx, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("request {id} vanished"))?;
+    let (detail, reply) = words(&r);
+    audit::record(
+        tx,
+        Event {
+            actor: "bot",
+            kind,
+            request_id: Some(id),
+            incident_id: r.incident_id,
+            detail: &detail,
+        },
+        now,
+    )
+    .await?;
+    notify::card_and_reply(tx, state, id, Some(reply), None).await
 }

@@ -72,15 +72,7 @@ pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, tex
     span.record("command.name", name);
     drop(_enter);
     let result = run(state, origin, inv, name).await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(CommandError::User(_)) => "refused",
-        Err(CommandError::Internal(_)) => "error",
-    };
-    state.metrics.inc(
-        "runbook_bot_commands_total",
-        format!("command=\"{name}\",outcome=\"{outcome}\""),
-    );
+    record(state, name, &result);
     result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
 }
 
@@ -138,6 +130,7 @@ pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, valu
     };
     let name = cmd.name();
     let result = run(state, origin, Invocation::Incident(cmd), name).await;
+    record(state, name, &result);
     result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
 }
 
