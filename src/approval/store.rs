@@ -296,7 +296,7 @@ pub async fn expire_due(conn: &mut AnyConnection, now: i64) -> anyhow::Result<Ve
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(|r| Ok(r.try_get::<i64, _>("id")?)).collect()
+    ids(&rows)
 }
 
 /// Requests left `applying` longer than any apply can take: the instance
@@ -311,7 +311,7 @@ pub async fn interrupt_stale(conn: &mut AnyConnection, started_before: i64, now:
     .bind(started_before)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(|r| Ok(r.try_get::<i64, _>("id")?)).collect()
+    ids(&rows)
 }
 
 /// Approved requests nobody started (the approving instance stopped first).
@@ -320,5 +320,9 @@ pub async fn approved_unstarted(conn: &mut AnyConnection, decided_before: i64) -
         .bind(decided_before)
         .fetch_all(&mut *conn)
         .await?;
+    ids(&rows)
+}
+
+fn ids(rows: &[AnyRow]) -> anyhow::Result<Vec<i64>> {
     rows.iter().map(|r| Ok(r.try_get::<i64, _>("id")?)).collect()
 }

@@ -288,27 +288,19 @@ async fn sentry_issues_fire_and_resolve(backend: Backend) {
     let t = TestApp::spawn(backend).await;
     let fired = json!({"action": "triggered", "data": {"event": {"issue_id": "42", "title": "TypeError in invite-user",
         "level": "error", "web_url": "https://sentry.io/organizations/acme/issues/42/"}, "triggered_rule": "spike"}});
-    let r = t
-        .http
-        .post(format!("{}/alerts/sentry", t.addr))
-        .bearer_auth(ALERT_TOKEN)
-        .header("sentry-hook-resource", "event_alert")
-        .body(fired.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
     let resolved = json!({"action": "resolved", "data": {"issue": {"id": "42", "title": "TypeError in invite-user"}}});
-    let r = t
-        .http
-        .post(format!("{}/alerts/sentry", t.addr))
-        .bearer_auth(ALERT_TOKEN)
-        .header("sentry-hook-resource", "issue")
-        .body(resolved.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    for (resource, body) in [("event_alert", fired), ("issue", resolved)] {
+        let r = t
+            .http
+            .post(format!("{}/alerts/sentry", t.addr))
+            .bearer_auth(ALERT_TOKEN)
+            .header("sentry-hook-resource", resource)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{resource}");
+    }
     processed(&t).await;
     assert_eq!(top_level_posts(&t).len(), 1);
     assert_eq!(

@@ -352,41 +352,28 @@ async fn refusals_self_level_expiry_deny_and_bad_requests() {
     );
 
     // Requests that cannot be planned are refused before anything is stored.
-    assert!(
-        t.slash(L2, "/rollback", "flag no-such-flag")
-            .await
-            .contains("the plan is empty")
-    );
-    assert!(
-        t.slash(L2, "/rollback", "migration 20990101000000")
-            .await
-            .contains("no rollback script for migration `20990101000000`")
-    );
-    assert!(
-        t.slash(L2, "/rollback", "flag 'x'")
-            .await
-            .contains("comma-separated list of names")
-    );
-    assert!(
-        t.slash(L1, "/rollback", "flag new-tenant-flow")
-            .await
-            .contains("needs level l2; you have l1")
-    );
-    assert!(
-        t.slash(L2, "/user", "ban not-a-uuid because")
-            .await
-            .contains("is not a UUID")
-    );
-    assert!(
-        t.slash(L2, "/user", "ban b0000000-0000-4000-8000-000000000001")
-            .await
-            .contains("Missing argument `reason`")
-    );
-    assert!(
-        t.slash(L2, "/rollback", "deploy api")
-            .await
-            .contains("No deploy hook is configured for `api`")
-    );
+    for (user, command, text, want) in [
+        (L2, "/rollback", "flag no-such-flag", "the plan is empty"),
+        (
+            L2,
+            "/rollback",
+            "migration 20990101000000",
+            "no rollback script for migration `20990101000000`",
+        ),
+        (L2, "/rollback", "flag 'x'", "comma-separated list of names"),
+        (L1, "/rollback", "flag new-tenant-flow", "needs level l2; you have l1"),
+        (L2, "/user", "ban not-a-uuid because", "is not a UUID"),
+        (
+            L2,
+            "/user",
+            "ban b0000000-0000-4000-8000-000000000001",
+            "Missing argument `reason`",
+        ),
+        (L2, "/rollback", "deploy api", "No deploy hook is configured for `api`"),
+    ] {
+        let reply = t.slash(user, command, text).await;
+        assert!(reply.contains(want), "{command} {text}: {reply}");
+    }
     let many: Vec<String> = (0..25).map(|i| format!("f{i}")).collect();
     let mut c = db.connect().await;
     sqlx::query("INSERT INTO public.feature_flags (name, enabled) SELECT unnest($1::text[]), true")

@@ -95,15 +95,7 @@ async fn forged_stale_and_unsigned_requests_get_401_and_change_nothing(backend: 
         assert_eq!(r.status(), 401, "{path}");
     }
     nothing_happened(&t).await;
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains(r#"runbook_bot_slack_requests_total{route="commands",outcome="mismatch"} 2"#),
         "{metrics}"
@@ -223,15 +215,7 @@ async fn health_readiness_and_metrics(backend: Backend) {
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap().trim(), want);
     }
-    let m = t
-        .http
-        .get(format!("{}/metrics", t.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = t.metrics().await;
     assert!(m.contains("runbook_bot_outbox_pending 0"), "{m}");
     // Readiness follows the state store.
     t.state().store.pool.close().await;

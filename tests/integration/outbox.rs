@@ -106,15 +106,7 @@ async fn permanent_errors_fail_visibly_without_retrying(backend: Backend) {
         timeline.contains("channel CINCIDENTS was not delivered: channel_not_found"),
         "{timeline}"
     );
-    let m = t
-        .http
-        .get(format!("{}/metrics", t.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = t.metrics().await;
     assert!(m.contains("runbook_bot_outbox_total{outcome=\"failed\"} 2"), "{m}");
     t.finish().await;
 }

@@ -325,6 +325,18 @@ impl TestApp {
             .await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POST a monitoring webhook with the alert token.
     pub async fn alert(&self, source: &str, body: &str) -> reqwest::Response {
         self.http
