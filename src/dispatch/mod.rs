@@ -6,6 +6,8 @@ pub mod policy;
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use crate::app::AppState;
 use crate::catalog::Entry;
 use crate::catalog::schema::Kind;
@@ -48,8 +50,7 @@ impl Reply {
 
 /// Run one slash command end to end. Never fails: errors become the reply.
 pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, text: &str) -> Reply {
-    let span = tracing::info_span!("command", command.name = tracing::field::Empty, slack.user_id = %origin.user, incident.id = tracing::field::Empty);
-    let _enter = span.enter();
+    let span = tracing::info_span!("command", command.name = tracing::field::Empty, slack.user_id = %origin.user);
     let inv = match parse::parse(command, text, &state.catalog) {
         Ok(inv) => inv,
         Err(e) => {
@@ -70,8 +71,8 @@ pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, tex
     };
     let name = name.as_str();
     span.record("command.name", name);
-    drop(_enter);
-    let result = run(state, origin, inv, name).await;
+    // Every log line of the run carries the command and the user.
+    let result = run(state, origin, inv, name).instrument(span).await;
     record(state, name, &result);
     result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
 }
