@@ -93,14 +93,8 @@ async fn bad_tokens_shapes_and_signatures_store_nothing(backend: Backend) {
         hex::encode(mac.finalize().into_bytes())
     };
     let r = t
-        .http
-        .post(format!("{}/alerts/grafana", t.addr))
-        .bearer_auth(ALERT_TOKEN)
-        .header("x-grafana-alerting-signature", sig)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .alert_with("grafana", &[("x-grafana-alerting-signature", &sig)], &body)
+        .await;
     assert_eq!(r.status(), 202);
     assert_eq!(
         t.scalar("SELECT COUNT(*) FROM alert_inbox").await,
@@ -291,14 +285,8 @@ async fn sentry_issues_fire_and_resolve(backend: Backend) {
     let resolved = json!({"action": "resolved", "data": {"issue": {"id": "42", "title": "TypeError in invite-user"}}});
     for (resource, body) in [("event_alert", fired), ("issue", resolved)] {
         let r = t
-            .http
-            .post(format!("{}/alerts/sentry", t.addr))
-            .bearer_auth(ALERT_TOKEN)
-            .header("sentry-hook-resource", resource)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
+            .alert_with("sentry", &[("sentry-hook-resource", resource)], &body.to_string())
+            .await;
         assert_eq!(r.status(), 202, "{resource}");
     }
     processed(&t).await;

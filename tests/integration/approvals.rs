@@ -523,17 +523,16 @@ async fn two_instances_on_one_state_store_apply_once() {
     a.slash(L2, "/db", "repair-profiles").await;
     let payload = block_actions(L3, CHANNEL, "approval_approve", "1", &a.slack.response_url("click"));
     let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    let to_b = {
-        let ts = a.now_secs();
-        let sig = runbook_bot::slack::verify::sign(SECRET.as_bytes(), ts, body.as_bytes());
-        a.http
-            .post(format!("http://{}/slack/interactions", b.addr))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-slack-request-timestamp", ts.to_string())
-            .header("x-slack-signature", sig)
-            .body(body.clone())
-            .send()
-    };
+    let ts = a.now_secs();
+    let sig = runbook_bot::slack::verify::sign(SECRET.as_bytes(), ts, body.as_bytes());
+    let url_b = format!("http://{}/slack/interactions", b.addr);
+    let to_b = a.post_with_slack_headers(
+        &url_b,
+        "application/x-www-form-urlencoded",
+        Some(ts),
+        Some(sig),
+        body.clone(),
+    );
     let to_a = a.post_signed(
         "/slack/interactions",
         "application/x-www-form-urlencoded",
@@ -542,7 +541,7 @@ async fn two_instances_on_one_state_store_apply_once() {
     );
     let (ra, rb) = tokio::join!(to_a, to_b);
     assert_eq!(
-        (ra.status(), rb.unwrap().status()),
+        (ra.status(), rb.status()),
         (reqwest::StatusCode::OK, reqwest::StatusCode::OK)
     );
     wait_state(&a, 1, "applied").await;

@@ -24,15 +24,8 @@ async fn forged_stale_and_unsigned_requests_get_401_and_change_nothing(backend: 
     let ts = t.now_secs();
     let forged = runbook_bot::slack::verify::sign(b"not-the-secret", ts, body.as_bytes());
     let r = t
-        .http
-        .post(&url)
-        .header("content-type", form)
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header("x-slack-signature", forged)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .post_with_slack_headers(&url, form, Some(ts), Some(forged), body.clone())
+        .await;
     assert_eq!(r.status(), 401);
 
     // Signed correctly but six minutes old, or six minutes in the future.
@@ -48,39 +41,17 @@ async fn forged_stale_and_unsigned_requests_get_401_and_change_nothing(backend: 
     );
 
     // Missing headers.
-    let r = t
-        .http
-        .post(&url)
-        .header("content-type", form)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = t
-        .http
-        .post(&url)
-        .header("content-type", form)
-        .header("x-slack-request-timestamp", ts.to_string())
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    let sig = runbook_bot::slack::verify::sign(SECRET.as_bytes(), ts, body.as_bytes());
+    for (ts, sig) in [(None, None), (Some(ts), None), (None, Some(sig.clone()))] {
+        let r = t.post_with_slack_headers(&url, form, ts, sig, body.clone()).await;
+        assert_eq!(r.status(), 401);
+    }
 
     // A valid signature over a different body (tampered in transit).
-    let sig = runbook_bot::slack::verify::sign(SECRET.as_bytes(), ts, body.as_bytes());
     let tampered = body.replace("Login", "Logout");
     let r = t
-        .http
-        .post(&url)
-        .header("content-type", form)
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header("x-slack-signature", sig)
-        .body(tampered)
-        .send()
-        .await
-        .unwrap();
+        .post_with_slack_headers(&url, form, Some(ts), Some(sig), tampered)
+        .await;
     assert_eq!(r.status(), 401);
 
     // The other Slack routes verify first too.

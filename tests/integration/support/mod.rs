@@ -256,15 +256,29 @@ impl TestApp {
     pub async fn post_signed(&self, path: &str, content_type: &str, body: String, skew_secs: i64) -> reqwest::Response {
         let ts = self.now_secs() + skew_secs;
         let sig = sign(SECRET.as_bytes(), ts, body.as_bytes());
-        self.http
-            .post(format!("{}{path}", self.addr))
-            .header("content-type", content_type)
-            .header("x-slack-request-timestamp", ts.to_string())
-            .header("x-slack-signature", sig)
-            .body(body)
-            .send()
+        let url = format!("{}{path}", self.addr);
+        self.post_with_slack_headers(&url, content_type, Some(ts), Some(sig), body)
             .await
-            .unwrap()
+    }
+
+    /// POST to `url` with exactly these Slack headers (`None` leaves one
+    /// out): the building block of signed, forged and unsigned requests.
+    pub async fn post_with_slack_headers(
+        &self,
+        url: &str,
+        content_type: &str,
+        ts: Option<i64>,
+        sig: Option<String>,
+        body: String,
+    ) -> reqwest::Response {
+        let mut req = self.http.post(url).header("content-type", content_type);
+        if let Some(ts) = ts {
+            req = req.header("x-slack-request-timestamp", ts.to_string());
+        }
+        if let Some(sig) = sig {
+            req = req.header("x-slack-signature", sig);
+        }
+        req.body(body).send().await.unwrap()
     }
 
     pub fn command_body(&self, user: &str, channel: &str, text: &str) -> String {
@@ -339,14 +353,20 @@ impl TestApp {
 
     /// POST a monitoring webhook with the alert token.
     pub async fn alert(&self, source: &str, body: &str) -> reqwest::Response {
-        self.http
+        self.alert_with(source, &[], body).await
+    }
+
+    /// A monitoring webhook with extra headers (a source's signature, Sentry's resource).
+    pub async fn alert_with(&self, source: &str, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+        let mut req = self
+            .http
             .post(format!("{}/alerts/{source}", self.addr))
             .bearer_auth(ALERT_TOKEN)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body.to_string()).send().await.unwrap()
     }
 
     pub async fn scalar(&self, sql: &'static str) -> i64 {
