@@ -39,6 +39,42 @@ pub fn pg_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Create a new, empty PostgreSQL database; returns its name and URL.
+/// Concurrent CREATE DATABASE statements can collide on template1 ("being
+/// accessed by other users"), so a failed attempt is retried a few times;
+/// unreachable PostgreSQL is a loud failure.
+async fn create_database(prefix: &str) -> (String, String) {
+    let admin = pg_admin_url();
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is required for the tests and is unreachable at {admin}: {e}"));
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let mut attempt = 0;
+    while let Err(e) = conn
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+    {
+        attempt += 1;
+        assert!(attempt < 10, "CREATE DATABASE {name} failed: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+    }
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .expect("TEST_POSTGRES_URL must end in /dbname");
+    (name.clone(), format!("{base}/{name}"))
+}
+
+async fn drop_database(name: &str) {
+    if let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await {
+        let _ = conn
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await;
+    }
+}
+
 /// A state database that exists for one test.
 pub struct TestDb {
     pub url: String,
@@ -61,18 +97,7 @@ impl TestDb {
                 }
             }
             Backend::Postgres => {
-                let admin = pg_admin_url();
-                let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!("PostgreSQL is required for the tests and is unreachable at {admin}: {e}")
-                });
-                let name = format!("rb_test_{}", uuid::Uuid::new_v4().simple());
-                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .unwrap();
-                let url = match admin.rsplit_once('/') {
-                    Some((base, _)) => format!("{base}/{name}"),
-                    None => panic!("TEST_POSTGRES_URL must end in /dbname"),
-                };
+                let (name, url) = create_database("rb_test").await;
                 TestDb {
                     url,
                     backend,
@@ -85,14 +110,8 @@ impl TestDb {
 
     /// Drop a PostgreSQL test database (SQLite files go with their temp dir).
     pub async fn cleanup(self) {
-        if let (Backend::Postgres, Some(name)) = (self.backend, &self.pg_name)
-            && let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await
-        {
-            let _ = conn
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .await;
+        if let (Backend::Postgres, Some(name)) = (self.backend, &self.pg_name) {
+            drop_database(name).await;
         }
     }
 }
@@ -106,15 +125,7 @@ pub struct TargetDb {
 
 impl TargetDb {
     pub async fn new(planted: bool) -> TargetDb {
-        let admin = pg_admin_url();
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is required for the tests and is unreachable at {admin}: {e}"));
-        let name = format!("rb_target_{}", uuid::Uuid::new_v4().simple());
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let (name, url) = create_database("rb_target").await;
         let db = TargetDb { url, name };
         db.exec(include_str!("../../fixtures/schema.sql")).await;
         db.exec(include_str!("../../fixtures/seed.sql")).await;
@@ -150,14 +161,7 @@ impl TargetDb {
     }
 
     pub async fn cleanup(self) {
-        if let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await {
-            let _ = conn
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .await;
-        }
+        drop_database(&self.name).await;
     }
 }
 
