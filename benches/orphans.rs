@@ -11,12 +11,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runbook_bot::app::AppState;
 use runbook_bot::catalog::Catalog;
 use runbook_bot::clock::SystemClock;
 use runbook_bot::config::{Config, Level, TargetConfig};
 use runbook_bot::dispatch::{self, Origin, Via};
 use runbook_bot::slack::ids::{ChannelId, RoleSubject, UserId};
+use runbook_bot::state::AppState;
 use sqlx::{Connection, Executor, PgConnection};
 
 const ROUNDS: usize = 7;

@@ -1,5 +1,6 @@
-//! Building and running the application: one `AppState`, the HTTP server and
-//! the supervised background workers, all stopped by one cancellation token.
+//! The composition root: builds the one `AppState`, the HTTP server and the
+//! supervised background workers (each given the handles it uses), all
+//! stopped by one cancellation token. Nothing but `main`/`cli` imports this.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,74 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::dispatch::policy::RoleResolver;
-use crate::metrics::Metrics;
-use crate::slack::client::SlackApi;
-use crate::store::Store;
-use crate::targets::Targets;
-
-/// Everything a request handler or worker needs. Built once per `App`.
-pub struct AppState {
-    pub config: Config,
-    pub store: Store,
-    pub slack: SlackApi,
-    pub clock: Arc<dyn Clock>,
-    pub metrics: Metrics,
-    pub roles: RoleResolver,
-    /// Poked after a transaction that queued outbox rows commits.
-    pub outbox_wake: Notify,
-    /// Command work that outlived its HTTP request; waited for on shutdown.
-    pub tasks: TaskTracker,
-    /// Poked when an alert payload is accepted.
-    pub alerts_wake: Notify,
-    pub catalog: Catalog,
-    pub targets: Targets,
-    /// For HTTP health checks (and, later, deploy hooks).
-    pub http: reqwest::Client,
-}
-
-impl AppState {
-    /// Connect to the state store and migrate it; no server, no workers.
-    /// `exec` and `migrate` use this directly.
-    pub async fn connect(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
-        crate::slack::client::install_crypto_provider();
-        let catalog = Catalog::load(&config.commands_dir).map_err(|problems| {
-            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!("the command catalog has problems:\n{}", lines.join("\n"))
-        })?;
-        let mut unknown = catalog.unknown_targets(&config.targets.keys().cloned().collect());
-        unknown.extend(catalog.route_problems(&config.alerts.routes));
-        if let Some(p) = unknown.first() {
-            anyhow::bail!("{p}");
-        }
-        let targets = Targets::from_config(&config.targets)?;
-        let store = Store::connect(&config.database_url).await?;
-        store.migrate().await?;
-        let slack = SlackApi::new(&config.slack.api_url, &config.slack.bot_token)?;
-        Ok(Arc::new(AppState {
-            config,
-            store,
-            slack,
-            clock,
-            metrics: Metrics::default(),
-            roles: RoleResolver::default(),
-            outbox_wake: Notify::new(),
-            tasks: TaskTracker::new(),
-            alerts_wake: Notify::new(),
-            catalog,
-            targets,
-            http: reqwest::Client::builder().user_agent("runbook-bot").build()?,
-        }))
-    }
-}
+use crate::state::AppState;
 
 pub struct App {
     pub addr: SocketAddr,
@@ -107,11 +46,19 @@ impl App {
         });
         let outbox = supervise("outbox", cancel.clone(), {
             let state = state.clone();
-            move |cancel| crate::outbox::worker::run(state.clone(), cancel)
+            move |cancel| {
+                let worker = crate::outbox::worker::Worker {
+                    outbox: state.outbox.clone(),
+                    slack: state.slack.clone(),
+                    metrics: state.metrics.clone(),
+                    config: state.config.outbox.clone(),
+                };
+                worker.run(cancel)
+            }
         });
         let janitor = supervise("janitor", cancel.clone(), {
-            let state = state.clone();
-            move |cancel| crate::store::janitor::run(state.clone(), cancel)
+            let (store, clock) = (state.store.clone(), state.clock.clone());
+            move |cancel| crate::store::janitor::run(store.clone(), clock.clone(), cancel)
         });
         let approvals = supervise("approvals", cancel.clone(), {
             let state = state.clone();

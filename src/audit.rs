@@ -5,7 +5,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::incident::store as incidents;
+use crate::store::timeline;
 
 pub struct Event<'a> {
     pub actor: &'a str,
@@ -28,7 +28,7 @@ pub async fn record(conn: &mut AnyConnection, e: Event<'_>, now: i64) -> anyhow:
     .execute(&mut *conn)
     .await?;
     if let Some(incident) = e.incident_id {
-        incidents::add_event(conn, incident, now, e.actor, e.kind, e.detail).await?;
+        timeline::add_event(conn, incident, now, e.actor, e.kind, e.detail).await?;
     }
     Ok(())
 }

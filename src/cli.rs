@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::app::{App, AppState};
+use crate::app::App;
 use crate::catalog::Catalog;
 use crate::clock::SystemClock;
 use crate::config::{Config, Problem};
 use crate::dispatch::{self, Origin, Via};
 use crate::slack::ids::{ChannelId, UserId};
+use crate::state::AppState;
 
 #[derive(Debug, Parser)]
 #[command(name = "runbook-bot", version, about = "ChatOps bot for Slack incident channels")]

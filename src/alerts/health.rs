@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::normalize::{Alert, Source, Status};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::lease;
 
 const LEASE: &str = "health";

@@ -9,7 +9,7 @@ pub mod process;
 pub mod render;
 pub mod routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use normalize::{Alert, Source};
 
 /// Persist one payload's alerts; returns the inbox id.

@@ -7,37 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Alertmanager,
-    Grafana,
-    Sentry,
-    Generic,
-    /// The bot's own health poller.
-    Health,
-}
-
-impl Source {
-    pub fn parse(s: &str) -> Option<Source> {
-        Some(match s {
-            "alertmanager" => Source::Alertmanager,
-            "grafana" => Source::Grafana,
-            "sentry" => Source::Sentry,
-            "generic" => Source::Generic,
-            _ => return None,
-        })
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Alertmanager => "alertmanager",
-            Source::Grafana => "grafana",
-            Source::Sentry => "sentry",
-            Source::Generic => "generic",
-            Source::Health => "health",
-        }
-    }
-}
+pub use crate::config::AlertSource as Source;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -17,12 +17,12 @@ use tokio_util::sync::CancellationToken;
 use super::normalize::{Alert, Status};
 use super::render::{self, Seen};
 use super::routes;
-use crate::app::AppState;
-use crate::incident::commands::{NewIncident, declare};
+use crate::incident::cmd::{NewIncident, declare};
 use crate::incident::model::{Severity, human_duration};
 use crate::incident::store as incidents;
 use crate::outbox::{self, Outgoing};
 use crate::slack::ids::ChannelId;
+use crate::state::AppState;
 use crate::store::lease;
 
 const LEASE: &str = "alerts";
@@ -121,8 +121,7 @@ async fn process_one(state: &Arc<AppState>, id: i64, payload: &str) -> anyhow::R
             diagnose.push(d);
         }
     }
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
+    state.outbox.commit(tx).await?;
     for d in diagnose {
         state.tasks.spawn(crate::diagnose::auto(state.clone(), d));
     }

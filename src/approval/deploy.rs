@@ -5,7 +5,7 @@
 use secrecy::ExposeSecret;
 
 use super::store::Request;
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn call(state: &AppState, r: &Request, service: &str) -> Result<String, String> {
     let hook = state

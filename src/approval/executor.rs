@@ -14,10 +14,10 @@ use sqlx::{Connection, Executor, PgConnection};
 use super::plan::{self, PlanError};
 use super::store::{self, ApprovedRequest, Request, State};
 use super::{deploy, notify};
-use crate::app::AppState;
 use crate::catalog::args::{self, Value};
 use crate::catalog::schema::Expect;
 use crate::catalog::{Entry, rollback_script};
+use crate::state::AppState;
 use crate::targets::{classify, query_on};
 
 /// Claim an approved request and apply it; a no-op when another click,

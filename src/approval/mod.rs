@@ -20,13 +20,13 @@ use std::sync::Arc;
 
 use sqlx::{Connection, Executor};
 
-use crate::app::AppState;
 use crate::audit::{self, Event};
 use crate::catalog::Entry;
 use crate::catalog::args::{self, Value};
-use crate::dispatch::{Origin, Reply, Via};
 use crate::error::{CommandError, UserError};
 use crate::incident::store as incidents;
+use crate::origin::{Origin, Reply, Via};
+use crate::state::AppState;
 use crate::targets::classify;
 use plan::{Plan, PlanError};
 use store::State;
@@ -42,7 +42,7 @@ pub async fn request(
 ) -> Result<Reply, CommandError> {
     let def = &entry.def;
     let approval = def.approval.clone().unwrap_or_default();
-    let target = crate::dispatch::target_for(state, &entry, target.as_deref())?;
+    let target = state.target_for(&entry, target.as_deref())?;
     let plan = compute_plan(state, &entry, &values, target).await?;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
@@ -87,8 +87,7 @@ pub async fn request(
     )
     .await?;
     notify::new_card(&mut tx, state, &r, origin.response_url.as_deref()).await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
+    state.outbox.commit(tx).await?;
     tracing::info!(request.id = r.id, command.name = %r.kind_name(), slack.user_id = %origin.user, "approval requested");
     let head = format!(
         ":lock: Approval #{} requested: {} on *{}* touches {} rows (plan hash `{}`). It needs {} approval{} from level {} within {} min.",
@@ -236,8 +235,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
             None,
         )
         .await?;
-        tx.commit().await?;
-        state.outbox_wake.notify_one();
+        state.outbox.commit(tx).await?;
         return Ok(Reply::new(format!("Denied #{id}.")));
     }
     if !store::vote(&mut tx, id, user, now).await? {
@@ -260,8 +258,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
     let decided = store::approve(&mut tx, id, user, now).await?;
     let reply = decided.then(|| format!(":gear: <@{user}> approved {}; applying now.", r.label_md()));
     notify::card_and_reply(&mut tx, state, id, reply, None).await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
+    state.outbox.commit(tx).await?;
     if decided {
         state.tasks.spawn(executor::run_approved(state.clone(), id));
         Ok(Reply::new(format!("Approved #{id}; applying it now.")))

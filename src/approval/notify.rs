@@ -6,10 +6,10 @@ use sqlx::AnyConnection;
 
 use super::render;
 use super::store::{self, Request, State};
-use crate::app::AppState;
 use crate::audit::{self, Event};
 use crate::outbox::{self, Outgoing};
 use crate::slack::ids::ChannelId;
+use crate::state::AppState;
 
 pub fn card_key(id: i64) -> String {
     format!("approval:{id}")
@@ -112,8 +112,7 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
         crate::slack::text::escape_entities(text)
     );
     card_and_reply(&mut tx, state, r.id, Some(reply), None).await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
+    state.outbox.commit(tx).await?;
     Ok(())
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{executor, notify, render, store};
-use crate::app::AppState;
 use crate::audit::{self, Event};
+use crate::state::AppState;
 
 const TICK: Duration = Duration::from_secs(1);
 /// Longer than any apply can run (its statement timeout, then a margin).
@@ -62,10 +62,7 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
         .await?;
     }
     let unstarted = store::approved_unstarted(&mut tx, now - APPROVED_GRACE_MS).await?;
-    tx.commit().await?;
-    if !expired.is_empty() || !interrupted.is_empty() {
-        state.outbox_wake.notify_one();
-    }
+    state.outbox.commit(tx).await?;
     for id in unstarted {
         state.tasks.spawn(executor::run_approved(state.clone(), id));
     }

@@ -5,9 +5,43 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::slack::ids::{ChannelId, RoleSubject};
+
+/// The monitoring sources alerts come from. Config owns the closed set so
+/// that routes can be validated without importing the alerts feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSource {
+    Alertmanager,
+    Grafana,
+    Sentry,
+    Generic,
+    /// The bot's own health poller.
+    Health,
+}
+
+impl AlertSource {
+    pub fn parse(s: &str) -> Option<AlertSource> {
+        Some(match s {
+            "alertmanager" => AlertSource::Alertmanager,
+            "grafana" => AlertSource::Grafana,
+            "sentry" => AlertSource::Sentry,
+            "generic" => AlertSource::Generic,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSource::Alertmanager => "alertmanager",
+            AlertSource::Grafana => "grafana",
+            AlertSource::Sentry => "sentry",
+            AlertSource::Generic => "generic",
+            AlertSource::Health => "health",
+        }
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,7 +186,7 @@ pub(super) fn build(
             push(&format!("alerts.routes[{i}].channel"), e.to_string());
         }
         if let Some(s) = &r.declare
-            && crate::incident::model::Severity::parse(s).is_err()
+            && crate::severity::Severity::parse(s).is_err()
         {
             push(
                 &format!("alerts.routes[{i}].declare"),
@@ -160,7 +194,7 @@ pub(super) fn build(
             );
         }
         if let Some(s) = &r.matcher.source
-            && crate::alerts::normalize::Source::parse(s).is_none()
+            && AlertSource::parse(s).is_none()
             && s != "health"
         {
             push(

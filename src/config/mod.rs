@@ -4,7 +4,7 @@
 
 mod alerts;
 
-pub use alerts::{AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
+pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
 
 use std::collections::BTreeMap;

@@ -9,15 +9,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::alerts::process::AutoDiagnose;
-use crate::app::AppState;
 use crate::catalog::Entry;
 use crate::catalog::args::Value;
 use crate::catalog::schema::Kind;
-use crate::dispatch::{Origin, Reply, Via};
 use crate::error::CommandError;
 use crate::incident::store as incidents;
+use crate::origin::{Origin, Reply, Via};
 use crate::outbox::{self, Outgoing};
 use crate::slack::ids::ChannelId;
+use crate::state::AppState;
 use sqlx::AnyConnection;
 
 pub async fn start(
@@ -27,7 +27,7 @@ pub async fn start(
     values: BTreeMap<String, Value>,
     target: Option<String>,
 ) -> Result<Reply, CommandError> {
-    let t = crate::dispatch::target_for(state, &entry, target.as_deref())?;
+    let t = state.target_for(&entry, target.as_deref())?;
     let target_name = t.name.clone();
     let label = format!("{} {}", entry.def.command, entry.def.name);
     match origin.via {
@@ -42,7 +42,7 @@ pub async fn start(
                 if let Err(e) = execute(&state, &origin, &entry, &values, &target_name).await {
                     let text = e.into_user_text(&name);
                     if let Some(url) = &origin.response_url {
-                        let _ = outbox::respond(&state, url, text).await;
+                        let _ = state.outbox.respond(url, text).await;
                     }
                 }
             });
@@ -79,8 +79,7 @@ async fn execute(
         origin.response_url.as_deref(),
     )
     .await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
+    state.outbox.commit(tx).await?;
     Ok(outcome)
 }
 
@@ -152,7 +151,7 @@ pub async fn auto(state: Arc<AppState>, d: AutoDiagnose) {
         };
         let result = async {
             let values = crate::catalog::args::bind_args(&entry.def.args, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let target = crate::dispatch::target_for(&state, &entry, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let target = state.target_for(&entry, None).map_err(|e| anyhow::anyhow!("{e}"))?;
             let outcome = run_on(&state, &entry, &values, &target.name).await?;
             let mut tx = state.store.begin().await?;
             let place = Place {
@@ -161,8 +160,7 @@ pub async fn auto(state: Arc<AppState>, d: AutoDiagnose) {
                 incident_id: d.incident_id,
             };
             publish(&mut tx, &state, &outcome, &place, "bot", None).await?;
-            tx.commit().await?;
-            state.outbox_wake.notify_one();
+            state.outbox.commit(tx).await?;
             anyhow::Ok(())
         };
         if let Err(e) = result.await {

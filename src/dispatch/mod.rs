@@ -8,45 +8,13 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use crate::app::AppState;
-use crate::catalog::Entry;
 use crate::catalog::schema::Kind;
-use crate::error::{CommandError, UserError};
+use crate::error::CommandError;
 use crate::incident;
-use crate::slack::ids::{ChannelId, UserId};
-use crate::targets::Target;
+pub use crate::origin::{Origin, Reply, Via};
+use crate::state::AppState;
 use crate::{approval, diagnose};
 use parse::Invocation;
-
-/// Where a command came from.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub user: UserId,
-    pub channel: ChannelId,
-    /// Slack's `response_url`, when there is one (not for `exec`).
-    pub response_url: Option<String>,
-    pub via: Via,
-}
-
-/// Slack (answer fast, finish slow work in the background) or a terminal
-/// (`runbook-bot exec`: wait and print the whole result).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Slack,
-    Terminal,
-}
-
-/// What the person who ran the command sees (ephemeral).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub text: String,
-}
-
-impl Reply {
-    pub fn new(text: impl Into<String>) -> Self {
-        Reply { text: text.into() }
-    }
-}
 
 /// Run one slash command end to end. Never fails: errors become the reply.
 pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, text: &str) -> Reply {
@@ -89,10 +57,10 @@ async fn run(state: &Arc<AppState>, origin: &Origin, inv: Invocation, name: &str
     match inv {
         Invocation::IncidentHelp => Ok(Reply::new(format!(
             "{}\n*Severities*\n{}",
-            parse::INCIDENT_USAGE,
+            incident::cmd::USAGE,
             incident::render::severity_help()
         ))),
-        Invocation::Incident(cmd) => incident::commands::run(state, origin, cmd).await,
+        Invocation::Incident(cmd) => cmd.run(state, origin).await,
         Invocation::CatalogHelp { command } => Ok(Reply::new(parse::catalog_help(&command, &state.catalog))),
         Invocation::Catalog {
             entry,
@@ -116,23 +84,22 @@ pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, valu
     let Some(id) = value.parse::<i64>().ok().filter(|id| *id > 0) else {
         return Reply::new("This button carries no valid incident or request.");
     };
-    let target = Some(incident::model::IncidentRef(id));
-    let cmd = match action_id {
-        incident::render::ACTION_ACK => parse::IncidentCmd::Ack { target },
-        incident::render::ACTION_RESOLVE => parse::IncidentCmd::Resolve { target, summary: None },
+    if let Some(cmd) = incident::cmd::IncidentCmd::from_button(action_id, id) {
+        let name = cmd.name();
+        let result = run(state, origin, Invocation::Incident(cmd), name).await;
+        record(state, name, &result);
+        return result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)));
+    }
+    match action_id {
         approval::render::ACTION_APPROVE | approval::render::ACTION_DENY => {
             let approve = action_id == approval::render::ACTION_APPROVE;
             let name = if approve { "approval.approve" } else { "approval.deny" };
             let result = approval::decide(state, origin, id, approve).await;
             record(state, name, &result);
-            return result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)));
+            result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
         }
-        _ => return Reply::new("This button is not one of ours any more; run the command instead."),
-    };
-    let name = cmd.name();
-    let result = run(state, origin, Invocation::Incident(cmd), name).await;
-    record(state, name, &result);
-    result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
+        _ => Reply::new("This button is not one of ours any more; run the command instead."),
+    }
 }
 
 fn record(state: &AppState, name: &str, result: &Result<Reply, CommandError>) {
@@ -145,26 +112,4 @@ fn record(state: &AppState, name: &str, result: &Result<Reply, CommandError>) {
         "runbook_bot_commands_total",
         format!("command=\"{name}\",outcome=\"{outcome}\""),
     );
-}
-
-/// The target a catalog command runs against: named by the person, else by
-/// the catalog file, else the config's default.
-pub fn target_for<'a>(state: &'a AppState, entry: &Entry, named: Option<&str>) -> Result<&'a Target, UserError> {
-    let name = named
-        .map(str::to_string)
-        .or_else(|| entry.def.target.clone())
-        .or_else(|| state.config.default_target.clone())
-        .ok_or_else(|| UserError::new("No target is configured: add one under `[targets]` in the config."))?;
-    state.targets.get(&name).ok_or_else(|| {
-        let known: Vec<&str> = state.targets.names().collect();
-        UserError::new(format!(
-            "Unknown target `{}`. Targets: {}.",
-            crate::slack::text::escape(&name),
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        ))
-    })
 }

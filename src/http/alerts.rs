@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::alerts::{self, normalize};
-use crate::app::AppState;
 use crate::error::EdgeError;
+use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/alerts/{source}", post(handle))

@@ -12,10 +12,10 @@ use axum::{Json, Router};
 use slack_morphism::prelude::*;
 
 use super::verified::VerifiedBody;
-use crate::app::AppState;
 use crate::error::EdgeError;
-use crate::outbox::{self, worker::plain};
+use crate::outbox::{self, plain};
 use crate::slack::ids::ChannelId;
+use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/slack/events", post(handle))
@@ -48,8 +48,7 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
             if let SlackEventCallbackBody::AppMention(m) = cb.event {
                 on_mention(&mut tx, &m, now).await?;
             }
-            tx.commit().await.map_err(anyhow::Error::from)?;
-            state.outbox_wake.notify_one();
+            state.outbox.commit(tx).await.map_err(anyhow::Error::from)?;
             Ok(StatusCode::OK.into_response())
         }
     }

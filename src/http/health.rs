@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -29,7 +29,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let pending = crate::outbox::pending_count(&state.store).await.unwrap_or(-1);
+    let pending = state.outbox.pending_count().await.unwrap_or(-1);
     let body = state.metrics.render(&[(
         "runbook_bot_outbox_pending",
         "Slack writes waiting to be delivered (-1: state store unreachable).",

@@ -13,11 +13,10 @@ use axum::routing::post;
 use slack_morphism::prelude::*;
 
 use super::verified::VerifiedBody;
-use crate::app::AppState;
 use crate::dispatch::{self, Origin, Via};
 use crate::error::EdgeError;
-use crate::outbox;
 use crate::slack::ids::{ChannelId, UserId};
+use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/slack/interactions", post(handle))
@@ -70,7 +69,7 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
     )
     .await;
     if let Some(url) = response_url {
-        outbox::respond(&state, &url, reply.text).await?;
+        state.outbox.respond(&url, reply.text).await?;
     }
     Ok(StatusCode::OK.into_response())
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Slack's and our own ceiling for a request body.
 pub const BODY_LIMIT: usize = 1024 * 1024;

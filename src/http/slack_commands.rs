@@ -14,11 +14,10 @@ use axum::{Json, Router};
 use slack_morphism::prelude::*;
 
 use super::verified::VerifiedBody;
-use crate::app::AppState;
 use crate::dispatch::{self, Origin, Reply, Via};
 use crate::error::EdgeError;
-use crate::outbox;
 use crate::slack::ids::{ChannelId, UserId};
+use crate::state::AppState;
 
 /// Answer inline if the command finishes this fast; Slack gives up at 3 s.
 const INLINE_BUDGET: Duration = Duration::from_millis(2000);
@@ -68,7 +67,7 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
                             .into_user_text("late reply"),
                     ),
                 };
-                if let Err(e) = outbox::respond(&late_state, &response_url, reply.text).await {
+                if let Err(e) = late_state.outbox.respond(&response_url, reply.text).await {
                     tracing::error!(error = ?e, "could not queue a late command reply");
                 }
             });

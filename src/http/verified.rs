@@ -9,9 +9,9 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use secrecy::ExposeSecret;
 
-use crate::app::AppState;
 use crate::error::EdgeError;
 use crate::slack::verify;
+use crate::state::AppState;
 
 pub struct VerifiedBody(pub Bytes);
 

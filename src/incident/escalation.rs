@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{Incident, Severity, human_duration};
 use super::store as db;
-use crate::app::AppState;
 use crate::config::{Config, Level};
 use crate::outbox::{self, Outgoing};
 use crate::slack::ids::{ChannelId, RoleSubject};
+use crate::state::AppState;
 
 const TICK: Duration = Duration::from_secs(1);
 
@@ -131,9 +131,10 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
         );
         posted |= post_once(&mut tx, state, &i, &format!("silent:{last}"), &text, now).await?;
     }
-    tx.commit().await?;
     if posted {
-        state.outbox_wake.notify_one();
+        state.outbox.commit(tx).await?;
+    } else {
+        tx.commit().await?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::model::{Incident, Severity, State, TimelineEvent};
+pub use crate::store::timeline::add_event;
 
 /// The incident columns, as a macro so queries stay `&'static str` literals
 /// (sqlx refuses runtime-built SQL without an audit marker).
@@ -184,27 +185,6 @@ pub async fn apply(conn: &mut AnyConnection, id: i64, change: Change<'_>, now: i
     };
     let done = q.bind(now).bind(id).execute(&mut *conn).await?;
     Ok(done.rows_affected() == 1)
-}
-
-pub async fn add_event(
-    conn: &mut AnyConnection,
-    incident_id: i64,
-    at: i64,
-    actor: &str,
-    kind: &str,
-    text: &str,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO incident_events (incident_id, occurred_at, actor, kind, text) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(incident_id)
-    .bind(at)
-    .bind(actor)
-    .bind(kind)
-    .bind(text)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 pub async fn timeline(conn: &mut AnyConnection, incident_id: i64) -> anyhow::Result<Vec<TimelineEvent>> {

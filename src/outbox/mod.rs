@@ -8,13 +8,70 @@
 //! delivered strictly in id order, so a thread reply never precedes its root
 //! and updates land in the order they were made.
 
+mod delivery;
 pub mod pacing;
+mod rows;
 pub mod worker;
+
+use std::sync::Arc;
 
 use slack_morphism::prelude::SlackMessageContent;
 use sqlx::AnyConnection;
+use tokio::sync::Notify;
 
+use crate::clock::Clock;
 use crate::slack::ids::ChannelId;
+use crate::store::Store;
+
+/// The key an incident's root message is remembered under; thread replies
+/// and root updates name it before Slack has told us the root's `ts`.
+pub fn incident_root_key(incident_id: i64) -> String {
+    format!("incident:{incident_id}")
+}
+
+/// The handle every writer of Slack messages holds: it commits the
+/// transaction that queued rows and wakes the worker, so a committed row is
+/// never left waiting for the next poll.
+#[derive(Clone)]
+pub struct Outbox {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Outbox {
+            store,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Commit a transaction that queued outbox rows, then wake the worker.
+    pub async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queue one ephemeral reply to a `response_url` and wake the worker.
+    pub async fn respond(&self, url: &str, text: String) -> anyhow::Result<()> {
+        let now = self.clock.now_ms();
+        let mut tx = self.store.begin().await?;
+        enqueue(&mut tx, &[Outgoing::respond(url, text_content(text))], None, now).await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+
+    /// Rows waiting to be delivered, for `/metrics`.
+    pub async fn pending_count(&self) -> anyhow::Result<i64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.store.pool)
+            .await?;
+        Ok(n)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -64,19 +121,19 @@ pub struct Outgoing {
 impl Outgoing {
     /// An incident's root message.
     pub fn root(incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
-        let mut m = Self::post_keyed(channel, None, Some(crate::incident::root_key(incident_id)), content);
+        let mut m = Self::post_keyed(channel, None, Some(incident_root_key(incident_id)), content);
         m.incident_id = Some(incident_id);
         m
     }
     /// A reply in an incident's thread.
     pub fn thread(incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
-        let mut m = Self::post_keyed(channel, Some(crate::incident::root_key(incident_id)), None, content);
+        let mut m = Self::post_keyed(channel, Some(incident_root_key(incident_id)), None, content);
         m.incident_id = Some(incident_id);
         m
     }
     /// `chat.update` of an incident's root message.
     pub fn update_root(incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
-        let mut m = Self::update(channel, &crate::incident::root_key(incident_id), content);
+        let mut m = Self::update(channel, &incident_root_key(incident_id), content);
         m.incident_id = Some(incident_id);
         m
     }
@@ -173,26 +230,11 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Queue one ephemeral reply to a `response_url` and wake the worker.
-pub async fn respond(state: &crate::app::AppState, url: &str, text: String) -> anyhow::Result<()> {
-    let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    enqueue(
-        &mut tx,
-        &[Outgoing::respond(url, worker::text_content(text))],
-        None,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
-    Ok(())
+pub fn text_content(text: String) -> SlackMessageContent {
+    SlackMessageContent::new().with_text(text)
 }
 
-/// Count of undelivered rows, for `/metrics`.
-pub async fn pending_count(store: &crate::store::Store) -> anyhow::Result<i64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
-        .fetch_one(&store.pool)
-        .await?;
-    Ok(n)
+/// A plain-text post, for callers that only have a channel and text.
+pub fn plain(channel: &ChannelId, thread_ts: Option<String>, text: String) -> Outgoing {
+    Outgoing::post(channel, thread_ts, text_content(text))
 }

@@ -17,6 +17,7 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+#[derive(Clone)]
 pub struct SlackApi {
     pub client: Arc<Client>,
     token: SlackApiToken,

@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
+use super::Store;
+use crate::clock::Clock;
 
 const EVERY: Duration = Duration::from_secs(600);
 const KEEP_EVENTS_MS: i64 = 24 * 3_600_000;
 const KEEP_SENT_MS: i64 = 7 * 24 * 3_600_000;
 
-pub async fn run(state: Arc<AppState>, cancel: CancellationToken) {
+pub async fn run(store: Store, clock: Arc<dyn Clock>, cancel: CancellationToken) {
     loop {
-        if let Err(e) = sweep(&state).await {
+        if let Err(e) = sweep(&store, clock.now_ms()).await {
             tracing::warn!(error = ?e, "state-store housekeeping failed");
         }
         tokio::select! {
@@ -25,21 +26,20 @@ pub async fn run(state: Arc<AppState>, cancel: CancellationToken) {
     }
 }
 
-pub async fn sweep(state: &AppState) -> anyhow::Result<(u64, u64)> {
-    let now = state.clock.now_ms();
+pub async fn sweep(store: &Store, now: i64) -> anyhow::Result<(u64, u64)> {
     let events = sqlx::query("DELETE FROM slack_events WHERE received_at < $1")
         .bind(now - KEEP_EVENTS_MS)
-        .execute(&state.store.pool)
+        .execute(&store.pool)
         .await?
         .rows_affected();
     let sent = sqlx::query("DELETE FROM outbox WHERE status IN ('sent', 'superseded') AND finished_at < $1")
         .bind(now - KEEP_SENT_MS)
-        .execute(&state.store.pool)
+        .execute(&store.pool)
         .await?
         .rows_affected();
     sqlx::query("DELETE FROM alert_inbox WHERE processed_at < $1 AND error IS NULL")
         .bind(now - KEEP_SENT_MS)
-        .execute(&state.store.pool)
+        .execute(&store.pool)
         .await?;
     Ok((events, sent))
 }

@@ -6,6 +6,7 @@
 pub mod events;
 pub mod janitor;
 pub mod lease;
+pub mod timeline;
 
 use std::str::FromStr;
 use std::time::Duration;

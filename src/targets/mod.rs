@@ -17,6 +17,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 
 use crate::catalog::args::Bound;
 use crate::config::TargetConfig;
+use crate::error::UserError;
 
 pub struct Target {
     pub name: String,
@@ -64,6 +65,32 @@ impl Targets {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.map.keys().map(String::as_str)
+    }
+
+    /// The target a catalog command runs against: the one the person named,
+    /// else the catalog file's, else the config's default.
+    pub fn pick(
+        &self,
+        named: Option<&str>,
+        file_default: Option<&str>,
+        config_default: Option<&str>,
+    ) -> Result<&Target, UserError> {
+        let name = named
+            .or(file_default)
+            .or(config_default)
+            .ok_or_else(|| UserError::new("No target is configured: add one under `[targets]` in the config."))?;
+        self.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.names().collect();
+            UserError::new(format!(
+                "Unknown target `{}`. Targets: {}.",
+                crate::slack::text::escape(name),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
     }
 }
 

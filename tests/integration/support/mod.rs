@@ -241,7 +241,7 @@ impl TestApp {
         self.app = Some(app);
     }
 
-    pub fn state(&self) -> &runbook_bot::app::AppState {
+    pub fn state(&self) -> &runbook_bot::state::AppState {
         &self.app.as_ref().unwrap().state
     }
 

@@ -1,0 +1,104 @@
+//! `/incident p0|p1|p2|p3 <title>`: open an incident in the incident
+//! channel. `declare` is also how alert routes open one.
+
+use sqlx::AnyConnection;
+
+use super::{Ctx, TITLE_MAX, usage_error};
+use crate::config::Level;
+use crate::error::{CommandError, UserError};
+use crate::incident::model::{Incident, Severity};
+use crate::incident::{render, store as db};
+use crate::origin::Reply;
+use crate::outbox::{self, Outgoing};
+use crate::slack::text::decode_command_text;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declare {
+    pub severity: Severity,
+    pub title: String,
+}
+
+impl Declare {
+    pub const NAME: &str = "incident.declare";
+    pub const LEVEL: Level = Level::L1;
+
+    pub fn parse(severity: Severity, verb: &str, rest: &str) -> Result<Self, UserError> {
+        let title = decode_command_text(rest).trim().to_string();
+        if title.is_empty() {
+            return Err(usage_error(format!(
+                "`/incident {verb}` needs a title, like `/incident {verb} Login failing`."
+            )));
+        }
+        if title.chars().count() > TITLE_MAX {
+            return Err(usage_error(format!(
+                "The title is {} characters; keep it under {TITLE_MAX}.",
+                title.chars().count()
+            )));
+        }
+        Ok(Declare { severity, title })
+    }
+
+    pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let channel = &ctx.state.config.slack.incident_channel;
+        let new = NewIncident {
+            title: &self.title,
+            severity: self.severity,
+            by: ctx.origin.user.as_str(),
+            service: None,
+        };
+        let i = declare(&mut ctx.tx, ctx.state, new, ctx.origin.response_url.as_deref(), ctx.now).await?;
+        Ok(Reply::new(format!(
+            ":rotating_light: Declared incident *#{}* ({}) in <#{channel}>. You are the commander; updates thread under its message.",
+            i.id, self.severity
+        )))
+    }
+}
+
+pub struct NewIncident<'a> {
+    pub title: &'a str,
+    pub severity: Severity,
+    /// A Slack user id, or `bot` for incidents opened by alerts.
+    pub by: &'a str,
+    /// The `service` label alerts attach by.
+    pub service: Option<&'a str>,
+}
+
+/// Open an incident in the incident channel: its row, timeline event, root
+/// message and the status-page "investigating" draft, in the caller's
+/// transaction. Used by `/incident pN` and by alert routes that declare.
+pub async fn declare(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    new: NewIncident<'_>,
+    notify_url: Option<&str>,
+    now: i64,
+) -> anyhow::Result<Incident> {
+    let channel = &state.config.slack.incident_channel;
+    let i = db::insert(tx, channel.as_str(), new.title, new.severity, new.by, new.service, now).await?;
+    tracing::info!(
+        incident.id = i.id,
+        severity = new.severity.as_str(),
+        by = new.by,
+        "incident declared"
+    );
+    db::add_event(
+        tx,
+        i.id,
+        now,
+        new.by,
+        "declared",
+        &format!("Declared {}: {}", new.severity, new.title),
+    )
+    .await?;
+    let msgs = [
+        Outgoing::root(i.id, channel, render::root(&i, now)),
+        Outgoing::thread(i.id, channel, render::reply(render::status_page_investigating(&i))),
+    ];
+    outbox::enqueue(tx, &msgs, notify_url, now).await?;
+    state.metrics.inc(
+        "runbook_bot_incidents_declared_total",
+        format!("severity=\"{}\"", new.severity.as_str()),
+    );
+    Ok(i)
+}

@@ -1,0 +1,34 @@
+//! Where a command came from (who, which channel, Slack or a terminal) and
+//! what its caller sees. Shared by the dispatcher and every command's home.
+
+use crate::slack::ids::{ChannelId, UserId};
+
+/// Where a command came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub user: UserId,
+    pub channel: ChannelId,
+    /// Slack's `response_url`, when there is one (not for `exec`).
+    pub response_url: Option<String>,
+    pub via: Via,
+}
+
+/// Slack (answer fast, finish slow work in the background) or a terminal
+/// (`runbook-bot exec`: wait and print the whole result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Slack,
+    Terminal,
+}
+
+/// What the person who ran the command sees (ephemeral).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+}
+
+impl Reply {
+    pub fn new(text: impl Into<String>) -> Self {
+        Reply { text: text.into() }
+    }
+}

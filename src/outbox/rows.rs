@@ -1,0 +1,190 @@
+//! The outbox's SQL: which rows are due, claiming one with a lease, and
+//! recording how its delivery ended.
+
+use sqlx::AnyConnection;
+
+use super::Kind;
+use crate::store::Store;
+
+/// How long a claimed row stays ours before another worker may take it.
+pub const LEASE_MS: i64 = 30_000;
+
+/// One row to deliver, as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub lane: String,
+    #[sqlx(try_from = "String")]
+    pub kind: Kind,
+    pub channel: Option<String>,
+    pub incident_id: Option<i64>,
+    pub thread_ts: Option<String>,
+    pub thread_key: Option<String>,
+    pub message_key: Option<String>,
+    pub response_url: Option<String>,
+    pub notify_url: Option<String>,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+impl TryFrom<String> for Kind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Kind::parse(&s).ok_or_else(|| format!("stored outbox kind `{s}`"))
+    }
+}
+
+/// Rows due now. Only the oldest pending row of each lane is eligible: that
+/// is what keeps lanes in order.
+pub async fn due(store: &Store, now: i64) -> anyhow::Result<Vec<OutboxRow>> {
+    let rows = sqlx::query_as(
+        "SELECT id, lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url, payload, attempts
+         FROM outbox o
+         WHERE status = 'pending' AND next_attempt_at <= $1
+           AND (lease_until IS NULL OR lease_until < $1)
+           AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.lane = o.lane AND p.status = 'pending' AND p.id < o.id)
+         ORDER BY id LIMIT 64",
+    )
+    .bind(now)
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(rows)
+}
+
+/// Lease a row for `owner`; false when another worker holds it.
+pub async fn claim(store: &Store, owner: &str, id: i64, now: i64) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE outbox SET lease_owner = $1, lease_until = $2
+         WHERE id = $3 AND status = 'pending' AND (lease_until IS NULL OR lease_until < $4)",
+    )
+    .bind(owner)
+    .bind(now + LEASE_MS)
+    .bind(id)
+    .bind(now)
+    .execute(&store.pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sent: remember the posted message's `ts` under its key, in one transaction.
+pub async fn mark_sent(
+    store: &Store,
+    owner: &str,
+    row: &OutboxRow,
+    ts: Option<String>,
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut tx = store.begin().await?;
+    sqlx::query(
+        "UPDATE outbox SET status = 'sent', sent_ts = $1, finished_at = $2, attempts = attempts + 1,
+         lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
+    )
+    .bind(ts.clone())
+    .bind(now)
+    .bind(row.id)
+    .bind(owner)
+    .execute(&mut *tx)
+    .await?;
+    if let (Kind::Post, Some(key), Some(channel), Some(ts)) = (row.kind, &row.message_key, &row.channel, ts) {
+        sqlx::query("INSERT INTO slack_messages (key, channel, ts) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(channel)
+            .bind(ts)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Put a row back to be tried again at `at_ms`; `counted` adds an attempt.
+pub async fn retry_at(
+    store: &Store,
+    owner: &str,
+    id: i64,
+    at_ms: i64,
+    error: Option<&str>,
+    counted: bool,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + $1, next_attempt_at = $2, last_error = COALESCE($3, last_error),
+         lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
+    )
+    .bind(i64::from(counted))
+    .bind(at_ms)
+    .bind(error.map(str::to_string))
+    .bind(id)
+    .bind(owner)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+/// A newer update of the same message is queued: this one is not sent.
+pub async fn mark_superseded(store: &Store, owner: &str, id: i64, now: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET status = 'superseded', last_error = NULL, finished_at = $1,
+         lease_owner = NULL, lease_until = NULL WHERE id = $2 AND lease_owner = $3",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+/// Failed for good, inside the caller's transaction (which also reports it).
+pub async fn mark_failed(conn: &mut AnyConnection, owner: &str, id: i64, error: &str, now: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET status = 'failed', last_error = $1, finished_at = $2, attempts = attempts + 1,
+         lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// What is known of the message a row depends on.
+pub enum KnownTs {
+    Known(String),
+    /// Its post is still queued.
+    NotYet,
+    /// Its post failed or was never queued.
+    Lost,
+}
+
+pub async fn known_ts(store: &Store, key: &str) -> anyhow::Result<KnownTs> {
+    let ts: Option<String> = sqlx::query_scalar("SELECT ts FROM slack_messages WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&store.pool)
+        .await?;
+    if let Some(ts) = ts {
+        return Ok(KnownTs::Known(ts));
+    }
+    let post: Option<String> =
+        sqlx::query_scalar("SELECT status FROM outbox WHERE message_key = $1 AND kind = 'post' ORDER BY id LIMIT 1")
+            .bind(key)
+            .fetch_optional(&store.pool)
+            .await?;
+    Ok(match post.as_deref() {
+        Some("pending") => KnownTs::NotYet,
+        _ => KnownTs::Lost,
+    })
+}
+
+pub async fn newer_update_exists(store: &Store, row: &OutboxRow) -> anyhow::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE lane = $1 AND kind = 'update' AND message_key = $2 AND status = 'pending' AND id > $3",
+    )
+    .bind(&row.lane)
+    .bind(row.message_key.clone())
+    .bind(row.id)
+    .fetch_one(&store.pool)
+    .await?;
+    Ok(n > 0)
+}
