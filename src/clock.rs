@@ -1,5 +1,6 @@
-//! Time, injected: request verification, elapsed times and (later) escalation
-//! timers read the clock from `AppState`, so tests can move it.
+//! Time, injected: request verification, elapsed times, escalation timers,
+//! approval expiry and the outbox read the clock from `AppState`, so tests
+//! can move it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

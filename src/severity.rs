@@ -93,6 +93,13 @@ impl Severity {
     }
 }
 
+impl TryFrom<String> for Severity {
+    type Error = UserError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Severity::parse(&s)
+    }
+}
+
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.as_str().to_uppercase())

@@ -16,6 +16,17 @@ pub enum Status {
     Resolved,
 }
 
+/// Stored as `firing` or `resolved`.
+impl From<String> for Status {
+    fn from(s: String) -> Self {
+        if s == "firing" {
+            Status::Firing
+        } else {
+            Status::Resolved
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     pub source: Source,

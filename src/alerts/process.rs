@@ -11,12 +11,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::{AnyConnection, Row};
 use tokio_util::sync::CancellationToken;
 
 use super::normalize::{Alert, Status};
 use super::render::{self, Seen};
 use super::routes;
+use crate::diagnose::AutoDiagnose;
 use crate::incident::cmd::{NewIncident, declare};
 use crate::incident::model::{Severity, human_duration};
 use crate::incident::store as incidents;
@@ -28,14 +30,6 @@ use crate::store::lease;
 const LEASE: &str = "alerts";
 const LEASE_MS: i64 = 15_000;
 const BATCH: i64 = 100;
-
-/// Diagnostics a route asks for, run after the payload's transaction commits.
-pub struct AutoDiagnose {
-    pub names: Vec<String>,
-    pub channel: ChannelId,
-    pub incident_id: Option<i64>,
-    pub thread_key: String,
-}
 
 pub async fn run(state: Arc<AppState>, cancel: CancellationToken) {
     let owner = uuid::Uuid::new_v4().to_string();
@@ -61,13 +55,17 @@ const MAX_FAILURES: u32 = 3;
 
 /// Process what is waiting; true when a full batch was handled.
 pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i64, u32>) -> anyhow::Result<bool> {
-    if !lease::acquire(&state.store, LEASE, owner, state.clock.now_ms(), LEASE_MS).await? {
+    let held = lease::acquire(&state.store, LEASE, owner, state.clock.now_ms(), LEASE_MS)
+        .await
+        .context("taking the alerts lease")?;
+    if !held {
         return Ok(false);
     }
     let rows = sqlx::query("SELECT id, alerts FROM alert_inbox WHERE processed_at IS NULL ORDER BY id LIMIT $1")
         .bind(BATCH)
         .fetch_all(&state.store.pool)
-        .await?;
+        .await
+        .context("reading the alert inbox")?;
     let full = rows.len() as i64 == BATCH;
     for r in rows {
         let id: i64 = r.try_get("id")?;
@@ -128,8 +126,11 @@ async fn process_one(state: &Arc<AppState>, id: i64, payload: &str) -> anyhow::R
     Ok(())
 }
 
-struct Row_ {
+/// What the alerts table knows of one (source, fingerprint).
+#[derive(sqlx::FromRow)]
+struct AlertRow {
     id: i64,
+    #[sqlx(try_from = "String")]
     status: Status,
     channel: String,
     message_key: String,
@@ -140,8 +141,8 @@ struct Row_ {
     fired_at: i64,
 }
 
-async fn find(tx: &mut AnyConnection, a: &Alert) -> anyhow::Result<Option<Row_>> {
-    let r = sqlx::query(
+async fn find(tx: &mut AnyConnection, a: &Alert) -> anyhow::Result<Option<AlertRow>> {
+    let row = sqlx::query_as(
         "SELECT id, status, channel, message_key, thread_key, incident_id, occurrence, deliveries, fired_at
          FROM alerts WHERE source = $1 AND fingerprint = $2",
     )
@@ -149,106 +150,92 @@ async fn find(tx: &mut AnyConnection, a: &Alert) -> anyhow::Result<Option<Row_>>
     .bind(&a.fingerprint)
     .fetch_optional(&mut *tx)
     .await?;
-    r.map(|r| {
-        Ok(Row_ {
-            id: r.try_get("id")?,
-            status: if r.try_get::<String, _>("status")? == "firing" {
-                Status::Firing
-            } else {
-                Status::Resolved
-            },
-            channel: r.try_get("channel")?,
-            message_key: r.try_get("message_key")?,
-            thread_key: r.try_get("thread_key")?,
-            incident_id: r.try_get("incident_id")?,
-            occurrence: r.try_get("occurrence")?,
-            deliveries: r.try_get("deliveries")?,
-            fired_at: r.try_get("fired_at")?,
-        })
-    })
-    .transpose()
+    Ok(row)
 }
 
 async fn handle(tx: &mut AnyConnection, state: &AppState, a: &Alert, now: i64) -> anyhow::Result<Option<AutoDiagnose>> {
-    let existing = find(tx, a).await?;
-    match (a.status, existing) {
-        (Status::Firing, None) => {
-            let place = place(tx, state, a, now).await?;
-            let latest = serde_json::to_string(a)?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO alerts (source, fingerprint, status, severity, title, channel, message_key, thread_key,
-                   incident_id, occurrence, deliveries, first_seen, last_seen, fired_at, latest)
-                 VALUES ($1, $2, 'firing', $3, $4, $5, '', $6, $7, 1, 1, $8, $8, $8, $9) RETURNING id",
-            )
-            .bind(a.source.as_str())
-            .bind(&a.fingerprint)
-            .bind(&a.severity)
-            .bind(&a.title)
-            .bind(place.channel.as_str())
-            .bind(place.thread_key.clone())
-            .bind(place.incident_id)
-            .bind(now)
-            .bind(latest)
-            .fetch_one(&mut *tx)
-            .await?;
-            let message_key = format!("alert:{id}");
-            sqlx::query("UPDATE alerts SET message_key = $1 WHERE id = $2")
-                .bind(&message_key)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            post(tx, state, a, &place, &message_key, 1, now).await
-        }
+    match (a.status, find(tx, a).await?) {
+        (Status::Firing, None) => first_firing(tx, state, a, now).await,
         (Status::Firing, Some(r)) if r.status == Status::Firing => {
-            sqlx::query("UPDATE alerts SET deliveries = deliveries + 1, last_seen = $1, latest = $2 WHERE id = $3")
-                .bind(now)
-                .bind(serde_json::to_string(a)?)
-                .bind(r.id)
-                .execute(&mut *tx)
-                .await?;
-            let seen = Seen {
-                deliveries: r.deliveries + 1,
-                ..seen(&r, now)
-            };
-            update(tx, &r, a, &seen, None, now).await?;
+            firing_again(tx, a, &r, now).await?;
             Ok(None)
         }
         (Status::Firing, Some(r)) => refire(tx, state, a, r, now).await,
         (Status::Resolved, Some(r)) if r.status == Status::Firing => {
-            sqlx::query(
-                "UPDATE alerts SET status = 'resolved', resolved_at = $1, last_seen = $1, latest = $2 WHERE id = $3",
-            )
-            .bind(now)
-            .bind(serde_json::to_string(a)?)
-            .bind(r.id)
-            .execute(&mut *tx)
-            .await?;
-            let took = human_duration(now - r.fired_at);
-            let seen = Seen {
-                resolved_at: Some(now),
-                ..seen(&r, now)
-            };
-            event(
-                tx,
-                r.incident_id,
-                now,
-                &format!("Alert resolved after {took}: {}", a.title),
-            )
-            .await?;
-            update(
-                tx,
-                &r,
-                a,
-                &seen,
-                Some(format!(":white_check_mark: Resolved after {took}.")),
-                now,
-            )
-            .await?;
+            resolved(tx, a, &r, now).await?;
             Ok(None)
         }
         // Resolved for something never seen firing, or resolved twice.
         (Status::Resolved, _) => Ok(None),
     }
+}
+
+/// A fingerprint never seen: remember it and post where its route says.
+async fn first_firing(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    a: &Alert,
+    now: i64,
+) -> anyhow::Result<Option<AutoDiagnose>> {
+    let place = place(tx, state, a, now).await?;
+    let latest = serde_json::to_string(a)?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO alerts (source, fingerprint, status, severity, title, channel, message_key, thread_key,
+           incident_id, occurrence, deliveries, first_seen, last_seen, fired_at, latest)
+         VALUES ($1, $2, 'firing', $3, $4, $5, '', $6, $7, 1, 1, $8, $8, $8, $9) RETURNING id",
+    )
+    .bind(a.source.as_str())
+    .bind(&a.fingerprint)
+    .bind(&a.severity)
+    .bind(&a.title)
+    .bind(place.channel.as_str())
+    .bind(place.thread_key.clone())
+    .bind(place.incident_id)
+    .bind(now)
+    .bind(latest)
+    .fetch_one(&mut *tx)
+    .await?;
+    let message_key = format!("alert:{id}");
+    sqlx::query("UPDATE alerts SET message_key = $1 WHERE id = $2")
+        .bind(&message_key)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    post(tx, state, a, &place, &message_key, 1, now).await
+}
+
+/// Still firing: count the delivery and update the post in place.
+async fn firing_again(tx: &mut AnyConnection, a: &Alert, r: &AlertRow, now: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE alerts SET deliveries = deliveries + 1, last_seen = $1, latest = $2 WHERE id = $3")
+        .bind(now)
+        .bind(serde_json::to_string(a)?)
+        .bind(r.id)
+        .execute(&mut *tx)
+        .await?;
+    let seen = Seen {
+        deliveries: r.deliveries + 1,
+        ..seen(r, now)
+    };
+    update(tx, r, a, &seen, None, now).await
+}
+
+/// Resolved: update the post and say how long it fired.
+async fn resolved(tx: &mut AnyConnection, a: &Alert, r: &AlertRow, now: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE alerts SET status = 'resolved', resolved_at = $1, last_seen = $1, latest = $2 WHERE id = $3")
+        .bind(now)
+        .bind(serde_json::to_string(a)?)
+        .bind(r.id)
+        .execute(&mut *tx)
+        .await?;
+    let took = human_duration(now - r.fired_at);
+    let seen = Seen {
+        resolved_at: Some(now),
+        ..seen(r, now)
+    };
+    let text = format!("Alert resolved after {took}: {}", a.title);
+    event(tx, r.incident_id, now, &text).await?;
+    let reply = format!(":white_check_mark: Resolved after {took}.");
+    update(tx, r, a, &seen, Some(reply), now).await
 }
 
 /// A new occurrence after a resolve. While the alert's incident is still
@@ -259,7 +246,7 @@ async fn refire(
     tx: &mut AnyConnection,
     state: &AppState,
     a: &Alert,
-    r: Row_,
+    r: AlertRow,
     now: i64,
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     let occurrence = r.occurrence + 1;
@@ -311,7 +298,7 @@ async fn refire(
     Ok(None)
 }
 
-fn seen(r: &Row_, now: i64) -> Seen {
+fn seen(r: &AlertRow, now: i64) -> Seen {
     Seen {
         occurrence: r.occurrence,
         deliveries: r.deliveries,
@@ -332,7 +319,7 @@ async fn event(tx: &mut AnyConnection, incident: Option<i64>, now: i64, text: &s
 /// Update the alert's message, and reply in its thread when there is news.
 async fn update(
     tx: &mut AnyConnection,
-    r: &Row_,
+    r: &AlertRow,
     a: &Alert,
     seen: &Seen,
     reply: Option<String>,

@@ -4,16 +4,18 @@
 
 use secrecy::ExposeSecret;
 
+use super::executor::ApplyError;
 use super::store::Request;
 use crate::state::AppState;
 
-pub async fn call(state: &AppState, r: &Request, service: &str) -> Result<String, String> {
+pub async fn call(state: &AppState, r: &Request, service: &str) -> Result<String, ApplyError> {
     let hook = state
         .config
         .deploy_hooks
         .get(service)
-        .ok_or_else(|| format!("no deploy hook is configured for service `{service}`"))?;
-    let method = reqwest::Method::from_bytes(hook.method.as_bytes()).map_err(|_| "bad hook method".to_string())?;
+        .ok_or_else(|| ApplyError::Failed(format!("no deploy hook is configured for service `{service}`")))?;
+    let method = reqwest::Method::from_bytes(hook.method.as_bytes())
+        .map_err(|_| ApplyError::Failed("bad hook method".into()))?;
     let mut req = state
         .http
         .request(method, &hook.url)
@@ -36,7 +38,7 @@ pub async fn call(state: &AppState, r: &Request, service: &str) -> Result<String
         } else {
             "request failed"
         };
-        format!("deploy hook for `{service}` {why}")
+        ApplyError::Failed(format!("deploy hook for `{service}` {why}"))
     })?;
     let status = resp.status();
     let body: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
@@ -52,10 +54,10 @@ pub async fn call(state: &AppState, r: &Request, service: &str) -> Result<String
             }
         ))
     } else {
-        Err(format!(
+        Err(ApplyError::Failed(format!(
             "deploy hook for `{service}` answered {}: {}",
             status.as_u16(),
             if body.is_empty() { "(no message)" } else { body }
-        ))
+        )))
     }
 }

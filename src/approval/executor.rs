@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use anyhow::Context;
 use sqlx::{Connection, Executor, PgConnection};
 
 use super::plan::{self, PlanError};
@@ -25,8 +26,10 @@ use crate::targets::{classify, query_on};
 pub async fn run_approved(state: Arc<AppState>, id: i64) {
     let claimed = async {
         let mut tx = state.store.begin().await?;
-        let r = store::claim_for_apply(&mut tx, id, state.clock.now_ms()).await?;
-        tx.commit().await?;
+        let r = store::claim_for_apply(&mut tx, id, state.clock.now_ms())
+            .await
+            .context("claiming the approved request")?;
+        tx.commit().await.context("committing the claim")?;
         anyhow::Ok(r)
     };
     match claimed.await {
@@ -39,7 +42,10 @@ pub async fn run_approved(state: Arc<AppState>, id: i64) {
 pub async fn apply(state: &AppState, req: ApprovedRequest) {
     let r = req.request();
     tracing::info!(request.id = r.id, command.name = %r.kind_name(), target = %r.target, "applying approved action");
-    let (to, text) = execute(state, r).await;
+    let (to, text) = match execute(state, r).await {
+        Ok(summary) => (State::Applied, summary),
+        Err(e) => (e.state(), e.to_string()),
+    };
     tracing::info!(request.id = r.id, state = to.as_str(), "action finished");
     // The target has committed (or not); the state store must learn which,
     // or the worker would later report the request as interrupted.
@@ -54,154 +60,191 @@ pub async fn apply(state: &AppState, req: ApprovedRequest) {
     }
 }
 
+/// Why an approved action did not apply. The words are safe to show in Slack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// Nothing was changed: refused before the first statement, or the
+    /// target could not be reached.
+    #[error("{0}")]
+    Failed(String),
+    /// Statements ran and everything was rolled back.
+    #[error("{0}")]
+    RolledBack(String),
+}
+
+impl ApplyError {
+    pub fn state(&self) -> State {
+        match self {
+            ApplyError::Failed(_) => State::Failed,
+            ApplyError::RolledBack(_) => State::RolledBack,
+        }
+    }
+}
+
 /// The entry and typed arguments of a stored request.
-pub fn resolve(state: &AppState, r: &Request) -> Result<(Arc<Entry>, BTreeMap<String, Value>), String> {
+pub fn resolve(state: &AppState, r: &Request) -> Result<(Arc<Entry>, BTreeMap<String, Value>), ApplyError> {
     let entry = if r.name.is_empty() {
         state.catalog.standalone(&r.command)
     } else {
         state.catalog.get(&r.command, &r.name)
     }
-    .ok_or_else(|| "the action is no longer in the catalog".to_string())?;
-    let values = args::bind_args(&entry.def.args, &r.words).map_err(|e| e.0)?;
+    .ok_or_else(|| ApplyError::Failed("the action is no longer in the catalog".into()))?;
+    let values = args::bind_args(&entry.def.args, &r.words).map_err(|e| ApplyError::Failed(e.0))?;
     Ok((entry, values))
 }
 
-async fn execute(state: &AppState, r: &Request) -> (State, String) {
-    let (entry, values) = match resolve(state, r) {
-        Ok(x) => x,
-        Err(e) => return (State::Failed, e),
-    };
+async fn execute(state: &AppState, r: &Request) -> Result<String, ApplyError> {
+    let (entry, values) = resolve(state, r)?;
     if let Some(arg) = &entry.def.deploy_hook_arg {
         let service = values.get(arg).map(args::display).unwrap_or_default();
-        return match deploy::call(state, r, &service).await {
-            Ok(msg) => (State::Applied, msg),
-            Err(msg) => (State::Failed, msg),
-        };
+        return deploy::call(state, r, &service).await;
     }
-    let Some(target) = state.targets.get(&r.target) else {
-        return (State::Failed, format!("no target `{}` in the config", r.target));
+    let target = state
+        .targets
+        .get(&r.target)
+        .ok_or_else(|| ApplyError::Failed(format!("no target `{}` in the config", r.target)))?;
+    let script = script_for(&entry, &values)?;
+    let mut conn = target
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| ApplyError::Failed(format!("target {} {}", target.name, classify(&e, 0))))?;
+    let run = Apply {
+        r,
+        entry: &entry,
+        values: &values,
+        script: script.as_deref(),
     };
-    let script = match script_for(&entry, &values) {
-        Ok(s) => s,
-        Err(e) => return (State::Failed, e),
-    };
-    let mut conn = match target.pool.acquire().await {
-        Ok(c) => c,
-        Err(e) => return (State::Failed, format!("target {} {}", target.name, classify(&e, 0))),
-    };
-    match in_transaction(&mut conn, r, &entry, &values, script.as_deref()).await {
-        Ok(msg) => (State::Applied, msg),
-        Err((to, msg)) => (to, msg),
-    }
+    run.in_transaction(&mut conn).await
 }
 
-fn script_for(entry: &Entry, values: &BTreeMap<String, Value>) -> Result<Option<String>, String> {
+fn script_for(entry: &Entry, values: &BTreeMap<String, Value>) -> Result<Option<String>, ApplyError> {
     let Some(arg) = &entry.def.script_arg else {
         return Ok(None);
     };
     let version = values.get(arg).map(args::display).unwrap_or_default();
     let path = rollback_script(entry, &version)
-        .ok_or_else(|| format!("there is no rollback script for `{version}` in the catalog"))?;
+        .ok_or_else(|| ApplyError::Failed(format!("there is no rollback script for `{version}` in the catalog")))?;
     std::fs::read_to_string(&path)
         .map(Some)
-        .map_err(|e| format!("cannot read the rollback script: {e}"))
+        .map_err(|e| ApplyError::Failed(format!("cannot read the rollback script: {e}")))
 }
 
-async fn in_transaction(
-    conn: &mut PgConnection,
-    r: &Request,
-    entry: &Entry,
-    values: &BTreeMap<String, Value>,
-    script: Option<&str>,
-) -> Result<String, (State, String)> {
-    let def = &entry.def;
-    let failed = |e: sqlx::Error| {
-        (
-            State::Failed,
-            format!("target {}: {}", r.target, classify(&e, def.apply_timeout_ms)),
-        )
-    };
-    let mut tx = conn.begin().await.map_err(failed)?;
-    tx.execute(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL statement_timeout = {}",
-        def.apply_timeout_ms
-    )))
-    .await
-    .map_err(failed)?;
-    // Lock nothing by hand: the plan is recomputed in this transaction and
-    // compared, and the statements' own row locks hold until commit.
-    let plan = plan::compute(&mut tx, entry, values, script, def.apply_timeout_ms)
+/// One approved request's statements, run in one transaction on its target.
+struct Apply<'a> {
+    r: &'a Request,
+    entry: &'a Entry,
+    values: &'a BTreeMap<String, Value>,
+    script: Option<&'a str>,
+}
+
+impl Apply<'_> {
+    fn params(&self, names: &[String]) -> Vec<args::Bound> {
+        names
+            .iter()
+            .map(|n| args::bound(&self.entry.def.args, self.values, n))
+            .collect()
+    }
+
+    fn unreachable(&self, e: &sqlx::Error) -> ApplyError {
+        let timeout = self.entry.def.apply_timeout_ms;
+        ApplyError::Failed(format!("target {}: {}", self.r.target, classify(e, timeout)))
+    }
+
+    /// Recompute the plan and refuse on drift, run the statements, audit,
+    /// verify; commit only when every verification passes.
+    async fn in_transaction(&self, conn: &mut PgConnection) -> Result<String, ApplyError> {
+        let def = &self.entry.def;
+        let mut tx = conn.begin().await.map_err(|e| self.unreachable(&e))?;
+        tx.execute(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL statement_timeout = {}",
+            def.apply_timeout_ms
+        )))
         .await
-        .map_err(|e| match e {
-            PlanError::Empty | PlanError::TooLarge { .. } => (
-                State::Failed,
-                format!("data changed since approval ({e}) — request again"),
-            ),
-            PlanError::Target(t) => (State::Failed, format!("target {}: {t}", r.target)),
-        })?;
-    if plan.hash() != r.plan_hash {
-        return Err((State::Failed, "data changed since approval — request again".into()));
-    }
-    if let Some(s) = script {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
-            .execute(&mut *tx)
+        .map_err(|e| self.unreachable(&e))?;
+        // Lock nothing by hand: the plan is recomputed in this transaction and
+        // compared, and the statements' own row locks hold until commit.
+        let plan = self.replan(&mut tx).await?;
+        if let Some(s) = self.script {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| ApplyError::RolledBack(format!("the rollback script failed: {}", classify(&e, 0))))?;
+        }
+        let changed = self.statements(&mut tx, &plan).await?;
+        audit_on_target(&mut tx, self.r, &plan.short_hash())
             .await
-            .map_err(|e| {
-                (
-                    State::RolledBack,
-                    format!("the rollback script failed: {}", classify(&e, 0)),
-                )
+            .map_err(|e| self.unreachable(&e))?;
+        let verified = self.verify(&mut tx).await?;
+        tx.commit().await.map_err(|e| self.unreachable(&e))?;
+        Ok(format!("{changed} rows changed; verified: {}", verified.join("; ")))
+    }
+
+    async fn replan(&self, conn: &mut PgConnection) -> Result<plan::Plan, ApplyError> {
+        let timeout = self.entry.def.apply_timeout_ms;
+        let plan = plan::compute(conn, self.entry, self.values, self.script, timeout)
+            .await
+            .map_err(|e| match e {
+                PlanError::Empty | PlanError::TooLarge { .. } => {
+                    ApplyError::Failed(format!("data changed since approval ({e}) — request again"))
+                }
+                PlanError::Target(t) => ApplyError::Failed(format!("target {}: {t}", self.r.target)),
             })?;
+        if plan.hash() != self.r.plan_hash {
+            return Err(ApplyError::Failed("data changed since approval — request again".into()));
+        }
+        Ok(plan)
     }
-    let mut changed = 0u64;
-    for (i, a) in def.apply.iter().enumerate() {
-        let params: Vec<_> = a.params.iter().map(|n| args::bound(&def.args, values, n)).collect();
-        let n = crate::targets::execute_on(&mut tx, &a.sql, &params)
-            .await
-            .map_err(|e| (State::RolledBack, format!("statement {} failed: {e}", i + 1)))?;
-        if let Some(p) = a.expect_rows_from_plan {
-            let want = plan.tables[p].rows.len() as u64;
-            if n != want {
-                return Err((
-                    State::RolledBack,
-                    format!(
+
+    /// Run the apply statements; each one bound to a plan query must change
+    /// exactly as many rows as that query showed.
+    async fn statements(&self, conn: &mut PgConnection, plan: &plan::Plan) -> Result<u64, ApplyError> {
+        let mut changed = 0u64;
+        for (i, a) in self.entry.def.apply.iter().enumerate() {
+            let n = crate::targets::execute_on(conn, &a.sql, &self.params(&a.params))
+                .await
+                .map_err(|e| ApplyError::RolledBack(format!("statement {} failed: {e}", i + 1)))?;
+            if let Some(p) = a.expect_rows_from_plan {
+                let want = plan.tables[p].rows.len() as u64;
+                if n != want {
+                    return Err(ApplyError::RolledBack(format!(
                         "statement {} changed {n} rows where the plan showed {want}; nothing was changed",
                         i + 1
-                    ),
-                ));
+                    )));
+                }
             }
+            changed += n;
         }
-        changed += n;
+        Ok(changed)
     }
-    audit_on_target(&mut tx, r, &plan.short_hash()).await.map_err(failed)?;
-    let mut verified = Vec::new();
-    for v in &def.verify {
-        let params: Vec<_> = v.params.iter().map(|n| args::bound(&def.args, values, n)).collect();
-        let t = query_on(&mut tx, &v.sql, &params, def.apply_timeout_ms, 5)
+
+    /// Every verification must pass; the titles of those that did.
+    async fn verify(&self, conn: &mut PgConnection) -> Result<Vec<String>, ApplyError> {
+        let mut verified = Vec::new();
+        for v in &self.entry.def.verify {
+            let t = query_on(
+                conn,
+                &v.sql,
+                &self.params(&v.params),
+                self.entry.def.apply_timeout_ms,
+                5,
+            )
             .await
-            .map_err(|e| {
-                (
-                    State::RolledBack,
-                    format!("verification `{}` could not run: {e}", v.title),
-                )
-            })?;
-        let ok = match v.expect {
-            Expect::Empty => t.total == 0,
-            Expect::Rows => t.total > 0,
-        };
-        if !ok {
-            return Err((
-                State::RolledBack,
-                format!(
+            .map_err(|e| ApplyError::RolledBack(format!("verification `{}` could not run: {e}", v.title)))?;
+            let ok = match v.expect {
+                Expect::Empty => t.total == 0,
+                Expect::Rows => t.total > 0,
+            };
+            if !ok {
+                return Err(ApplyError::RolledBack(format!(
                     "verification failed: {} (found {} rows); everything was rolled back",
                     v.title, t.total
-                ),
-            ));
+                )));
+            }
+            verified.push(v.title.clone());
         }
-        verified.push(v.title.clone());
+        Ok(verified)
     }
-    tx.commit().await.map_err(failed)?;
-    Ok(format!("{changed} rows changed; verified: {}", verified.join("; ")))
 }
 
 /// Write to the application's own `public.audit_logs` when it has one with

@@ -18,18 +18,19 @@ pub mod worker;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sqlx::{Connection, Executor};
+use sqlx::{Any, Connection, Executor, Transaction};
 
 use crate::audit::{self, Event};
 use crate::catalog::Entry;
 use crate::catalog::args::{self, Value};
+use crate::config::Level;
 use crate::error::{CommandError, UserError};
 use crate::incident::store as incidents;
 use crate::origin::{Origin, Reply, Via};
 use crate::state::AppState;
 use crate::targets::classify;
 use plan::{Plan, PlanError};
-use store::State;
+use store::{Request, State};
 
 /// `/rollback flag new-tenant-flow` and friends: plan, store, post the card.
 pub async fn request(
@@ -182,122 +183,222 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
     let r = store::get(&mut tx, id)
         .await?
         .ok_or_else(|| UserError::new(format!("There is no approval #{id}.")))?;
-    let verb = if approve { "approve" } else { "deny" };
+    let click = Click {
+        user,
+        level,
+        approve,
+        now,
+    };
+    if let Some(why) = refusal(&r, &click) {
+        return Err(refuse(tx, &click, &r, why).await);
+    }
+    if approve {
+        vote(tx, state, &r, &click).await
+    } else {
+        deny(tx, state, &r, &click).await
+    }
+}
+
+/// One click on Approve or Deny.
+struct Click<'a> {
+    user: &'a str,
+    level: Option<Level>,
+    approve: bool,
+    now: i64,
+}
+
+impl Click<'_> {
+    fn verb(&self) -> &'static str {
+        if self.approve { "approve" } else { "deny" }
+    }
+}
+
+/// Why this click may not decide this request, if it may not. Pure: the
+/// rules live here, on the server, whatever the card shows.
+fn refusal(r: &Request, c: &Click<'_>) -> Option<String> {
+    let (id, verb) = (r.id, c.verb());
     // A requester may withdraw (deny) their own request at any level.
-    let withdrawing = !approve && r.requested_by == user;
-    let refusal = if r.state != State::Pending {
+    let withdrawing = !c.approve && r.requested_by == c.user;
+    if r.state != State::Pending {
         Some(format!(
             "Approval #{id} {}; nothing to {verb}.",
             render::state_words(r.state)
         ))
-    } else if approve && r.requested_by == user {
+    } else if c.approve && r.requested_by == c.user {
         Some(format!(
             "You requested #{id}; someone else at level {} must approve it.",
             r.approver_level
         ))
-    } else if level < Some(r.approver_level) && !withdrawing {
+    } else if c.level < Some(r.approver_level) && !withdrawing {
         Some(format!(
             "Only level {} can {verb} #{id}; you have {}.",
             r.approver_level,
-            level.map(|l| l.to_string()).unwrap_or_else(|| "no role".into())
+            c.level.map(|l| l.to_string()).unwrap_or_else(|| "no role".into())
         ))
-    } else if now >= r.expires_at {
+    } else if c.now >= r.expires_at {
         Some(format!("Approval #{id} has expired; request it again."))
     } else {
         None
-    };
-    let refuse = |tx, why: String| refuse(tx, user, verb, id, r.incident_id, why, now);
-    if let Some(why) = refusal {
-        return Err(refuse(tx, why).await);
-    }
-    if !approve {
-        if !store::deny(&mut tx, id, user, now).await? {
-            return Err(refuse(tx, format!("Approval #{id} was decided meanwhile.")).await);
-        }
-        let detail = format!("denied #{id} {}", r.label());
-        audit::record(
-            &mut tx,
-            Event {
-                actor: user,
-                kind: "approval_denied",
-                request_id: Some(id),
-                incident_id: r.incident_id,
-                detail: &detail,
-            },
-            now,
-        )
-        .await?;
-        notify::card_and_reply(
-            &mut tx,
-            state,
-            id,
-            Some(format!(":no_entry: <@{user}> denied {}.", r.label_md())),
-            None,
-        )
-        .await?;
-        state.outbox.commit(tx).await?;
-        return Ok(Reply::new(format!("Denied #{id}.")));
-    }
-    if !store::vote(&mut tx, id, user, now).await? {
-        return Err(refuse(tx, format!("You already approved #{id}; each approver counts once.")).await);
-    }
-    let votes = store::votes(&mut tx, id).await?;
-    let detail = format!("approved #{id} ({} of {})", votes.len(), r.approvals_needed);
-    audit::record(
-        &mut tx,
-        Event {
-            actor: user,
-            kind: "approval_vote",
-            request_id: Some(id),
-            incident_id: r.incident_id,
-            detail: &detail,
-        },
-        now,
-    )
-    .await?;
-    let decided = store::approve(&mut tx, id, user, now).await?;
-    let reply = decided.then(|| format!(":gear: <@{user}> approved {}; applying now.", r.label_md()));
-    notify::card_and_reply(&mut tx, state, id, reply, None).await?;
-    state.outbox.commit(tx).await?;
-    if decided {
-        state.tasks.spawn(executor::run_approved(state.clone(), id));
-        Ok(Reply::new(format!("Approved #{id}; applying it now.")))
-    } else {
-        Ok(Reply::new(format!(
-            "Your approval of #{id} is recorded ({} of {}).",
-            votes.len(),
-            r.approvals_needed
-        )))
     }
 }
 
-/// Audit a refused click, commit that, and return the refusal to show.
-#[allow(clippy::too_many_arguments)]
-async fn refuse(
-    mut tx: sqlx::Transaction<'static, sqlx::Any>,
-    user: &str,
-    verb: &str,
-    id: i64,
-    incident_id: Option<i64>,
-    why: String,
-    now: i64,
-) -> CommandError {
-    let detail = format!("refused to {verb} #{id}: {why}");
+/// A denial (or a requester's withdrawal): final.
+async fn deny(
+    mut tx: Transaction<'static, Any>,
+    state: &AppState,
+    r: &Request,
+    c: &Click<'_>,
+) -> Result<Reply, CommandError> {
+    let id = r.id;
+    if !store::deny(&mut tx, id, c.user, c.now).await? {
+        return Err(refuse(tx, c, r, format!("Approval #{id} was decided meanwhile.")).await);
+    }
+    let detail = format!("denied #{id} {}", r.label());
     let event = Event {
-        actor: user,
-        kind: "approval_refused",
+        actor: c.user,
+        kind: "approval_denied",
         request_id: Some(id),
-        incident_id,
+        incident_id: r.incident_id,
+        detail: &detail,
+    };
+    audit::record(&mut tx, event, c.now).await?;
+    let reply = format!(":no_entry: <@{}> denied {}.", c.user, r.label_md());
+    notify::card_and_reply(&mut tx, state, id, Some(reply), None).await?;
+    state.outbox.commit(tx).await?;
+    Ok(Reply::new(format!("Denied #{id}.")))
+}
+
+/// One approver's vote; the request is approved (and applied) once enough
+/// approvers voted.
+async fn vote(
+    mut tx: Transaction<'static, Any>,
+    state: &Arc<AppState>,
+    r: &Request,
+    c: &Click<'_>,
+) -> Result<Reply, CommandError> {
+    let id = r.id;
+    if !store::vote(&mut tx, id, c.user, c.now).await? {
+        return Err(refuse(
+            tx,
+            c,
+            r,
+            format!("You already approved #{id}; each approver counts once."),
+        )
+        .await);
+    }
+    let votes = store::votes(&mut tx, id).await?;
+    let detail = format!("approved #{id} ({} of {})", votes.len(), r.approvals_needed);
+    let event = Event {
+        actor: c.user,
+        kind: "approval_vote",
+        request_id: Some(id),
+        incident_id: r.incident_id,
+        detail: &detail,
+    };
+    audit::record(&mut tx, event, c.now).await?;
+    let decided = store::approve(&mut tx, id, c.user, c.now).await?;
+    let reply = decided.then(|| format!(":gear: <@{}> approved {}; applying now.", c.user, r.label_md()));
+    notify::card_and_reply(&mut tx, state, id, reply, None).await?;
+    state.outbox.commit(tx).await?;
+    if !decided {
+        return Ok(Reply::new(format!(
+            "Your approval of #{id} is recorded ({} of {}).",
+            votes.len(),
+            r.approvals_needed
+        )));
+    }
+    state.tasks.spawn(executor::run_approved(state.clone(), id));
+    Ok(Reply::new(format!("Approved #{id}; applying it now.")))
+}
+
+/// Audit a refused click, commit that, and return the refusal to show.
+async fn refuse(mut tx: Transaction<'static, Any>, c: &Click<'_>, r: &Request, why: String) -> CommandError {
+    let detail = format!("refused to {} #{}: {why}", c.verb(), r.id);
+    let event = Event {
+        actor: c.user,
+        kind: "approval_refused",
+        request_id: Some(r.id),
+        incident_id: r.incident_id,
         detail: &detail,
     };
     let recorded = async {
-        audit::record(&mut tx, event, now).await?;
+        audit::record(&mut tx, event, c.now).await?;
         tx.commit().await?;
         anyhow::Ok(())
     };
     if let Err(e) = recorded.await {
         return e.into();
     }
-    tracing::info!(request.id = id, slack.user_id = user, "approval click refused");
+    tracing::info!(request.id = r.id, slack.user_id = c.user, "approval click refused");
     UserError::new(why).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(state: State) -> Request {
+        Request {
+            id: 7,
+            command: "/rollback".into(),
+            name: "flag".into(),
+            words: store::Words(vec!["x".into()]),
+            target: "production".into(),
+            channel: "C1".into(),
+            incident_id: None,
+            requested_by: "UREQ".into(),
+            requested_at: 0,
+            expires_at: 1_000,
+            approver_level: Level::L3,
+            approvals_needed: 1,
+            plan: String::new(),
+            plan_hash: String::new(),
+            state,
+            decided_by: None,
+            result: None,
+        }
+    }
+
+    fn click(user: &str, level: Option<Level>, approve: bool, now: i64) -> Click<'_> {
+        Click {
+            user,
+            level,
+            approve,
+            now,
+        }
+    }
+
+    #[test]
+    fn only_a_pending_request_can_be_decided() {
+        let why = refusal(&request(State::Applied), &click("ULEAD", Some(Level::L3), true, 0)).unwrap();
+        assert_eq!(why, "Approval #7 was applied and verified; nothing to approve.");
+        let why = refusal(&request(State::Denied), &click("ULEAD", Some(Level::L3), false, 0)).unwrap();
+        assert_eq!(why, "Approval #7 was denied; nothing to deny.");
+    }
+
+    #[test]
+    fn the_requester_can_withdraw_but_never_approve() {
+        let r = request(State::Pending);
+        let why = refusal(&r, &click("UREQ", Some(Level::L3), true, 0)).unwrap();
+        assert!(why.starts_with("You requested #7"), "{why}");
+        assert_eq!(refusal(&r, &click("UREQ", Some(Level::L2), false, 0)), None);
+    }
+
+    #[test]
+    fn approvers_need_the_level_and_time() {
+        let r = request(State::Pending);
+        assert_eq!(
+            refusal(&r, &click("UONCALL", Some(Level::L2), true, 0)).unwrap(),
+            "Only level l3 can approve #7; you have l2."
+        );
+        assert_eq!(
+            refusal(&r, &click("UNOBODY", None, false, 0)).unwrap(),
+            "Only level l3 can deny #7; you have no role."
+        );
+        assert_eq!(
+            refusal(&r, &click("ULEAD", Some(Level::L3), true, 1_000)).unwrap(),
+            "Approval #7 has expired; request it again."
+        );
+        assert_eq!(refusal(&r, &click("ULEAD", Some(Level::L3), true, 999)), None);
+    }
 }

@@ -100,59 +100,16 @@ pub fn plan_text(plan: &Plan, rows: usize) -> String {
 }
 
 pub fn card(r: &Request, votes: &[String], now: i64) -> SlackMessageContent {
-    let plan: Option<Plan> = serde_json::from_str(&r.plan).ok();
-    let mut blocks = vec![SlackBlock::Header(SlackHeaderBlock::new(
-        SlackBlockPlainTextOnly::from(
-            format!("Approval #{}: {}", r.id, r.label())
-                .chars()
-                .take(150)
-                .collect::<String>(),
-        ),
-    ))];
-    let approvals = if votes.is_empty() {
-        "none yet".to_string()
-    } else {
-        votes.iter().map(|v| format!("<@{v}>")).collect::<Vec<_>>().join(", ")
-    };
-    blocks.push(SlackBlock::Section(SlackSectionBlock::new().with_fields(vec![
-        SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
-            "*Requested by*\n<@{}>",
-            r.requested_by
-        ))),
-        SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
-            "*Target*\n{}",
-            escape_entities(&r.target)
-        ))),
-        SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
-            "*Approvers*\nlevel {} · {} needed · {approvals}",
-            r.approver_level, r.approvals_needed
-        ))),
-        SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
-            "*Status*\n{} {}",
-            emoji(r.state),
-            match r.state {
-                State::Pending => format!(
-                    "waiting · expires {} (in {})",
-                    slack_time(r.expires_at),
-                    human_duration(r.expires_at - now)
-                ),
-                s => state_words(s).to_string(),
-            }
-        ))),
-    ])));
-    if let Some(p) = &plan {
-        let text = plan_text(p, CARD_ROWS);
-        let head = format!(
-            "*Plan* — touches *{}* rows · hash `{}`\n",
-            p.touched,
-            &r.plan_hash[..12.min(r.plan_hash.len())]
-        );
-        let budget = SECTION_MAX - head.len() - 10;
-        let mut body = escape_code_block(&text);
-        if body.len() > budget {
-            body = body.chars().take(budget - 20).collect::<String>() + "\n… (cut)";
-        }
-        blocks.push(md(format!("{head}```{body}```")));
+    let header = format!("Approval #{}: {}", r.id, r.label())
+        .chars()
+        .take(150)
+        .collect::<String>();
+    let mut blocks = vec![
+        SlackBlock::Header(SlackHeaderBlock::new(SlackBlockPlainTextOnly::from(header))),
+        facts(r, votes, now),
+    ];
+    if let Ok(p) = serde_json::from_str::<Plan>(&r.plan) {
+        blocks.push(plan_section(r, &p));
     }
     if let Some(res) = &r.result {
         blocks.push(md(format!(
@@ -161,31 +118,7 @@ pub fn card(r: &Request, votes: &[String], now: i64) -> SlackMessageContent {
         )));
     }
     if r.state == State::Pending {
-        blocks.push(SlackBlock::Actions(SlackActionsBlock::new(vec![
-            SlackActionBlockElement::Button(
-                SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from("Approve"))
-                    .with_action_id(ACTION_APPROVE.into())
-                    .with_value(r.id.to_string())
-                    .with_style(SlackBlockButtonStyle::Primary)
-                    .with_confirm(SlackBlockConfirmItem::new(
-                        SlackBlockPlainTextOnly::from(format!("Apply approval #{}?", r.id)),
-                        SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
-                            "This runs `{}` on *{}*, exactly as planned (hash `{}`).",
-                            escape_entities(&r.label()),
-                            escape_entities(&r.target),
-                            &r.plan_hash[..12.min(r.plan_hash.len())]
-                        ))),
-                        SlackBlockPlainTextOnly::from("Approve"),
-                        SlackBlockPlainTextOnly::from("Cancel"),
-                    )),
-            ),
-            SlackActionBlockElement::Button(
-                SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from("Deny"))
-                    .with_action_id(ACTION_DENY.into())
-                    .with_value(r.id.to_string())
-                    .with_style(SlackBlockButtonStyle::Danger),
-            ),
-        ])));
+        blocks.push(buttons(r));
     }
     SlackMessageContent::new()
         .with_text(format!(
@@ -195,6 +128,79 @@ pub fn card(r: &Request, votes: &[String], now: i64) -> SlackMessageContent {
             escape_entities(&r.label())
         ))
         .with_blocks(blocks)
+}
+
+fn short_hash(r: &Request) -> &str {
+    &r.plan_hash[..12.min(r.plan_hash.len())]
+}
+
+/// Who asked, where, who may approve, and where it stands.
+fn facts(r: &Request, votes: &[String], now: i64) -> SlackBlock {
+    let approvals = if votes.is_empty() {
+        "none yet".to_string()
+    } else {
+        votes.iter().map(|v| format!("<@{v}>")).collect::<Vec<_>>().join(", ")
+    };
+    let status = match r.state {
+        State::Pending => format!(
+            "waiting · expires {} (in {})",
+            slack_time(r.expires_at),
+            human_duration(r.expires_at - now)
+        ),
+        s => state_words(s).to_string(),
+    };
+    let field = |text: String| SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text));
+    SlackBlock::Section(SlackSectionBlock::new().with_fields(vec![
+        field(format!("*Requested by*\n<@{}>", r.requested_by)),
+        field(format!("*Target*\n{}", escape_entities(&r.target))),
+        field(format!(
+            "*Approvers*\nlevel {} · {} needed · {approvals}",
+            r.approver_level, r.approvals_needed
+        )),
+        field(format!("*Status*\n{} {status}", emoji(r.state))),
+    ]))
+}
+
+/// The plan as a code block, cut to fit one section (the hash covers all).
+fn plan_section(r: &Request, p: &Plan) -> SlackBlock {
+    let text = plan_text(p, CARD_ROWS);
+    let head = format!("*Plan* — touches *{}* rows · hash `{}`\n", p.touched, short_hash(r));
+    let budget = SECTION_MAX - head.len() - 10;
+    let mut body = escape_code_block(&text);
+    if body.len() > budget {
+        body = body.chars().take(budget - 20).collect::<String>() + "\n… (cut)";
+    }
+    md(format!("{head}```{body}```"))
+}
+
+/// Approve (behind a confirm dialog) and Deny.
+fn buttons(r: &Request) -> SlackBlock {
+    let confirm = SlackBlockConfirmItem::new(
+        SlackBlockPlainTextOnly::from(format!("Apply approval #{}?", r.id)),
+        SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
+            "This runs `{}` on *{}*, exactly as planned (hash `{}`).",
+            escape_entities(&r.label()),
+            escape_entities(&r.target),
+            short_hash(r)
+        ))),
+        SlackBlockPlainTextOnly::from("Approve"),
+        SlackBlockPlainTextOnly::from("Cancel"),
+    );
+    SlackBlock::Actions(SlackActionsBlock::new(vec![
+        SlackActionBlockElement::Button(
+            SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from("Approve"))
+                .with_action_id(ACTION_APPROVE.into())
+                .with_value(r.id.to_string())
+                .with_style(SlackBlockButtonStyle::Primary)
+                .with_confirm(confirm),
+        ),
+        SlackActionBlockElement::Button(
+            SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from("Deny"))
+                .with_action_id(ACTION_DENY.into())
+                .with_value(r.id.to_string())
+                .with_style(SlackBlockButtonStyle::Danger),
+        ),
+    ]))
 }
 
 #[cfg(test)]
@@ -218,7 +224,7 @@ mod tests {
             id: 4,
             command: "/rollback".into(),
             name: "flag".into(),
-            words: vec!["new-flow".into()],
+            words: crate::approval::store::Words(vec!["new-flow".into()]),
             target: "production".into(),
             channel: "C1".into(),
             incident_id: None,
@@ -254,7 +260,7 @@ mod tests {
     #[test]
     fn typed_reasons_cannot_mention_anyone() {
         let mut r = request(State::Applied, 1);
-        r.words = vec!["U1".into(), "<!channel>".into(), "`x`".into()];
+        r.words = crate::approval::store::Words(vec!["U1".into(), "<!channel>".into(), "`x`".into()]);
         let c = card(&r, &[], 0);
         assert!(!c.text.as_ref().unwrap().contains("<!channel>"));
         for b in c.blocks.unwrap() {

@@ -5,7 +5,7 @@
 //! `pending → denied | expired`, and `applying → interrupted` after a crash.
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow, Row};
 
 use crate::config::Level;
 
@@ -53,26 +53,54 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Request {
     pub id: i64,
     pub command: String,
     pub name: String,
     /// The words the requester typed after the command, re-parsed on apply.
-    pub words: Vec<String>,
+    #[sqlx(try_from = "String")]
+    pub words: Words,
     pub target: String,
     pub channel: String,
     pub incident_id: Option<i64>,
     pub requested_by: String,
     pub requested_at: i64,
     pub expires_at: i64,
+    #[sqlx(try_from = "String")]
     pub approver_level: Level,
     pub approvals_needed: i64,
     pub plan: String,
     pub plan_hash: String,
+    #[sqlx(try_from = "String")]
     pub state: State,
     pub decided_by: Option<String>,
     pub result: Option<String>,
+}
+
+/// The words typed after the command, stored as a JSON array.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Words(pub Vec<String>);
+
+impl std::ops::Deref for Words {
+    type Target = Vec<String>;
+    fn deref(&self) -> &Vec<String> {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Words {
+    type Error = serde_json::Error;
+    fn try_from(json: String) -> Result<Self, Self::Error> {
+        serde_json::from_str(&json).map(Words)
+    }
+}
+
+impl TryFrom<String> for State {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        State::parse(&s).ok_or_else(|| format!("stored approval state `{s}`"))
+    }
 }
 
 impl Request {
@@ -120,35 +148,6 @@ macro_rules! columns {
     };
 }
 
-fn from_row(r: &AnyRow) -> anyhow::Result<Request> {
-    let words: String = r.try_get("words")?;
-    let level: String = r.try_get("approver_level")?;
-    let state: String = r.try_get("state")?;
-    Ok(Request {
-        id: r.try_get("id")?,
-        command: r.try_get("command")?,
-        name: r.try_get("name")?,
-        words: serde_json::from_str(&words)?,
-        target: r.try_get("target")?,
-        channel: r.try_get("channel")?,
-        incident_id: r.try_get("incident_id")?,
-        requested_by: r.try_get("requested_by")?,
-        requested_at: r.try_get("requested_at")?,
-        expires_at: r.try_get("expires_at")?,
-        approver_level: match level.as_str() {
-            "l1" => Level::L1,
-            "l2" => Level::L2,
-            _ => Level::L3,
-        },
-        approvals_needed: r.try_get("approvals_needed")?,
-        plan: r.try_get("plan")?,
-        plan_hash: r.try_get("plan_hash")?,
-        state: State::parse(&state).ok_or_else(|| anyhow::anyhow!("stored approval state `{state}`"))?,
-        decided_by: r.try_get("decided_by")?,
-        result: r.try_get("result")?,
-    })
-}
-
 pub struct NewRequest<'a> {
     pub command: &'a str,
     pub name: &'a str,
@@ -186,7 +185,7 @@ pub async fn insert(conn: &mut AnyConnection, n: NewRequest<'_>, now: i64) -> an
     .bind(n.plan_hash)
     .fetch_one(&mut *conn)
     .await?;
-    from_row(&row)
+    Ok(Request::from_row(&row)?)
 }
 
 pub async fn get(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Request>> {
@@ -194,7 +193,7 @@ pub async fn get(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Req
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-    row.as_ref().map(from_row).transpose()
+    Ok(row.as_ref().map(Request::from_row).transpose()?)
 }
 
 /// Take the request's row lock for the rest of the transaction.

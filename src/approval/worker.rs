@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::{executor, notify, render, store};
@@ -33,8 +34,14 @@ pub async fn run(state: Arc<AppState>, cancel: CancellationToken) {
 
 pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
     let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    let expired = store::expire_due(&mut tx, now).await?;
+    let mut tx = state
+        .store
+        .begin()
+        .await
+        .context("starting the approval worker's transaction")?;
+    let expired = store::expire_due(&mut tx, now)
+        .await
+        .context("expiring pending requests")?;
     for id in &expired {
         report(&mut tx, state, *id, "approval_expired", now, |r| {
             let detail = format!("#{id} {} expired without approval", r.label());
@@ -48,7 +55,9 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
         })
         .await?;
     }
-    let interrupted = store::interrupt_stale(&mut tx, now - APPLY_STALE_MS, now).await?;
+    let interrupted = store::interrupt_stale(&mut tx, now - APPLY_STALE_MS, now)
+        .await
+        .context("marking stale applies interrupted")?;
     for id in &interrupted {
         tracing::error!(request.id = id, "an action was interrupted while applying");
         report(&mut tx, state, *id, "action_interrupted", now, |r| {
@@ -61,8 +70,14 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
         })
         .await?;
     }
-    let unstarted = store::approved_unstarted(&mut tx, now - APPROVED_GRACE_MS).await?;
-    state.outbox.commit(tx).await?;
+    let unstarted = store::approved_unstarted(&mut tx, now - APPROVED_GRACE_MS)
+        .await
+        .context("finding approved requests nobody started")?;
+    state
+        .outbox
+        .commit(tx)
+        .await
+        .context("committing the approval worker's reports")?;
     for id in unstarted {
         state.tasks.spawn(executor::run_approved(state.clone(), id));
     }

@@ -3,6 +3,7 @@
 //! reads the process environment; everything else receives a `Config`.
 
 mod alerts;
+mod build;
 
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::slack::ids::{ChannelId, RoleSubject};
@@ -45,6 +46,18 @@ pub enum Level {
     L1,
     L2,
     L3,
+}
+
+/// Stored levels read back; anything unknown reads as the highest level, so
+/// a damaged row can only make an approval harder to give.
+impl From<String> for Level {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "l1" => Level::L1,
+            "l2" => Level::L2,
+            _ => Level::L3,
+        }
+    }
 }
 
 impl fmt::Display for Level {
@@ -286,7 +299,7 @@ impl Config {
                 return Err(problems);
             }
         };
-        let cfg = build(file, raw, env, &mut problems);
+        let cfg = build::build(file, raw, env, &mut problems);
         if problems.is_empty() {
             Ok(cfg.expect("no problems means a config"))
         } else {
@@ -329,203 +342,6 @@ impl Config {
             escalation: EscalationConfig::default(),
         }
     }
-}
-
-fn build(
-    file: &str,
-    raw: RawConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<Problem>,
-) -> Option<Config> {
-    let mut push = |field: &str, why: String| {
-        problems.push(Problem {
-            file: file.to_string(),
-            field: field.to_string(),
-            why,
-        })
-    };
-    let nonempty = |s: String| (!s.trim().is_empty()).then_some(s);
-
-    let bind_text = env("BIND")
-        .or(raw.server.bind)
-        .unwrap_or_else(|| DEFAULT_BIND.to_string());
-    let bind = bind_text
-        .parse::<SocketAddr>()
-        .map_err(|_| {
-            push(
-                "server.bind",
-                format!("`{bind_text}` is not an address like 127.0.0.1:3000"),
-            )
-        })
-        .ok();
-
-    let signing_secret = env("SLACK_SIGNING_SECRET")
-        .and_then(nonempty)
-        .map(SecretString::from)
-        .or(raw.slack.signing_secret)
-        .filter(|s| !s.expose_secret().trim().is_empty());
-    let bot_token = env("SLACK_BOT_TOKEN")
-        .and_then(nonempty)
-        .map(SecretString::from)
-        .or(raw.slack.bot_token);
-    if bot_token.is_none() {
-        push("slack.bot_token", "missing: set SLACK_BOT_TOKEN (xoxb-…)".into());
-    }
-    let api_url = env("SLACK_API_URL")
-        .and_then(nonempty)
-        .or(raw.slack.api_url)
-        .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
-    let api_url = match url::Url::parse(&api_url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => {
-            // slack-morphism joins method names onto the base, so it must end in '/'.
-            let s = u.to_string();
-            Some(if s.ends_with('/') { s } else { format!("{s}/") })
-        }
-        _ => {
-            push("slack.api_url", format!("`{api_url}` is not an http(s) URL"));
-            None
-        }
-    };
-    let incident_channel = match raw.slack.incident_channel {
-        None => {
-            push(
-                "slack.incident_channel",
-                "missing: the channel id (C…) incidents are declared in".into(),
-            );
-            None
-        }
-        Some(c) => ChannelId::parse(&c)
-            .map_err(|e| push("slack.incident_channel", e.to_string()))
-            .ok(),
-    };
-
-    let database_url = env("DATABASE_URL")
-        .and_then(nonempty)
-        .map(SecretString::from)
-        .or(raw.state.database_url)
-        .unwrap_or_else(|| SecretString::from(DEFAULT_DATABASE_URL.to_string()));
-    let scheme_ok = {
-        let u = database_url.expose_secret();
-        u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")
-    };
-    if !scheme_ok {
-        push("state.database_url", "must start with sqlite: or postgres://".into());
-    }
-
-    let mut roles = Roles::default();
-    for (level, ids) in raw.roles {
-        for (i, id) in ids.iter().enumerate() {
-            match RoleSubject::parse(id) {
-                Ok(s) => roles.subjects.push((s, level)),
-                Err(e) => push(&format!("roles.{level}[{i}]"), e.to_string()),
-            }
-        }
-    }
-
-    let mut outbox = OutboxConfig::default();
-    if let Some(r) = raw.outbox.per_channel_per_second {
-        if r.is_finite() && r > 0.0 {
-            outbox.per_channel_per_second = r;
-        } else {
-            push("outbox.per_channel_per_second", "must be a positive number".into());
-        }
-    }
-    if let Some(b) = raw.outbox.burst {
-        if b == 0 {
-            push("outbox.burst", "must be at least 1".into());
-        }
-        outbox.burst = b.max(1);
-    }
-    if let Some(m) = raw.outbox.max_attempts {
-        if m == 0 {
-            push("outbox.max_attempts", "must be at least 1".into());
-        }
-        outbox.max_attempts = m.max(1);
-    }
-
-    let mut targets = BTreeMap::new();
-    for (name, t) in raw.targets {
-        let field = format!("targets.{name}");
-        let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !valid_name {
-            push(&field, "target names are lowercase letters, digits, `-` and `_`".into());
-        }
-        let u = t.url.expose_secret();
-        if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-            push(&format!("{field}.url"), "must be a postgres:// URL".into());
-        }
-        let attempts = t.attempts.unwrap_or(3);
-        if !(1..=5).contains(&attempts) {
-            push(&format!("{field}.attempts"), "must be between 1 and 5".into());
-        }
-        let connect_ms = t.connect_timeout_ms.unwrap_or(1500);
-        if !(50..=30_000).contains(&connect_ms) {
-            push(
-                &format!("{field}.connect_timeout_ms"),
-                "must be between 50 and 30000".into(),
-            );
-        }
-        targets.insert(
-            name,
-            TargetConfig {
-                url: t.url,
-                connect_timeout: Duration::from_millis(connect_ms),
-                attempts,
-            },
-        );
-    }
-    let default_target = match raw.diagnostics.default_target {
-        Some(t) if !targets.contains_key(&t) => {
-            push("diagnostics.default_target", format!("no target `{t}` under [targets]"));
-            None
-        }
-        Some(t) => Some(t),
-        None if targets.len() == 1 => targets.keys().next().cloned(),
-        None => None,
-    };
-    for (i, h) in raw.health_checks.iter().enumerate() {
-        if !h.url.starts_with("http://") && !h.url.starts_with("https://") {
-            push(&format!("health_checks[{i}].url"), "must be an http(s) URL".into());
-        }
-    }
-
-    for (name, h) in &raw.deploy_hooks {
-        if !h.url.starts_with("http://") && !h.url.starts_with("https://") {
-            push(&format!("deploy_hooks.{name}.url"), "must be an http(s) URL".into());
-        }
-        if !matches!(h.method.as_str(), "POST" | "PUT" | "PATCH" | "GET") {
-            push(
-                &format!("deploy_hooks.{name}.method"),
-                "must be POST, PUT, PATCH or GET".into(),
-            );
-        }
-    }
-
-    let env_token = env("ALERT_WEBHOOK_TOKEN").and_then(nonempty).map(SecretString::from);
-    let (alerts, escalation) = alerts::build(raw.alerts, raw.escalation, env_token, &mut push);
-
-    Some(Config {
-        alerts,
-        escalation,
-        deploy_hooks: raw.deploy_hooks,
-        targets,
-        default_target,
-        commands_dir: PathBuf::from(raw.diagnostics.commands_dir.unwrap_or_else(|| "commands".into())),
-        health_checks: raw.health_checks,
-        bind: bind?,
-        slack: SlackConfig {
-            signing_secret,
-            bot_token: bot_token?,
-            api_url: api_url?,
-            incident_channel: incident_channel?,
-        },
-        database_url,
-        roles,
-        outbox,
-    })
 }
 
 /// Replace `${NAME}` in every string of the document. Done on parsed values,
@@ -610,6 +426,7 @@ fn toml_problem(file: &str, e: &toml::de::Error) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())

@@ -8,7 +8,6 @@ pub mod run;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::alerts::process::AutoDiagnose;
 use crate::catalog::Entry;
 use crate::catalog::args::Value;
 use crate::catalog::schema::Kind;
@@ -134,6 +133,15 @@ async fn publish(
     }
     let msg = Outgoing::post_keyed(place.channel, place.thread_key.clone(), None, render::blocks(outcome));
     outbox::enqueue(tx, &[msg], notify_url, now).await
+}
+
+/// Diagnostics an alert route asks for, run after the alert's transaction
+/// commits, threaded where the alert is.
+pub struct AutoDiagnose {
+    pub names: Vec<String>,
+    pub channel: ChannelId,
+    pub incident_id: Option<i64>,
+    pub thread_key: String,
 }
 
 /// Diagnostics an alert route asks for, threaded where the alert is, before

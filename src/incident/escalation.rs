@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -86,9 +87,16 @@ pub fn mentions(config: &Config, notify: &str) -> String {
 
 pub async fn tick(state: &AppState) -> anyhow::Result<()> {
     let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
+    let mut tx = state
+        .store
+        .begin()
+        .await
+        .context("starting the escalation transaction")?;
     let mut posted = false;
-    for i in db::unacknowledged(&mut tx).await? {
+    for i in db::unacknowledged(&mut tx)
+        .await
+        .context("listing unacknowledged incidents")?
+    {
         let ladder = &state.config.escalation.ladders[ladder_index(i.severity)];
         for (n, step) in ladder.iter().enumerate() {
             let due = i.declared_at + i64::from(step.after_minutes) * 60_000;
@@ -104,10 +112,15 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
             );
             // Keyed by severity too: after `/incident sev` the new ladder counts.
             let step = format!("unacked:{}:{n}", i.severity.as_str());
-            posted |= post_once(&mut tx, state, &i, &step, &text, now).await?;
+            posted |= post_once(&mut tx, state, &i, &step, &text, now)
+                .await
+                .with_context(|| format!("posting escalation step {step} of incident {}", i.id))?;
         }
     }
-    for (i, last) in db::acknowledged_with_last_update(&mut tx).await? {
+    for (i, last) in db::acknowledged_with_last_update(&mut tx)
+        .await
+        .context("listing acknowledged incidents")?
+    {
         if i.severity == Severity::P3 {
             continue;
         }

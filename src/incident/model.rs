@@ -32,6 +32,13 @@ impl State {
     }
 }
 
+impl TryFrom<String> for State {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        State::parse(&s).ok_or_else(|| format!("stored incident state `{s}`"))
+    }
+}
+
 /// `#42` as typed in Slack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IncidentRef(pub i64);
@@ -58,12 +65,14 @@ impl fmt::Display for IncidentRef {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Incident {
     pub id: i64,
     pub channel: String,
     pub title: String,
+    #[sqlx(try_from = "String")]
     pub severity: Severity,
+    #[sqlx(try_from = "String")]
     pub state: State,
     pub status_text: Option<String>,
     pub commander: String,
@@ -76,7 +85,7 @@ pub struct Incident {
     pub summary: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TimelineEvent {
     pub at: i64,
     pub actor: String,

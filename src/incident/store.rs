@@ -2,10 +2,9 @@
 //! conditional updates (`... WHERE state <> 'resolved'`), so two clicks or
 //! two replicas cannot both win.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow, Row};
 
-use super::model::{Incident, Severity, State, TimelineEvent};
+use super::model::{Incident, Severity, TimelineEvent};
 pub use crate::store::timeline::add_event;
 
 /// The incident columns, as a macro so queries stay `&'static str` literals
@@ -15,27 +14,6 @@ macro_rules! columns {
         "id, channel, title, severity, state, status_text, commander, declared_by, declared_at, \
          acknowledged_by, acknowledged_at, resolved_by, resolved_at, summary"
     };
-}
-
-fn from_row(r: &AnyRow) -> anyhow::Result<Incident> {
-    let severity: String = r.try_get("severity")?;
-    let state: String = r.try_get("state")?;
-    Ok(Incident {
-        id: r.try_get("id")?,
-        channel: r.try_get("channel")?,
-        title: r.try_get("title")?,
-        severity: Severity::parse(&severity).map_err(|e| anyhow::anyhow!("stored severity: {e}"))?,
-        state: State::parse(&state).ok_or_else(|| anyhow::anyhow!("stored state `{state}`"))?,
-        status_text: r.try_get("status_text")?,
-        commander: r.try_get("commander")?,
-        declared_by: r.try_get("declared_by")?,
-        declared_at: r.try_get("declared_at")?,
-        acknowledged_by: r.try_get("acknowledged_by")?,
-        acknowledged_at: r.try_get("acknowledged_at")?,
-        resolved_by: r.try_get("resolved_by")?,
-        resolved_at: r.try_get("resolved_at")?,
-        summary: r.try_get("summary")?,
-    })
 }
 
 pub async fn insert(
@@ -60,7 +38,7 @@ pub async fn insert(
     .bind(service.map(str::to_string))
     .fetch_one(&mut *conn)
     .await?;
-    from_row(&row)
+    Ok(Incident::from_row(&row)?)
 }
 
 pub async fn get(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Incident>> {
@@ -68,7 +46,7 @@ pub async fn get(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Inc
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-    row.as_ref().map(from_row).transpose()
+    Ok(row.as_ref().map(Incident::from_row).transpose()?)
 }
 
 pub async fn newest_open_in_channel(conn: &mut AnyConnection, channel: &str) -> anyhow::Result<Option<Incident>> {
@@ -80,7 +58,7 @@ pub async fn newest_open_in_channel(conn: &mut AnyConnection, channel: &str) -> 
     .bind(channel)
     .fetch_optional(&mut *conn)
     .await?;
-    row.as_ref().map(from_row).transpose()
+    Ok(row.as_ref().map(Incident::from_row).transpose()?)
 }
 
 /// The newest open incident for a service (alerts attach to it).
@@ -93,7 +71,7 @@ pub async fn newest_open_for_service(conn: &mut AnyConnection, service: &str) ->
     .bind(service)
     .fetch_optional(&mut *conn)
     .await?;
-    row.as_ref().map(from_row).transpose()
+    Ok(row.as_ref().map(Incident::from_row).transpose()?)
 }
 
 /// Incidents nobody has acknowledged yet (escalation candidates).
@@ -105,7 +83,7 @@ pub async fn unacknowledged(conn: &mut AnyConnection) -> anyhow::Result<Vec<Inci
     ))
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(from_row).collect()
+    Ok(rows.iter().map(Incident::from_row).collect::<Result<_, _>>()?)
 }
 
 /// Acknowledged incidents with the time of their last human update.
@@ -122,7 +100,7 @@ pub async fn acknowledged_with_last_update(conn: &mut AnyConnection) -> anyhow::
     rows.iter()
         .map(|r| {
             let last: Option<i64> = r.try_get("last_update")?;
-            let i = from_row(r)?;
+            let i = Incident::from_row(r)?;
             let at = last.unwrap_or(i.declared_at);
             Ok((i, at))
         })
@@ -138,7 +116,7 @@ pub async fn list_open(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<V
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(from_row).collect()
+    Ok(rows.iter().map(Incident::from_row).collect::<Result<_, _>>()?)
 }
 
 /// A conditional change; returns whether this call made it.
@@ -189,19 +167,10 @@ pub async fn apply(conn: &mut AnyConnection, id: i64, change: Change<'_>, now: i
 
 pub async fn timeline(conn: &mut AnyConnection, incident_id: i64) -> anyhow::Result<Vec<TimelineEvent>> {
     let rows = sqlx::query(
-        "SELECT occurred_at, actor, kind, text FROM incident_events WHERE incident_id = $1 ORDER BY occurred_at, id",
+        "SELECT occurred_at AS at, actor, kind, text FROM incident_events WHERE incident_id = $1 ORDER BY occurred_at, id",
     )
     .bind(incident_id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TimelineEvent {
-                at: r.try_get("occurred_at")?,
-                actor: r.try_get("actor")?,
-                kind: r.try_get("kind")?,
-                text: r.try_get("text")?,
-            })
-        })
-        .collect()
+    Ok(rows.iter().map(TimelineEvent::from_row).collect::<Result<_, _>>()?)
 }

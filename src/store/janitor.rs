@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
@@ -30,16 +31,19 @@ pub async fn sweep(store: &Store, now: i64) -> anyhow::Result<(u64, u64)> {
     let events = sqlx::query("DELETE FROM slack_events WHERE received_at < $1")
         .bind(now - KEEP_EVENTS_MS)
         .execute(&store.pool)
-        .await?
+        .await
+        .context("forgetting old Events API ids")?
         .rows_affected();
     let sent = sqlx::query("DELETE FROM outbox WHERE status IN ('sent', 'superseded') AND finished_at < $1")
         .bind(now - KEEP_SENT_MS)
         .execute(&store.pool)
-        .await?
+        .await
+        .context("deleting delivered outbox rows")?
         .rows_affected();
     sqlx::query("DELETE FROM alert_inbox WHERE processed_at < $1 AND error IS NULL")
         .bind(now - KEEP_SENT_MS)
         .execute(&store.pool)
-        .await?;
+        .await
+        .context("deleting processed alert payloads")?;
     Ok((events, sent))
 }

@@ -169,11 +169,23 @@ async fn rollback_flag_shows_the_plan_applies_once_and_verifies() {
     db.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_sql_action_changes_exactly_its_plan() {
+/// A target with the planted anomalies and an app on SQLite that uses it.
+async fn planted() -> (TargetDb, TestApp) {
     let db = TargetDb::new(true).await;
     let t = TestApp::spawn_with_target(Backend::Sqlite, &db).await;
+    (db, t)
+}
 
+async fn done(db: TargetDb, t: TestApp) {
+    t.finish().await;
+    db.cleanup().await;
+}
+
+const ANN: &str = "b0000000-0000-4000-8000-000000000001";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_account_restores_the_account_its_users_and_subscription() {
+    let (db, t) = planted().await;
     let reply = request_and_apply(&t, "/restore-account", "ops@umbrella.test").await;
     assert!(reply.contains("touches 4 rows"), "{reply}");
     assert_eq!(
@@ -189,7 +201,12 @@ async fn every_sql_action_changes_exactly_its_plan() {
         "true"
     );
     assert_eq!(target_scalar(&db, "SELECT (deleted_at IS NULL)::text FROM public.subscriptions WHERE subscription_uuid = 'c0000000-0000-4000-8000-0000000000d6'").await, "true");
+    done(db, t).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_migration_runs_its_script_and_forgets_the_version() {
+    let (db, t) = planted().await;
     request_and_apply(&t, "/rollback", "migration 20250129172156").await;
     assert_eq!(
         target_scalar(&db, "SELECT count(*)::text FROM supabase_migrations.schema_migrations").await,
@@ -203,9 +220,13 @@ async fn every_sql_action_changes_exactly_its_plan() {
         .await,
         "0"
     );
+    done(db, t).await;
+}
 
-    let ann = "b0000000-0000-4000-8000-000000000001";
-    request_and_apply(&t, "/user", &format!("ban {ann} credential stuffing from one IP")).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ban_records_the_reason_and_unban_lifts_it() {
+    let (db, t) = planted().await;
+    request_and_apply(&t, "/user", &format!("ban {ANN} credential stuffing from one IP")).await;
     assert_eq!(
         target_scalar(
             &db,
@@ -220,8 +241,14 @@ async fn every_sql_action_changes_exactly_its_plan() {
     )
     .await;
     assert!(reason.ends_with("credential stuffing from one IP"), "{reason}");
-    request_and_apply(&t, "/user", &format!("unban {ann}")).await;
+    request_and_apply(&t, "/user", &format!("unban {ANN}")).await;
     assert_eq!(target_scalar(&db, "SELECT coalesce(banned_until::text, 'none') FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000001'").await, "none");
+    done(db, t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_admin_promotes_the_user() {
+    let (db, t) = planted().await;
     request_and_apply(&t, "/user", "grant-admin b0000000-0000-4000-8000-000000000002").await;
     assert_eq!(
         target_scalar(
@@ -231,14 +258,24 @@ async fn every_sql_action_changes_exactly_its_plan() {
         .await,
         "admin"
     );
+    done(db, t).await;
+}
 
-    let reply = request_and_apply(&t, "/user", &format!("revoke-sessions {ann}")).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_sessions_deletes_every_session_of_the_user() {
+    let (db, t) = planted().await;
+    let reply = request_and_apply(&t, "/user", &format!("revoke-sessions {ANN}")).await;
     assert!(reply.contains("touches 2 rows"), "{reply}");
     assert_eq!(
         target_scalar(&db, "SELECT count(*)::text FROM auth.sessions").await,
         "0"
     );
+    done(db, t).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gdpr_delete_backs_up_anonymizes_and_schedules_the_purge() {
+    let (db, t) = planted().await;
     let reply = request_and_apply(&t, "/user", "delete b0000000-0000-4000-8000-000000000003").await;
     assert!(reply.contains("touches 2 rows"), "{reply}");
     assert_eq!(
@@ -261,7 +298,12 @@ async fn every_sql_action_changes_exactly_its_plan() {
         .await,
         "30"
     );
+    done(db, t).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_profiles_creates_the_missing_profile() {
+    let (db, t) = planted().await;
     let reply = request_and_apply(&t, "/db", "repair-profiles").await;
     assert!(reply.contains("touches 1 rows"), "{reply}");
     assert_eq!(
@@ -272,7 +314,12 @@ async fn every_sql_action_changes_exactly_its_plan() {
         .await,
         "1"
     );
+    done(db, t).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_idle_connections_terminates_the_idle_session() {
+    let (db, t) = planted().await;
     // Idle sessions (other than the bot's own pool) are terminated.
     let mut idle = db.connect().await;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -286,16 +333,20 @@ async fn every_sql_action_changes_exactly_its_plan() {
         sqlx::query("SELECT 1").execute(&mut idle).await.is_err(),
         "session {pid} was terminated"
     );
-
-    t.finish().await;
-    db.cleanup().await;
+    done(db, t).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_self_level_expiry_deny_and_bad_requests() {
+/// A target and an app on PostgreSQL with one pending `/rollback flag` (#1).
+async fn pending_flag_rollback() -> (TargetDb, TestApp) {
     let db = TargetDb::new(true).await;
     let t = TestApp::spawn_with_target(Backend::Postgres, &db).await;
     t.slash(L2, "/rollback", "flag new-tenant-flow").await;
+    (db, t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requester_and_lower_levels_cannot_approve() {
+    let (db, t) = pending_flag_rollback().await;
     assert!(
         click_reply(&t, L2, "approval_approve", 1)
             .await
@@ -321,7 +372,12 @@ async fn refusals_self_level_expiry_deny_and_bad_requests() {
             .count(),
         4
     );
+    done(db, t).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_request_cannot_be_approved_and_its_card_says_so() {
+    let (db, t) = pending_flag_rollback().await;
     // Expiry: the worker marks it and updates the card; approving is refused.
     t.clock.advance(31 * 60_000);
     wait_state(&t, 1, "expired").await;
@@ -336,12 +392,15 @@ async fn refusals_self_level_expiry_deny_and_bad_requests() {
                 .any(|c| c.method == "chat.update" && c.body.to_string().contains("expired without approval"))
         })
         .await;
+    done(db, t).await;
+}
 
-    // Deny is final.
-    t.slash(L2, "/rollback", "flag new-tenant-flow").await;
-    assert_eq!(click_reply(&t, L3, "approval_deny", 2).await, "Denied #2.");
-    assert!(click_reply(&t, L3, "approval_approve", 2).await.contains("was denied"));
-    assert_eq!(request_state(&t, 2).await, "denied");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_is_final() {
+    let (db, t) = pending_flag_rollback().await;
+    assert_eq!(click_reply(&t, L3, "approval_deny", 1).await, "Denied #1.");
+    assert!(click_reply(&t, L3, "approval_approve", 1).await.contains("was denied"));
+    assert_eq!(request_state(&t, 1).await, "denied");
     assert_eq!(
         target_scalar(
             &db,
@@ -350,8 +409,12 @@ async fn refusals_self_level_expiry_deny_and_bad_requests() {
         .await,
         "true"
     );
+    done(db, t).await;
+}
 
-    // Requests that cannot be planned are refused before anything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_be_planned_are_refused_before_anything_is_stored() {
+    let (db, t) = pending_flag_rollback().await;
     for (user, command, text, want) in [
         (L2, "/rollback", "flag no-such-flag", "the plan is empty"),
         (
@@ -374,6 +437,18 @@ async fn refusals_self_level_expiry_deny_and_bad_requests() {
         let reply = t.slash(user, command, text).await;
         assert!(reply.contains(want), "{command} {text}: {reply}");
     }
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM approval_requests").await, 1);
+    assert!(
+        click_reply(&t, L3, "approval_approve", 99)
+            .await
+            .contains("There is no approval #99")
+    );
+    done(db, t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_beyond_the_blast_radius_is_refused() {
+    let (db, t) = pending_flag_rollback().await;
     let many: Vec<String> = (0..25).map(|i| format!("f{i}")).collect();
     let mut c = db.connect().await;
     sqlx::query("INSERT INTO public.feature_flags (name, enabled) SELECT unnest($1::text[]), true")
@@ -386,14 +461,8 @@ async fn refusals_self_level_expiry_deny_and_bad_requests() {
         r.contains("touches 25 rows, more than this action's limit of 20"),
         "{r}"
     );
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM approval_requests").await, 2);
-    assert!(
-        click_reply(&t, L3, "approval_approve", 99)
-            .await
-            .contains("There is no approval #99")
-    );
-    t.finish().await;
-    db.cleanup().await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM approval_requests").await, 1);
+    done(db, t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,8 +50,12 @@ async fn create_database(prefix: &str) -> (String, String) {
         .unwrap_or_else(|e| panic!("PostgreSQL is required for the tests and is unreachable at {admin}: {e}"));
     let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
     let mut attempt = 0;
+    // template0 takes no connections, so a session someone else holds on
+    // template1 cannot make our CREATE DATABASE fail.
     while let Err(e) = conn
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE template0"
+        )))
         .await
     {
         attempt += 1;
@@ -75,11 +79,35 @@ async fn drop_database(name: &str) {
     }
 }
 
+/// Drops the PostgreSQL database a test created when it goes out of scope,
+/// also when the test panics; `cleanup` does it earlier, awaited.
+struct DropGuard(Option<String>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        let Some(name) = self.0.take() else { return };
+        // Drop cannot await: drop the database from a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(drop_database(&name));
+            }
+        })
+        .join();
+    }
+}
+
+impl DropGuard {
+    async fn now(mut self) {
+        if let Some(name) = self.0.take() {
+            drop_database(&name).await;
+        }
+    }
+}
+
 /// A state database that exists for one test.
 pub struct TestDb {
     pub url: String,
-    backend: Backend,
-    pg_name: Option<String>,
+    guard: DropGuard,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -91,8 +119,7 @@ impl TestDb {
                 let path: PathBuf = dir.path().join("state.db");
                 TestDb {
                     url: format!("sqlite://{}", path.display()),
-                    backend,
-                    pg_name: None,
+                    guard: DropGuard(None),
                     _dir: Some(dir),
                 }
             }
@@ -100,8 +127,7 @@ impl TestDb {
                 let (name, url) = create_database("rb_test").await;
                 TestDb {
                     url,
-                    backend,
-                    pg_name: Some(name),
+                    guard: DropGuard(Some(name)),
                     _dir: None,
                 }
             }
@@ -110,9 +136,7 @@ impl TestDb {
 
     /// Drop a PostgreSQL test database (SQLite files go with their temp dir).
     pub async fn cleanup(self) {
-        if let (Backend::Postgres, Some(name)) = (self.backend, &self.pg_name) {
-            drop_database(name).await;
-        }
+        self.guard.now().await;
     }
 }
 
@@ -121,12 +145,17 @@ impl TestDb {
 pub struct TargetDb {
     pub url: String,
     pub name: String,
+    guard: DropGuard,
 }
 
 impl TargetDb {
     pub async fn new(planted: bool) -> TargetDb {
         let (name, url) = create_database("rb_target").await;
-        let db = TargetDb { url, name };
+        let db = TargetDb {
+            url,
+            guard: DropGuard(Some(name.clone())),
+            name,
+        };
         db.exec(include_str!("../../fixtures/schema.sql")).await;
         db.exec(include_str!("../../fixtures/seed.sql")).await;
         if planted {
@@ -161,7 +190,7 @@ impl TargetDb {
     }
 
     pub async fn cleanup(self) {
-        drop_database(&self.name).await;
+        self.guard.now().await;
     }
 }
 
