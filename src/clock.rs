@@ -1,6 +1,6 @@
 //! Time, injected: request verification, elapsed times, escalation timers,
-//! approval expiry and the outbox read the clock from `AppState`, so tests
-//! can move it.
+//! approval expiry, the outbox and the janitor read a shared `Clock` (from
+//! `AppState` or handed to them), so tests can move it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -34,7 +34,7 @@ pub fn validate(file: &Path, def: &CommandFile) -> Vec<Problem> {
     p
 }
 
-pub fn is_slug(s: &str) -> bool {
+fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
         && s.chars()

@@ -230,7 +230,7 @@ fn check_health_checks(checks: &[HealthCheck], push: Push<'_>) {
     }
 }
 
-/// `[deploy_hooks.<service>]`: an http(s) URL and a method that can carry a body.
+/// `[deploy_hooks.<service>]`: an http(s) URL and one of the methods providers use.
 fn check_deploy_hooks(hooks: &BTreeMap<String, DeployHook>, push: Push<'_>) {
     for (name, h) in hooks {
         if !h.url.starts_with("http://") && !h.url.starts_with("https://") {

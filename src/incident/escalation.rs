@@ -142,7 +142,10 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
             human_duration(now - last),
             i.severity.status_update_minutes(),
         );
-        posted |= post_once(&mut tx, state, &i, &format!("silent:{last}"), &text, now).await?;
+        let step = format!("silent:{last}");
+        posted |= post_once(&mut tx, state, &i, &step, &text, now)
+            .await
+            .with_context(|| format!("posting reminder {step} of incident {}", i.id))?;
     }
     if posted {
         state.outbox.commit(tx).await?;

@@ -87,6 +87,7 @@ pub struct Incident {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TimelineEvent {
+    #[sqlx(rename = "occurred_at")]
     pub at: i64,
     pub actor: String,
     pub kind: String,

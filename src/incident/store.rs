@@ -167,7 +167,7 @@ pub async fn apply(conn: &mut AnyConnection, id: i64, change: Change<'_>, now: i
 
 pub async fn timeline(conn: &mut AnyConnection, incident_id: i64) -> anyhow::Result<Vec<TimelineEvent>> {
     let rows = sqlx::query(
-        "SELECT occurred_at AS at, actor, kind, text FROM incident_events WHERE incident_id = $1 ORDER BY occurred_at, id",
+        "SELECT occurred_at, actor, kind, text FROM incident_events WHERE incident_id = $1 ORDER BY occurred_at, id",
     )
     .bind(incident_id)
     .fetch_all(&mut *conn)

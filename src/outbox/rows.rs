@@ -7,7 +7,7 @@ use super::Kind;
 use crate::store::Store;
 
 /// How long a claimed row stays ours before another worker may take it.
-pub const LEASE_MS: i64 = 30_000;
+const LEASE_MS: i64 = 30_000;
 
 /// One row to deliver, as stored.
 #[derive(Debug, sqlx::FromRow)]
@@ -27,10 +27,12 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
-impl TryFrom<String> for Kind {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Kind::parse(&s).ok_or_else(|| format!("stored outbox kind `{s}`"))
+/// Stored kinds read back. One unreadable row must not stop every lane
+/// (the whole batch is decoded at once), so an unknown kind reads as a post,
+/// as the first versions' kinds (`post_root`, `post_thread`) were.
+impl From<String> for Kind {
+    fn from(s: String) -> Self {
+        Kind::parse(&s).unwrap_or(Kind::Post)
     }
 }
 
@@ -97,20 +99,21 @@ pub async fn mark_sent(
     Ok(())
 }
 
-/// Put a row back to be tried again at `at_ms`; `counted` adds an attempt.
+/// Put a row back to be tried again at `at_ms`, recording `error` when there
+/// is one; `counts_as_attempt` uses up one of the row's attempts.
 pub async fn retry_at(
     store: &Store,
     owner: &str,
     id: i64,
     at_ms: i64,
     error: Option<&str>,
-    counted: bool,
+    counts_as_attempt: bool,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE outbox SET attempts = attempts + $1, next_attempt_at = $2, last_error = COALESCE($3, last_error),
          lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
     )
-    .bind(i64::from(counted))
+    .bind(i64::from(counts_as_attempt))
     .bind(at_ms)
     .bind(error.map(str::to_string))
     .bind(id)
@@ -187,4 +190,15 @@ pub async fn newer_update_exists(store: &Store, row: &OutboxRow) -> anyhow::Resu
     .fetch_one(&store.pool)
     .await?;
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_stored_kind_reads_as_a_post_instead_of_stalling_the_batch() {
+        assert_eq!(Kind::from("update".to_string()), Kind::Update);
+        assert_eq!(Kind::from("post_thread".to_string()), Kind::Post);
+    }
 }

@@ -106,7 +106,8 @@ impl Worker {
                 metric("superseded");
             }
             Outcome::NotYet { after_ms } => {
-                rows::retry_at(store, owner, row.id, now + after_ms, None, false).await?;
+                let (no_error, not_an_attempt) = (None, false);
+                rows::retry_at(store, owner, row.id, now + after_ms, no_error, not_an_attempt).await?;
             }
             Outcome::Retry {
                 after_ms,

@@ -40,8 +40,7 @@ pub fn pg_admin_url() -> String {
 }
 
 /// Create a new, empty PostgreSQL database; returns its name and URL.
-/// Concurrent CREATE DATABASE statements can collide on template1 ("being
-/// accessed by other users"), so a failed attempt is retried a few times;
+/// A failed attempt is retried a few times (a busy server can refuse one);
 /// unreachable PostgreSQL is a loud failure.
 async fn create_database(prefix: &str) -> (String, String) {
     let admin = pg_admin_url();
@@ -97,7 +96,7 @@ impl Drop for DropGuard {
 }
 
 impl DropGuard {
-    async fn now(mut self) {
+    async fn drop_now(mut self) {
         if let Some(name) = self.0.take() {
             drop_database(&name).await;
         }
@@ -136,7 +135,7 @@ impl TestDb {
 
     /// Drop a PostgreSQL test database (SQLite files go with their temp dir).
     pub async fn cleanup(self) {
-        self.guard.now().await;
+        self.guard.drop_now().await;
     }
 }
 
@@ -190,7 +189,7 @@ impl TargetDb {
     }
 
     pub async fn cleanup(self) {
-        self.guard.now().await;
+        self.guard.drop_now().await;
     }
 }
 
