@@ -86,7 +86,9 @@ async fn main() {
         user: UserId::parse("U0BENCH").unwrap(),
         channel: ChannelId::parse("CBENCH").unwrap(),
         response_url: None,
-        via: Via::Terminal,
+        via: Via::Terminal {
+            os_user: "bench".into(),
+        },
     };
     let catalog = Catalog::load(std::path::Path::new("commands")).unwrap();
     let entry = catalog.get("/diagnose", "orphans").unwrap();

@@ -169,7 +169,9 @@ pub async fn exec(cfg: Config, user: &str, channel: Option<&str>, line: &str) ->
         user,
         channel,
         response_url: None,
-        via: Via::Terminal,
+        via: Via::Terminal {
+            os_user: Config::os_user_from_process(),
+        },
     };
     let reply = dispatch::dispatch(&state, &origin, &command, &text).await;
     state.store.pool.close().await;

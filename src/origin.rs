@@ -14,11 +14,23 @@ pub struct Origin {
 }
 
 /// Slack (answer fast, finish slow work in the background) or a terminal
-/// (`runbook-bot exec`: wait and print the whole result).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (`runbook-bot exec`: wait and print the whole result), where the
+/// operating-system user who ran it is recorded too: `--user` is only a
+/// claim, the login is who typed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
     Slack,
-    Terminal,
+    Terminal { os_user: String },
+}
+
+impl Via {
+    /// For the audit log: `slack`, or `terminal (os user alice)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Via::Slack => "slack".into(),
+            Via::Terminal { os_user } => format!("terminal (os user {os_user})"),
+        }
+    }
 }
 
 /// What the person who ran the command sees (ephemeral).

@@ -14,28 +14,49 @@ const GROUP_TTL: Duration = Duration::from_secs(300);
 
 /// Resolves a user's level from direct role entries and from user-group
 /// membership (fetched with `usergroups.users.list`, cached for 5 minutes).
-/// When Slack cannot be asked, the last known membership is used, and a group
-/// never fetched grants nothing: roles fail closed.
+/// A group never fetched grants nothing. When Slack cannot be asked, a
+/// command may use the last known membership, but an approval decision may
+/// not: membership older than the refresh interval then grants nothing, so
+/// someone removed from the tech leads' group cannot approve during a Slack
+/// outage.
 #[derive(Default)]
 pub struct RoleResolver {
     cache: Mutex<HashMap<String, (std::time::Instant, Vec<String>)>>,
 }
 
+/// How old a group's membership may be for the decision at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Commands: the last known membership, if Slack cannot be asked.
+    LastKnown,
+    /// Approval decisions: membership within the refresh interval, or none.
+    Fresh,
+}
+
 impl RoleResolver {
     pub async fn level_of(&self, roles: &Roles, slack: &SlackApi, user: &str) -> Option<Level> {
+        self.level(roles, slack, user, Freshness::LastKnown).await
+    }
+
+    /// The level an approval decision may rely on (fails closed when stale).
+    pub async fn approver_level_of(&self, roles: &Roles, slack: &SlackApi, user: &str) -> Option<Level> {
+        self.level(roles, slack, user, Freshness::Fresh).await
+    }
+
+    async fn level(&self, roles: &Roles, slack: &SlackApi, user: &str, freshness: Freshness) -> Option<Level> {
         let mut best = roles.direct_level(user);
         for (group, level) in roles.groups() {
             if best.is_some_and(|b| b >= level) {
                 continue;
             }
-            if self.members(slack, group).await.iter().any(|m| m == user) {
+            if self.members(slack, group, freshness).await.iter().any(|m| m == user) {
                 best = Some(level);
             }
         }
         best
     }
 
-    async fn members(&self, slack: &SlackApi, group: &str) -> Vec<String> {
+    async fn members(&self, slack: &SlackApi, group: &str, freshness: Freshness) -> Vec<String> {
         let cached = self.cache.lock().expect("role cache").get(group).cloned();
         if let Some((at, members)) = &cached
             && at.elapsed() < GROUP_TTL
@@ -51,6 +72,10 @@ impl RoleResolver {
                     .expect("role cache")
                     .insert(group.to_string(), (std::time::Instant::now(), members.clone()));
                 members
+            }
+            Err(e) if freshness == Freshness::Fresh => {
+                tracing::warn!(group, error = %e, "cannot fetch user-group members; the group grants nothing for approvals");
+                Vec::new()
             }
             Err(e) => {
                 tracing::warn!(group, error = %e, "cannot fetch user-group members; using last known");

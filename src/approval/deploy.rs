@@ -1,25 +1,46 @@
 //! `/rollback deploy <service>`: an HTTP call to the deploy provider's hook
-//! configured for that service. Non-2xx is a failure carrying the provider's
-//! own message.
+//! configured for that service — an effect no rollback can undo. It runs
+//! only when the configured hook is still the one approved (its URL's hash
+//! and method are in the snapshot). Non-2xx is a failure carrying the
+//! provider's own message, read with a size bound.
+
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
 use super::executor::ApplyError;
+use super::snapshot::{HookTarget, Snapshot};
 use super::store::Request;
+use crate::slack::text::visible;
 use crate::state::AppState;
 
-pub async fn call(state: &AppState, r: &Request, service: &str) -> Result<String, ApplyError> {
+/// Bytes of the provider's answer kept for the result.
+const BODY_LIMIT: usize = 4096;
+const SHOWN: usize = 300;
+
+pub async fn call(
+    state: &AppState,
+    r: &Request,
+    target: &HookTarget,
+    snapshot: &Snapshot,
+) -> Result<String, ApplyError> {
+    let service = &target.service;
     let hook = state
         .config
         .deploy_hooks
         .get(service)
-        .ok_or_else(|| ApplyError::Failed(format!("no deploy hook is configured for service `{service}`")))?;
+        .filter(|h| snapshot.hook_matches(h))
+        .ok_or_else(|| {
+            ApplyError::Failed(format!(
+                "the deploy hook for `{service}` changed since approval — request again; nothing was called"
+            ))
+        })?;
     let method = reqwest::Method::from_bytes(hook.method.as_bytes())
         .map_err(|_| ApplyError::Failed("bad hook method".into()))?;
     let mut req = state
         .http
         .request(method, &hook.url)
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(Duration::from_secs(30))
         .json(&serde_json::json!({
             "service": service,
             "action": "rollback",
@@ -41,23 +62,39 @@ pub async fn call(state: &AppState, r: &Request, service: &str) -> Result<String
         ApplyError::Failed(format!("deploy hook for `{service}` {why}"))
     })?;
     let status = resp.status();
-    let body: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
-    let body = body.trim();
+    let body = read_bounded(resp).await;
+    let body: String = visible(body.trim()).chars().take(SHOWN).collect();
+    let said = |none: &str| {
+        if body.is_empty() {
+            none.to_string()
+        } else {
+            format!(": {body}")
+        }
+    };
     if status.is_success() {
         Ok(format!(
             "deploy hook for `{service}` answered {}{}",
             status.as_u16(),
-            if body.is_empty() {
-                String::new()
-            } else {
-                format!(": {body}")
-            }
+            said("")
         ))
     } else {
         Err(ApplyError::Failed(format!(
-            "deploy hook for `{service}` answered {}: {}",
+            "deploy hook for `{service}` answered {}{}",
             status.as_u16(),
-            if body.is_empty() { "(no message)" } else { body }
+            said(": (no message)")
         )))
     }
+}
+
+/// At most `BODY_LIMIT` bytes of the answer: a provider (or something
+/// posing as one) cannot make the bot buffer a huge body.
+async fn read_bounded(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < BODY_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(BODY_LIMIT - buf.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }

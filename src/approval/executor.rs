@@ -1,28 +1,35 @@
-//! Applies an approved action exactly once: recompute the plan inside the
-//! apply transaction and refuse on drift, run the statements, audit, verify,
-//! and commit only when every verification passes.
+//! Applies an approved action exactly once, and only as approved.
 //!
 //! `apply` takes an `ApprovedRequest`, which only the conditional
 //! `approved → applying` update can produce: the executor cannot be reached
 //! for a request that was not approved, nor twice for the same approval.
+//! It then runs the stored snapshot of the action (refusing when the catalog,
+//! script or hook changed since approval) in one SERIALIZABLE transaction:
+//! re-read the plan and refuse on any difference; run each statement, which
+//! must return exactly its plan step's approved keys; audit; verify; record
+//! the transaction id; commit. Irreversible effects run after that, one
+//! approved key at a time. While it works, the instance renews its lease.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 
-use super::plan::{self, PlanError};
+use super::effects;
+use super::plan::{self, Plan, PlanError, request_hash};
+use super::snapshot::Snapshot;
 use super::store::{self, ApprovedRequest, Request, State};
 use super::{deploy, notify};
-use crate::catalog::args::{self, Value};
-use crate::catalog::schema::Expect;
-use crate::catalog::{Entry, rollback_script};
+use crate::catalog::args::{self, Bound, Source, Value};
+use crate::catalog::schema::{Expect, VerifyDef};
 use crate::state::AppState;
-use crate::targets::{classify, query_on};
+use crate::targets::exact::execute_returning;
+use crate::targets::{StepError, classify, execute_on, query_on};
 
 /// Claim an approved request and apply it; a no-op when another click,
-/// task or instance already claimed it.
+/// task or instance already claimed it, or when its approval expired.
 pub async fn run_approved(state: Arc<AppState>, id: i64) {
     let claimed = async {
         let mut tx = state.store.begin().await?;
@@ -42,21 +49,51 @@ pub async fn run_approved(state: Arc<AppState>, id: i64) {
 pub async fn apply(state: &AppState, req: ApprovedRequest) {
     let r = req.request();
     tracing::info!(request.id = r.id, command.name = %r.kind_name(), target = %r.target, "applying approved action");
+    let lease = LeaseKeeper::start(state, r.id);
     let (to, text) = match execute(state, r).await {
         Ok(summary) => (State::Applied, summary),
         Err(e) => (e.state(), e.to_string()),
     };
     tracing::info!(request.id = r.id, state = to.as_str(), "action finished");
-    // The target has committed (or not); the state store must learn which,
-    // or the worker would later report the request as interrupted.
+    // The target has committed (or not); the state store must learn which.
+    // Should it stay unreachable, the lease lapses and the worker asks the
+    // target itself (by the recorded transaction id).
     for attempt in 0..6u32 {
         match notify::finished(state, r, to, &text).await {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(e) => {
                 tracing::error!(request.id = r.id, attempt, error = ?e, "could not record an action's result; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
             }
         }
+    }
+    lease.stop();
+}
+
+/// Renews the request's lease while this instance applies it.
+struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl LeaseKeeper {
+    fn start(state: &AppState, id: i64) -> LeaseKeeper {
+        let (store, clock) = (state.store.clone(), state.clock.clone());
+        LeaseKeeper(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis((store::LEASE_MS / 3) as u64)).await;
+                let renewed = async {
+                    let mut conn = store.pool.acquire().await?;
+                    store::renew_lease(&mut conn, id, clock.now_ms()).await
+                };
+                match renewed.await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => tracing::warn!(request.id = id, error = ?e, "could not renew the apply lease"),
+                }
+            }
+        }))
+    }
+
+    fn stop(self) {
+        self.0.abort();
     }
 }
 
@@ -79,141 +116,228 @@ impl ApplyError {
             ApplyError::RolledBack(_) => State::RolledBack,
         }
     }
+
+    /// Drift, a concurrent change, a serialization failure: all read the
+    /// same to the people in the thread (the cause goes to the log).
+    fn changed_since_approval(why: impl std::fmt::Display) -> ApplyError {
+        tracing::info!(cause = %why, "apply refused: data changed since approval");
+        ApplyError::Failed("data changed since approval — request again".into())
+    }
 }
 
-/// The entry and typed arguments of a stored request.
-pub fn resolve(state: &AppState, r: &Request) -> Result<(Arc<Entry>, BTreeMap<String, Value>), ApplyError> {
+/// What was approved, as stored with the request.
+pub struct Approved {
+    pub plan: Plan,
+    pub snapshot: Snapshot,
+    pub values: BTreeMap<String, Value>,
+}
+
+impl Approved {
+    /// Bind a statement's parameters: arguments, approved keys, and for an
+    /// effect the key it runs for and that key's approved row.
+    pub fn params(&self, names: &[String], one: Option<(&str, &plan::PlanTable)>) -> Vec<Bound> {
+        let def = &self.snapshot.def;
+        names
+            .iter()
+            .map(
+                |n| match args::resolve_source(&def.args, &self.keyed(), n, args::Context::Effect) {
+                    Ok(Source::PlanKeys(id)) => {
+                        Bound::TextList(self.plan.table(&id).map(|t| t.keys()).unwrap_or_default())
+                    }
+                    Ok(Source::Key) => Bound::Text(one.map(|(k, _)| k.to_string())),
+                    Ok(Source::RowColumn(col)) => Bound::Text(one.and_then(|(k, t)| {
+                        let i = t.columns.iter().position(|c| *c == col)?;
+                        t.row_of(k)?.get(i)?.clone()
+                    })),
+                    _ => args::bound(&def.args, &self.values, n),
+                },
+            )
+            .collect()
+    }
+
+    fn keyed(&self) -> Vec<&str> {
+        self.plan
+            .tables
+            .iter()
+            .filter(|t| t.key.is_some())
+            .map(|t| t.id.as_str())
+            .collect()
+    }
+}
+
+/// Decode the stored plan and snapshot, check they are what was hashed, and
+/// check the catalog, script and hook still say the same.
+pub fn approved(state: &AppState, r: &Request) -> Result<Approved, ApplyError> {
+    let old = || ApplyError::Failed("the request was stored by an older version of the bot; request it again".into());
+    let plan: Plan = serde_json::from_str(&r.plan).map_err(|_| old())?;
+    let snapshot: Snapshot = serde_json::from_str(r.snapshot.as_deref().ok_or_else(old)?).map_err(|_| old())?;
+    if request_hash(&plan, &snapshot) != r.plan_hash {
+        return Err(ApplyError::Failed(
+            "the stored plan does not match its hash; nothing was changed".into(),
+        ));
+    }
+    let values = args::bind_args(&snapshot.def.args, &r.words).map_err(|e| ApplyError::Failed(e.0))?;
     let entry = if r.name.is_empty() {
         state.catalog.standalone(&r.command)
     } else {
         state.catalog.get(&r.command, &r.name)
     }
-    .ok_or_else(|| ApplyError::Failed("the action is no longer in the catalog".into()))?;
-    let values = args::bind_args(&entry.def.args, &r.words).map_err(|e| ApplyError::Failed(e.0))?;
-    Ok((entry, values))
+    .ok_or_else(|| ApplyError::Failed("the action is no longer in the catalog; nothing was changed".into()))?;
+    let current = Snapshot::of(&entry, &values, &state.config.deploy_hooks).map_err(|e| ApplyError::Failed(e.0))?;
+    if current.canonical() != snapshot.canonical() {
+        return Err(ApplyError::Failed(
+            "the action's definition (catalog file, rollback script or deploy hook) changed since approval — request again; nothing was changed".into(),
+        ));
+    }
+    Ok(Approved { plan, snapshot, values })
 }
 
 async fn execute(state: &AppState, r: &Request) -> Result<String, ApplyError> {
-    let (entry, values) = resolve(state, r)?;
-    if let Some(arg) = &entry.def.deploy_hook_arg {
-        let service = values.get(arg).map(args::display).unwrap_or_default();
-        return deploy::call(state, r, &service).await;
+    let a = approved(state, r)?;
+    if let Some(hook) = &a.snapshot.hook {
+        return deploy::call(state, r, hook, &a.snapshot).await;
     }
     let target = state
         .targets
         .get(&r.target)
         .ok_or_else(|| ApplyError::Failed(format!("no target `{}` in the config", r.target)))?;
-    let script = script_for(&entry, &values)?;
-    let mut conn = target
-        .pool
-        .acquire()
-        .await
-        .map_err(|e| ApplyError::Failed(format!("target {} {}", target.name, classify(&e, 0))))?;
-    let run = Apply {
-        r,
-        entry: &entry,
-        values: &values,
-        script: script.as_deref(),
-    };
-    run.in_transaction(&mut conn).await
+    let unreachable = |e: StepError| ApplyError::Failed(format!("target {}: {e}; nothing was changed", target.name));
+    let mut summary = Vec::new();
+    if !a.snapshot.def.apply.is_empty() || a.snapshot.script.is_some() {
+        let mut conn = target.acquire().await.map_err(unreachable)?;
+        summary.push(Transaction { state, r, a: &a }.run(&mut conn).await?);
+    }
+    if !a.snapshot.def.effects.is_empty() {
+        summary.push(effects::run(target, &a).await?);
+    }
+    Ok(summary.join("\n"))
 }
 
-fn script_for(entry: &Entry, values: &BTreeMap<String, Value>) -> Result<Option<String>, ApplyError> {
-    let Some(arg) = &entry.def.script_arg else {
-        return Ok(None);
-    };
-    let version = values.get(arg).map(args::display).unwrap_or_default();
-    let path = rollback_script(entry, &version)
-        .ok_or_else(|| ApplyError::Failed(format!("there is no rollback script for `{version}` in the catalog")))?;
-    std::fs::read_to_string(&path)
-        .map(Some)
-        .map_err(|e| ApplyError::Failed(format!("cannot read the rollback script: {e}")))
-}
-
-/// One approved request's statements, run in one transaction on its target.
-struct Apply<'a> {
+/// The transactional part of one approved request.
+struct Transaction<'a> {
+    state: &'a AppState,
     r: &'a Request,
-    entry: &'a Entry,
-    values: &'a BTreeMap<String, Value>,
-    script: Option<&'a str>,
+    a: &'a Approved,
 }
 
-impl Apply<'_> {
-    fn params(&self, names: &[String]) -> Vec<args::Bound> {
-        names
-            .iter()
-            .map(|n| args::bound(&self.entry.def.args, self.values, n))
-            .collect()
+impl Transaction<'_> {
+    fn timeout(&self) -> u64 {
+        self.a.snapshot.def.apply_timeout_ms
     }
 
-    fn unreachable(&self, e: &sqlx::Error) -> ApplyError {
-        let timeout = self.entry.def.apply_timeout_ms;
-        ApplyError::Failed(format!("target {}: {}", self.r.target, classify(e, timeout)))
+    fn failed(&self, e: &sqlx::Error) -> ApplyError {
+        if is_conflict(e) {
+            return ApplyError::changed_since_approval("a concurrent change to the planned rows");
+        }
+        ApplyError::Failed(format!(
+            "target {}: {}; nothing was changed",
+            self.r.target,
+            classify(e, self.timeout())
+        ))
     }
 
-    /// Recompute the plan and refuse on drift, run the statements, audit,
-    /// verify; commit only when every verification passes.
-    async fn in_transaction(&self, conn: &mut PgConnection) -> Result<String, ApplyError> {
-        let def = &self.entry.def;
-        let mut tx = conn.begin().await.map_err(|e| self.unreachable(&e))?;
-        tx.execute(sqlx::AssertSqlSafe(format!(
-            "SET LOCAL statement_timeout = {}",
-            def.apply_timeout_ms
-        )))
-        .await
-        .map_err(|e| self.unreachable(&e))?;
-        // Lock nothing by hand: the plan is recomputed in this transaction and
-        // compared, and the statements' own row locks hold until commit.
-        let plan = self.replan(&mut tx).await?;
-        if let Some(s) = self.script {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
+    fn params(&self, names: &[String]) -> Vec<Bound> {
+        self.a.params(names, None)
+    }
+
+    async fn run(&self, conn: &mut PgConnection) -> Result<String, ApplyError> {
+        // SERIALIZABLE: a concurrent change to any planned row, or to which
+        // rows the plan matches, ends in a serialization failure, reported
+        // as "data changed since approval" and never retried.
+        let mut tx = conn
+            .begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE READ WRITE")
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let settings = format!(
+            "SET LOCAL statement_timeout = {}; {}",
+            self.timeout(),
+            plan::SESSION_SETTINGS
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(settings))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        self.replan(&mut tx).await?;
+        if let Some(s) = &self.a.snapshot.script {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(s.text.clone()))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| ApplyError::RolledBack(format!("the rollback script failed: {}", classify(&e, 0))))?;
+                .map_err(|e| self.rolled_back(&e, "the rollback script failed"))?;
         }
-        let changed = self.statements(&mut tx, &plan).await?;
-        audit_on_target(&mut tx, self.r, &plan.short_hash())
+        let changed = self.statements(&mut tx).await?;
+        audit_on_target(&mut tx, self.r, plan::short(&self.r.plan_hash))
             .await
-            .map_err(|e| self.unreachable(&e))?;
+            .map_err(|e| self.failed(&e))?;
         let verified = self.verify(&mut tx).await?;
-        tx.commit().await.map_err(|e| self.unreachable(&e))?;
+        let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        if !self.record_xid(&xid).await {
+            return Err(ApplyError::Failed(
+                "the state store could not record the apply; rolled back, nothing was changed".into(),
+            ));
+        }
+        tx.commit().await.map_err(|e| self.failed(&e))?;
         Ok(format!("{changed} rows changed; verified: {}", verified.join("; ")))
     }
 
-    async fn replan(&self, conn: &mut PgConnection) -> Result<plan::Plan, ApplyError> {
-        let timeout = self.entry.def.apply_timeout_ms;
-        let plan = plan::compute(conn, self.entry, self.values, self.script, timeout)
-            .await
-            .map_err(|e| match e {
-                PlanError::Empty | PlanError::TooLarge { .. } => {
-                    ApplyError::Failed(format!("data changed since approval ({e}) — request again"))
-                }
-                PlanError::Target(t) => ApplyError::Failed(format!("target {}: {t}", self.r.target)),
-            })?;
-        if plan.hash() != self.r.plan_hash {
-            return Err(ApplyError::Failed("data changed since approval — request again".into()));
+    fn rolled_back(&self, e: &sqlx::Error, what: &str) -> ApplyError {
+        if is_conflict(e) {
+            return ApplyError::changed_since_approval("a concurrent change to the planned rows");
         }
-        Ok(plan)
+        ApplyError::RolledBack(format!(
+            "{what}: {}; everything was rolled back",
+            classify(e, self.timeout())
+        ))
     }
 
-    /// Run the apply statements; each one bound to a plan query must change
-    /// exactly as many rows as that query showed.
-    async fn statements(&self, conn: &mut PgConnection, plan: &plan::Plan) -> Result<u64, ApplyError> {
-        let mut changed = 0u64;
-        for (i, a) in self.entry.def.apply.iter().enumerate() {
-            let n = crate::targets::execute_on(conn, &a.sql, &self.params(&a.params))
-                .await
-                .map_err(|e| ApplyError::RolledBack(format!("statement {} failed: {e}", i + 1)))?;
-            if let Some(p) = a.expect_rows_from_plan {
-                let want = plan.tables[p].rows.len() as u64;
-                if n != want {
-                    return Err(ApplyError::RolledBack(format!(
-                        "statement {} changed {n} rows where the plan showed {want}; nothing was changed",
-                        i + 1
-                    )));
+    /// The plan read again inside this transaction must be the approved one.
+    async fn replan(&self, conn: &mut PgConnection) -> Result<(), ApplyError> {
+        let now = plan::compute(conn, &self.a.snapshot.def, &self.a.values, self.timeout())
+            .await
+            .map_err(|e| match e {
+                PlanError::Target(StepError::Conflict) => {
+                    ApplyError::changed_since_approval("a concurrent change to the planned rows")
                 }
-            }
-            changed += n;
+                PlanError::Target(t) => {
+                    ApplyError::Failed(format!("target {}: {t}; nothing was changed", self.r.target))
+                }
+                other => ApplyError::changed_since_approval(other),
+            })?;
+        if request_hash(&now, &self.a.snapshot) != self.r.plan_hash {
+            return Err(ApplyError::changed_since_approval(
+                "the planned rows are not the approved ones",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Run the apply statements. A statement bound to a plan step must
+    /// return (`RETURNING`) exactly that step's approved keys: a row outside
+    /// the plan, or an approved row left out, rolls everything back. An
+    /// `unrestricted` statement (shown as such on the card) runs as written.
+    async fn statements(&self, conn: &mut PgConnection) -> Result<u64, ApplyError> {
+        let mut changed = 0u64;
+        for (i, a) in self.a.snapshot.def.apply.iter().enumerate() {
+            let n = i + 1;
+            let params = self.params(&a.params);
+            let failed = |e: StepError| match e {
+                StepError::Conflict => ApplyError::changed_since_approval("a concurrent change to the planned rows"),
+                other => ApplyError::RolledBack(format!("statement {n} failed: {other}; everything was rolled back")),
+            };
+            let Some(id) = &a.plan else {
+                changed += execute_on(conn, &a.sql, &params).await.map_err(failed)?;
+                continue;
+            };
+            let returned = execute_returning(conn, &a.sql, &params, self.timeout())
+                .await
+                .map_err(failed)?;
+            let table = self.a.plan.table(id).ok_or_else(|| {
+                ApplyError::RolledBack(format!("statement {n} names plan step `{id}`, which the plan lacks"))
+            })?;
+            check_returned(n, table.key.as_deref().unwrap_or(""), &table.keys(), &returned)?;
+            changed += returned.rows.len() as u64;
         }
         Ok(changed)
     }
@@ -221,30 +345,93 @@ impl Apply<'_> {
     /// Every verification must pass; the titles of those that did.
     async fn verify(&self, conn: &mut PgConnection) -> Result<Vec<String>, ApplyError> {
         let mut verified = Vec::new();
-        for v in &self.entry.def.verify {
-            let t = query_on(
-                conn,
-                &v.sql,
-                &self.params(&v.params),
-                self.entry.def.apply_timeout_ms,
-                5,
-            )
-            .await
-            .map_err(|e| ApplyError::RolledBack(format!("verification `{}` could not run: {e}", v.title)))?;
-            let ok = match v.expect {
-                Expect::Empty => t.total == 0,
-                Expect::Rows => t.total > 0,
-            };
-            if !ok {
-                return Err(ApplyError::RolledBack(format!(
-                    "verification failed: {} (found {} rows); everything was rolled back",
-                    v.title, t.total
-                )));
-            }
-            verified.push(v.title.clone());
+        for v in &self.a.snapshot.def.verify {
+            verified.push(self.verify_one(conn, v).await?);
         }
         Ok(verified)
     }
+
+    async fn verify_one(&self, conn: &mut PgConnection, v: &VerifyDef) -> Result<String, ApplyError> {
+        let t = query_on(conn, &v.sql, &self.params(&v.params), self.timeout(), 5)
+            .await
+            .map_err(|e| match e {
+                StepError::Conflict => ApplyError::changed_since_approval("a concurrent change to the planned rows"),
+                e => ApplyError::RolledBack(format!("verification `{}` could not run: {e}", v.title)),
+            })?;
+        let ok = match v.expect {
+            Expect::Empty => t.total == 0,
+            Expect::Rows => t.total > 0,
+        };
+        if !ok {
+            return Err(ApplyError::RolledBack(format!(
+                "verification failed: {} (found {} rows); everything was rolled back",
+                v.title, t.total
+            )));
+        }
+        Ok(v.title.clone())
+    }
+
+    /// Record the target's transaction id before committing it; false when
+    /// the state store cannot (the caller then must not commit).
+    async fn record_xid(&self, xid: &str) -> bool {
+        let recorded = async {
+            let mut tx = self.state.store.begin().await?;
+            let ours = store::record_xid(&mut tx, self.r.id, xid).await?;
+            tx.commit().await?;
+            anyhow::Ok(ours)
+        };
+        match recorded.await {
+            Ok(ours) => ours,
+            Err(e) => {
+                tracing::error!(request.id = self.r.id, error = ?e, "could not record the apply transaction");
+                false
+            }
+        }
+    }
+}
+
+/// A statement must have changed exactly the approved keys of its step.
+fn check_returned(
+    n: usize,
+    key: &str,
+    approved: &[String],
+    returned: &crate::targets::exact::ExactTable,
+) -> Result<(), ApplyError> {
+    if returned.rows.is_empty() {
+        if approved.is_empty() {
+            return Ok(());
+        }
+        return Err(ApplyError::RolledBack(format!(
+            "statement {n} changed none of the {} approved rows; everything was rolled back",
+            approved.len()
+        )));
+    }
+    let Some(col) = returned.columns.iter().position(|c| c == key) else {
+        return Err(ApplyError::RolledBack(format!(
+            "statement {n} did not return its key `{key}`; everything was rolled back"
+        )));
+    };
+    let got: Vec<&str> = returned.rows.iter().filter_map(|r| r[col].as_deref()).collect();
+    if let Some(extra) = got.iter().find(|k| !approved.iter().any(|a| a == *k)) {
+        return Err(ApplyError::RolledBack(format!(
+            "statement {n} changed a row the plan did not show ({key} {}); everything was rolled back",
+            crate::slack::text::visible(extra)
+        )));
+    }
+    let missing = approved.iter().filter(|a| !got.contains(&a.as_str())).count();
+    if missing > 0 || got.len() != approved.len() {
+        return Err(ApplyError::RolledBack(format!(
+            "statement {n} changed {} rows where the plan showed {} ({missing} approved rows untouched); everything was rolled back",
+            got.len(),
+            approved.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A serialization failure or deadlock: someone else changed the rows.
+fn is_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001") | Some("40P01")))
 }
 
 /// Write to the application's own `public.audit_logs` when it has one with
@@ -274,4 +461,41 @@ async fn audit_on_target(conn: &mut PgConnection, r: &Request, plan_hash: &str) 
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::exact::ExactTable;
+
+    fn returned(keys: &[&str]) -> ExactTable {
+        ExactTable {
+            columns: vec!["id".into()],
+            rows: keys.iter().map(|k| vec![Some(k.to_string())]).collect(),
+            total: keys.len() as i64,
+        }
+    }
+
+    #[test]
+    fn a_statement_must_change_exactly_the_approved_keys() {
+        let approved = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(check_returned(1, "id", &approved, &returned(&["b", "a"])), Ok(()));
+        let e = check_returned(2, "id", &approved, &returned(&["a", "b", "c"])).unwrap_err();
+        assert!(
+            e.to_string().contains("changed a row the plan did not show (id c)"),
+            "{e}"
+        );
+        let e = check_returned(2, "id", &approved, &returned(&["a"])).unwrap_err();
+        assert!(e.to_string().contains("changed 1 rows where the plan showed 2"), "{e}");
+        let e = check_returned(2, "id", &approved, &returned(&["a", "a"])).unwrap_err();
+        assert!(e.to_string().contains("1 approved rows untouched"), "{e}");
+        let e = check_returned(3, "id", &approved, &ExactTable::default()).unwrap_err();
+        assert!(e.to_string().contains("changed none of the 2 approved rows"), "{e}");
+        assert_eq!(e.state(), State::RolledBack);
+        assert_eq!(check_returned(4, "id", &[], &ExactTable::default()), Ok(()));
+        let mut unnamed = returned(&["a", "b"]);
+        unnamed.columns = vec!["other".into()];
+        let e = check_returned(5, "id", &approved, &unnamed).unwrap_err();
+        assert!(e.to_string().contains("did not return its key `id`"), "{e}");
+    }
 }

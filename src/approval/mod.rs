@@ -8,28 +8,31 @@
 //! and refusal is audited.
 
 pub mod deploy;
+pub mod effects;
 pub mod executor;
 pub mod notify;
 pub mod plan;
 pub mod render;
+pub mod snapshot;
 pub mod store;
 pub mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sqlx::{Any, Connection, Executor, Transaction};
+use sqlx::{Any, Connection, Transaction};
 
 use crate::audit::{self, Event};
 use crate::catalog::Entry;
-use crate::catalog::args::{self, Value};
+use crate::catalog::args::Value;
 use crate::config::Level;
 use crate::error::{CommandError, UserError};
 use crate::incident::store as incidents;
 use crate::origin::{Origin, Reply, Via};
 use crate::state::AppState;
-use crate::targets::classify;
+use crate::targets::{StepError, classify};
 use plan::{Plan, PlanError};
+use snapshot::Snapshot;
 use store::{Request, State};
 
 /// `/rollback flag new-tenant-flow` and friends: plan, store, post the card.
@@ -44,123 +47,89 @@ pub async fn request(
     let def = &entry.def;
     let approval = def.approval.clone().unwrap_or_default();
     let target = state.target_for(&entry, target.as_deref())?;
-    let plan = compute_plan(state, &entry, &values, target).await?;
+    let snapshot = Snapshot::of(&entry, &values, &state.config.deploy_hooks)?;
+    let plan = compute_plan(&snapshot, &values, target).await?;
+    let hash = plan::request_hash(&plan, &snapshot);
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     let incident = incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await?;
     let plan_json = serde_json::to_string(&plan).map_err(anyhow::Error::from)?;
-    let r = store::insert(
-        &mut tx,
-        store::NewRequest {
-            command: &def.command,
-            name: if def.standalone { "" } else { &def.name },
-            words: &words,
-            target: &target.name,
-            channel: origin.channel.as_str(),
-            incident_id: incident.as_ref().map(|i| i.id),
-            requested_by: origin.user.as_str(),
-            expires_at: now + i64::from(approval.expires_minutes) * 60_000,
-            approver_level: approval.level,
-            approvals_needed: i64::from(approval.approvals),
-            plan: &plan_json,
-            plan_hash: &plan.hash(),
-        },
-        now,
-    )
-    .await?;
+    let new = store::NewRequest {
+        command: &def.command,
+        name: if def.standalone { "" } else { &def.name },
+        words: &words,
+        target: &target.name,
+        channel: origin.channel.as_str(),
+        incident_id: incident.as_ref().map(|i| i.id),
+        requested_by: origin.user.as_str(),
+        expires_at: now + i64::from(approval.expires_minutes) * 60_000,
+        approver_level: approval.level,
+        approvals_needed: i64::from(approval.approvals),
+        plan: &plan_json,
+        snapshot: &snapshot.canonical(),
+        plan_hash: &hash,
+    };
+    let r = store::insert(&mut tx, new, now).await?;
     let detail = format!(
         "requested {} on {} (plan touches {} rows, hash {})",
         r.label(),
         r.target,
         plan.touched,
-        plan.short_hash()
+        plan::short(&hash)
     );
-    audit::record(
-        &mut tx,
-        Event {
-            actor: origin.user.as_str(),
-            kind: "action_requested",
-            request_id: Some(r.id),
-            incident_id: r.incident_id,
-            detail: &detail,
-        },
-        now,
-    )
-    .await?;
-    notify::new_card(&mut tx, state, &r, origin.response_url.as_deref()).await?;
+    let event = Event::new(origin, "action_requested", &detail).about(Some(r.id), r.incident_id);
+    audit::record(&mut tx, event, now).await?;
+    notify::new_card(&mut tx, state, &r, &snapshot, origin.response_url.as_deref()).await?;
     state.outbox.commit(tx).await?;
     tracing::info!(request.id = r.id, command.name = %r.kind_name(), slack.user_id = %origin.user, "approval requested");
+    Ok(Reply::new(requested_reply(
+        origin,
+        &r,
+        &plan,
+        &snapshot,
+        approval.expires_minutes,
+    )))
+}
+
+/// What the requester is told; a terminal also gets the whole plan and script.
+fn requested_reply(origin: &Origin, r: &Request, plan: &Plan, snapshot: &Snapshot, minutes: u32) -> String {
     let head = format!(
-        ":lock: Approval #{} requested: {} on *{}* touches {} rows (plan hash `{}`). It needs {} approval{} from level {} within {} min.",
+        ":lock: Approval #{} requested: {} on *{}* touches {} rows (plan hash `{}`). It needs {} approval{} from level {} within {minutes} min.",
         r.id,
         r.label_md(),
         r.target,
         plan.touched,
-        plan.short_hash(),
+        plan::short(&r.plan_hash),
         r.approvals_needed,
         if r.approvals_needed == 1 { "" } else { "s" },
         r.approver_level,
-        approval.expires_minutes
     );
-    Ok(Reply::new(match origin.via {
+    match origin.via {
         Via::Slack => head,
-        Via::Terminal => format!("{head}\n\n{}", render::plan_text(&plan, 50)),
-    }))
+        Via::Terminal { .. } => format!("{head}\n\n{}", render::plan_terminal(plan, snapshot)),
+    }
 }
 
 async fn compute_plan(
-    state: &AppState,
-    entry: &Entry,
+    snapshot: &Snapshot,
     values: &BTreeMap<String, Value>,
     target: &crate::targets::Target,
 ) -> Result<Plan, UserError> {
-    let def = &entry.def;
-    if let Some(arg) = &def.deploy_hook_arg {
-        let service = values.get(arg).map(args::display).unwrap_or_default();
-        let hook = state.config.deploy_hooks.get(&service).ok_or_else(|| {
-            let known: Vec<&str> = state.config.deploy_hooks.keys().map(String::as_str).collect();
-            UserError::new(format!(
-                "No deploy hook is configured for `{}`. Services: {}.",
-                crate::slack::text::escape(&service),
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ))
-        })?;
-        return Ok(plan::for_deploy(&service, hook));
+    if let Some(hook) = &snapshot.hook {
+        return Ok(plan::for_deploy(&hook.service, &hook.method, &hook.endpoint));
     }
-    let script = match &def.script_arg {
-        Some(arg) => {
-            let version = values.get(arg).map(args::display).unwrap_or_default();
-            let path = crate::catalog::rollback_script(entry, &version).ok_or_else(|| {
-                UserError::new(format!(
-                    "Refusing: the catalog has no rollback script for migration `{}` ({}/<version>.sql).",
-                    crate::slack::text::escape(&version),
-                    def.rollback_scripts.as_deref().unwrap_or("")
-                ))
-            })?;
-            Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| UserError::new(format!("Cannot read the rollback script: {e}")))?,
-            )
-        }
-        None => None,
-    };
-    let unreachable = |e: sqlx::Error| {
-        UserError::new(format!(
-            "Target {} {}; nothing was requested.",
-            target.name,
-            classify(&e, 0)
-        ))
-    };
-    let mut conn = target.pool.acquire().await.map_err(unreachable)?;
-    let mut tx = conn.begin_with("BEGIN READ ONLY").await.map_err(unreachable)?;
-    tx.execute("SET LOCAL statement_timeout = 10000")
+    let unreachable = |e: StepError| UserError::new(format!("Target {} {e}; nothing was requested.", target.name));
+    let mut conn = target.acquire().await.map_err(unreachable)?;
+    let mut tx = conn
+        .begin_with("BEGIN READ ONLY")
         .await
-        .map_err(unreachable)?;
-    let plan = plan::compute(&mut tx, entry, values, script.as_deref(), 10_000)
+        .map_err(|e| unreachable(classify(&e, 0)))?;
+    let settings = format!("SET LOCAL statement_timeout = 10000; {}", plan::SESSION_SETTINGS);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(settings))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unreachable(classify(&e, 0)))?;
+    let plan = plan::compute(&mut tx, &snapshot.def, values, 10_000)
         .await
         .map_err(|e| match e {
             PlanError::Target(t) => UserError::new(format!("Target {}: {t}; nothing was requested.", target.name)),
@@ -173,7 +142,10 @@ async fn compute_plan(
 /// Approve or Deny clicked on a card.
 pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bool) -> Result<Reply, CommandError> {
     let user = origin.user.as_str();
-    let level = state.roles.level_of(&state.config.roles, &state.slack, user).await;
+    let level = state
+        .roles
+        .approver_level_of(&state.config.roles, &state.slack, user)
+        .await;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     // Serialize decisions on this request (a row lock on PostgreSQL; SQLite's
@@ -184,6 +156,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
         .await?
         .ok_or_else(|| UserError::new(format!("There is no approval #{id}.")))?;
     let click = Click {
+        origin,
         user,
         level,
         approve,
@@ -201,6 +174,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
 
 /// One click on Approve or Deny.
 struct Click<'a> {
+    origin: &'a Origin,
     user: &'a str,
     level: Option<Level>,
     approve: bool,
@@ -254,13 +228,7 @@ async fn deny(
         return Err(refuse(tx, c, r, format!("Approval #{id} was decided meanwhile.")).await);
     }
     let detail = format!("denied #{id} {}", r.label());
-    let event = Event {
-        actor: c.user,
-        kind: "approval_denied",
-        request_id: Some(id),
-        incident_id: r.incident_id,
-        detail: &detail,
-    };
+    let event = Event::new(c.origin, "approval_denied", &detail).about(Some(id), r.incident_id);
     audit::record(&mut tx, event, c.now).await?;
     let reply = format!(":no_entry: <@{}> denied {}.", c.user, r.label_md());
     notify::card_and_reply(&mut tx, state, id, Some(reply), None).await?;
@@ -288,13 +256,7 @@ async fn vote(
     }
     let votes = store::votes(&mut tx, id).await?;
     let detail = format!("approved #{id} ({} of {})", votes.len(), r.approvals_needed);
-    let event = Event {
-        actor: c.user,
-        kind: "approval_vote",
-        request_id: Some(id),
-        incident_id: r.incident_id,
-        detail: &detail,
-    };
+    let event = Event::new(c.origin, "approval_vote", &detail).about(Some(id), r.incident_id);
     audit::record(&mut tx, event, c.now).await?;
     let decided = store::approve(&mut tx, id, c.user, c.now).await?;
     let reply = decided.then(|| format!(":gear: <@{}> approved {}; applying now.", c.user, r.label_md()));
@@ -314,13 +276,7 @@ async fn vote(
 /// Audit a refused click, commit that, and return the refusal to show.
 async fn refuse(mut tx: Transaction<'static, Any>, c: &Click<'_>, r: &Request, why: String) -> CommandError {
     let detail = format!("refused to {} #{}: {why}", c.verb(), r.id);
-    let event = Event {
-        actor: c.user,
-        kind: "approval_refused",
-        request_id: Some(r.id),
-        incident_id: r.incident_id,
-        detail: &detail,
-    };
+    let event = Event::new(c.origin, "approval_refused", &detail).about(Some(r.id), r.incident_id);
     let recorded = async {
         audit::record(&mut tx, event, c.now).await?;
         tx.commit().await?;
@@ -356,11 +312,21 @@ mod tests {
             state,
             decided_by: None,
             result: None,
+            snapshot: None,
+            lease_until: None,
+            target_xid: None,
         }
     }
 
-    fn click(user: &str, level: Option<Level>, approve: bool, now: i64) -> Click<'_> {
+    fn click(user: &'static str, level: Option<Level>, approve: bool, now: i64) -> Click<'static> {
+        let origin = Box::leak(Box::new(Origin {
+            user: crate::slack::ids::UserId::parse(user).unwrap(),
+            channel: crate::slack::ids::ChannelId::parse("C0INC").unwrap(),
+            response_url: None,
+            via: Via::Slack,
+        }));
         Click {
+            origin,
             user,
             level,
             approve,

@@ -5,10 +5,12 @@
 use sqlx::AnyConnection;
 
 use super::render;
+use super::snapshot::Snapshot;
 use super::store::{self, Request, State};
 use crate::audit::{self, Event};
 use crate::outbox::{self, Outgoing};
 use crate::slack::ids::ChannelId;
+use crate::slack::text::visible_lines;
 use crate::state::AppState;
 
 pub fn card_key(id: i64) -> String {
@@ -50,17 +52,32 @@ pub async fn card_and_reply(
     outbox::enqueue(conn, &msgs, notify_url, now).await
 }
 
-/// The first post of a new request's card.
+/// The first post of a new request's card, preceded in the thread by its
+/// rollback script in full: every line that will run is visible to the
+/// approver, however long the script is.
 pub async fn new_card(
     conn: &mut AnyConnection,
     state: &AppState,
     r: &Request,
+    snapshot: &Snapshot,
     notify_url: Option<&str>,
 ) -> anyhow::Result<()> {
     let ch = channel(r)?;
     let now = state.clock.now_ms();
-    let msg = Outgoing::post_keyed(&ch, thread_key(r), Some(card_key(r.id)), render::card(r, &[], now));
-    outbox::enqueue(conn, &[msg], notify_url, now).await
+    let mut msgs: Vec<Outgoing> = match &snapshot.script {
+        Some(script) => render::script_messages(r.id, script)
+            .into_iter()
+            .map(|m| Outgoing::post_keyed(&ch, thread_key(r), None, m))
+            .collect(),
+        None => Vec::new(),
+    };
+    msgs.push(Outgoing::post_keyed(
+        &ch,
+        thread_key(r),
+        Some(card_key(r.id)),
+        render::card(r, &[], now),
+    ));
+    outbox::enqueue(conn, &msgs, notify_url, now).await
 }
 
 /// Record an action's end: state, audit, result in the thread, card.
@@ -83,19 +100,8 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
         _ => "action_failed",
     };
     let detail = format!("{} → {}: {text}", r.label(), to.as_str());
-    audit::record(
-        &mut tx,
-        Event {
-            actor: "bot",
-            kind,
-            request_id: Some(r.id),
-            incident_id: r.incident_id,
-            detail: &detail,
-        },
-        now,
-    )
-    .await?;
-    let undo = match (to, resolve_undo(state, r)) {
+    audit::record(&mut tx, Event::bot(kind, &detail).about(Some(r.id), r.incident_id), now).await?;
+    let undo = match (to, undo_of(r)) {
         (State::Applied, Some(u)) => format!("\nTo reverse it: `{u}`"),
         _ => String::new(),
     };
@@ -109,15 +115,15 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
         render::emoji(to),
         r.label_md(),
         render::state_words(to),
-        crate::slack::text::escape_entities(text)
+        crate::slack::text::escape_entities(&visible_lines(text))
     );
     card_and_reply(&mut tx, state, r.id, Some(reply), None).await?;
     state.outbox.commit(tx).await?;
     Ok(())
 }
 
-fn resolve_undo(state: &AppState, r: &Request) -> Option<String> {
-    super::executor::resolve(state, r)
-        .ok()
-        .and_then(|(e, _)| e.def.undo.clone())
+/// How to reverse an applied action, from the definition that ran.
+fn undo_of(r: &Request) -> Option<String> {
+    let snapshot: Snapshot = serde_json::from_str(r.snapshot.as_deref()?).ok()?;
+    snapshot.def.undo
 }

@@ -4,10 +4,11 @@
 use slack_morphism::prelude::*;
 
 use super::plan::Plan;
+use super::snapshot::{Script, Snapshot};
 use super::store::{Request, State};
 use crate::incident::model::human_duration;
 use crate::incident::render::slack_time;
-use crate::slack::text::{escape_code_block, escape_entities};
+use crate::slack::text::{escape_code_block, escape_entities, fit, visible, visible_lines};
 
 pub const ACTION_APPROVE: &str = "approval_approve";
 pub const ACTION_DENY: &str = "approval_deny";
@@ -47,43 +48,68 @@ pub fn state_words(s: State) -> &'static str {
     }
 }
 
+/// A cell as shown: control characters written out, long values cut
+/// (the hash covers every character), NULL as `NULL`.
+fn shown_cell(v: &Option<String>) -> String {
+    match v {
+        None => "NULL".into(),
+        Some(v) => {
+            let v = visible(v);
+            if v.chars().count() > CELL_MAX {
+                v.chars().take(CELL_MAX - 1).collect::<String>() + "…"
+            } else {
+                v
+            }
+        }
+    }
+}
+
+const CELL_MAX: usize = 48;
+
 /// The plan as fixed-width tables, `rows` per table at most.
 pub fn plan_text(plan: &Plan, rows: usize) -> String {
     let mut out = String::new();
     for t in &plan.tables {
-        let widths: Vec<usize> = (0..t.columns.len())
+        let cells: Vec<Vec<String>> = t
+            .rows
+            .iter()
+            .take(rows)
+            .map(|r| r.iter().map(shown_cell).collect())
+            .collect();
+        let headers: Vec<String> = t.columns.iter().map(|c| visible(c)).collect();
+        let widths: Vec<usize> = (0..headers.len())
             .map(|c| {
-                t.rows
+                cells
                     .iter()
-                    .take(rows)
-                    .map(|r| r[c].chars().count().min(40))
-                    .chain([t.columns[c].len()])
+                    .map(|r| r[c].chars().count())
+                    .chain([headers[c].chars().count()])
                     .max()
                     .unwrap_or(0)
             })
             .collect();
-        let line = |cells: &[String]| {
-            cells
-                .iter()
+        let line = |row: &[String]| {
+            row.iter()
                 .zip(&widths)
-                .map(|(v, w)| {
-                    let v: String = v.chars().take(40).collect();
-                    format!("{v:<w$}")
-                })
+                .map(|(v, w)| format!("{v:<w$}"))
                 .collect::<Vec<_>>()
                 .join("  ")
                 .trim_end()
                 .to_string()
         };
+        let key = t
+            .key
+            .as_ref()
+            .map(|k| format!(", key {}", visible(k)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "{} ({} row{}{})\n",
-            t.title,
+            "{} ({} row{}{}{key})\n",
+            visible(&t.title),
             t.rows.len(),
             if t.rows.len() == 1 { "" } else { "s" },
             if t.counts { "" } else { ", context" }
         ));
-        out.push_str(&line(&t.columns));
-        for r in t.rows.iter().take(rows) {
+        out.push_str(&line(&headers));
+        for r in &cells {
             out.push('\n');
             out.push_str(&line(r));
         }
@@ -92,12 +118,110 @@ pub fn plan_text(plan: &Plan, rows: usize) -> String {
         }
         out.push_str("\n\n");
     }
-    for n in &plan.notes {
-        out.push_str(n);
-        out.push('\n');
-    }
     out.trim_end().to_string()
 }
+
+/// What an approver must know beyond the rows: statements not limited to
+/// the plan's keys, steps no rollback can undo, the script that will run.
+pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, a) in snapshot.def.apply.iter().enumerate() {
+        if let Some(why) = &a.unrestricted {
+            out.push(format!(
+                "Statement {} is not limited to the planned rows: {}",
+                i + 1,
+                visible(why)
+            ));
+        }
+    }
+    for e in &snapshot.def.effects {
+        out.push(format!(
+            "Cannot be undone: {} — {}",
+            visible(&e.title),
+            visible(&e.cannot_undo)
+        ));
+    }
+    if let Some(h) = &snapshot.hook {
+        out.push(format!(
+            "Cannot be undone by the bot: calls the deploy hook of {} ({} {})",
+            visible(&h.service),
+            h.method,
+            h.endpoint
+        ));
+    }
+    if let Some(s) = &snapshot.script {
+        out.push(format!(
+            "Runs rollback script {} ({} lines, sha256 {}), posted in full in the thread",
+            visible(&s.file),
+            s.text.lines().count(),
+            &s.sha256()[..12]
+        ));
+    }
+    out
+}
+
+/// The plan, warnings and whole script, for `runbook-bot exec`.
+pub fn plan_terminal(plan: &Plan, snapshot: &Snapshot) -> String {
+    let mut out = plan_text(plan, 50);
+    for w in warnings(snapshot) {
+        out.push_str(&format!("\n! {w}"));
+    }
+    if let Some(s) = &snapshot.script {
+        out.push_str(&format!("\n\n--- {} ---\n", visible(&s.file)));
+        let lines: Vec<String> = s.text.lines().map(visible).collect();
+        out.push_str(&lines.join("\n"));
+    }
+    out
+}
+
+/// A rollback script as thread messages, every line of it, each message one
+/// section that fits Slack's limit.
+pub fn script_messages(id: i64, script: &Script) -> Vec<SlackMessageContent> {
+    let mut chunks: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in script.text.lines() {
+        let line = escape_code_block(&visible(line));
+        if !current.is_empty() && current.len() + line.len() + 1 > SCRIPT_CHUNK {
+            chunks.push(std::mem::take(&mut current));
+        }
+        // A single line longer than a chunk is split; nothing is dropped.
+        let mut rest = line.as_str();
+        while rest.len() > SCRIPT_CHUNK {
+            let cut = rest
+                .char_indices()
+                .map(|(i, _)| i)
+                .take_while(|i| *i <= SCRIPT_CHUNK)
+                .last()
+                .unwrap_or(0);
+            chunks.push(rest[..cut].to_string());
+            rest = &rest[cut..];
+        }
+        current.push_str(rest);
+        current.push('\n');
+    }
+    if !current.is_empty() || chunks.is_empty() {
+        chunks.push(current);
+    }
+    let parts = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let head = format!(
+                "*Approval #{id}* — rollback script `{}` (part {} of {parts}, sha256 `{}`)",
+                escape_entities(&visible(&script.file)),
+                i + 1,
+                &script.sha256()[..12]
+            );
+            SlackMessageContent::new()
+                .with_text(format!("Approval #{id}: rollback script part {} of {parts}", i + 1))
+                .with_blocks(vec![md(format!("{head}\n```{body}```"))])
+        })
+        .collect()
+}
+
+/// Room for script text in one section, with the header and fences.
+const SCRIPT_CHUNK: usize = 2600;
 
 pub fn card(r: &Request, votes: &[String], now: i64) -> SlackMessageContent {
     let header = format!("Approval #{}: {}", r.id, r.label())
@@ -111,10 +235,21 @@ pub fn card(r: &Request, votes: &[String], now: i64) -> SlackMessageContent {
     if let Ok(p) = serde_json::from_str::<Plan>(&r.plan) {
         blocks.push(plan_section(r, &p));
     }
+    let snapshot = r
+        .snapshot
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Snapshot>(s).ok());
+    if let Some(w) = snapshot.as_ref().map(warnings).filter(|w| !w.is_empty()) {
+        let lines: Vec<String> = w.iter().map(|w| format!(":warning: {}", escape_entities(w))).collect();
+        blocks.push(md(fit(lines.join("\n"), SECTION_MAX)));
+    }
     if let Some(res) = &r.result {
         blocks.push(md(format!(
             "*Result:* {}",
-            escape_entities(res).chars().take(2000).collect::<String>()
+            escape_entities(&visible_lines(res))
+                .chars()
+                .take(2000)
+                .collect::<String>()
         )));
     }
     if r.state == State::Pending {
@@ -131,7 +266,7 @@ pub fn card(r: &Request, votes: &[String], now: i64) -> SlackMessageContent {
 }
 
 fn short_hash(r: &Request) -> &str {
-    &r.plan_hash[..12.min(r.plan_hash.len())]
+    super::plan::short(&r.plan_hash)
 }
 
 /// Who asked, where, who may approve, and where it stands.
@@ -206,25 +341,28 @@ fn buttons(r: &Request) -> SlackBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::approval::plan::PlanTable;
+    use crate::approval::plan::{PlanTable, request_hash};
+    use crate::approval::store::Words;
     use crate::config::Level;
 
     fn request(state: State, rows: usize) -> Request {
         let plan = Plan {
             tables: vec![PlanTable {
+                id: "flags".into(),
                 title: "Flags".into(),
+                key: Some("name".into()),
                 columns: vec!["name".into()],
-                rows: (0..rows).map(|i| vec![format!("<!channel> flag-{i}")]).collect(),
+                rows: (0..rows).map(|i| vec![Some(format!("<!channel> flag-{i}"))]).collect(),
                 counts: true,
             }],
             touched: rows as i64,
-            notes: vec![],
         };
+        let snapshot = Snapshot::for_tests("UPDATE t SET a = 1 WHERE name = ANY($1) RETURNING name");
         Request {
             id: 4,
             command: "/rollback".into(),
             name: "flag".into(),
-            words: crate::approval::store::Words(vec!["new-flow".into()]),
+            words: Words(vec!["new-flow".into()]),
             target: "production".into(),
             channel: "C1".into(),
             incident_id: None,
@@ -233,11 +371,14 @@ mod tests {
             expires_at: 1_800_000,
             approver_level: Level::L3,
             approvals_needed: 1,
-            plan_hash: plan.hash(),
+            plan_hash: request_hash(&plan, &snapshot),
             plan: serde_json::to_string(&plan).unwrap(),
             state,
             decided_by: None,
             result: None,
+            snapshot: Some(snapshot.canonical()),
+            lease_until: None,
+            target_xid: None,
         }
     }
 
@@ -260,7 +401,7 @@ mod tests {
     #[test]
     fn typed_reasons_cannot_mention_anyone() {
         let mut r = request(State::Applied, 1);
-        r.words = crate::approval::store::Words(vec!["U1".into(), "<!channel>".into(), "`x`".into()]);
+        r.words = Words(vec!["U1".into(), "<!channel>".into(), "`x`".into()]);
         let c = card(&r, &[], 0);
         assert!(!c.text.as_ref().unwrap().contains("<!channel>"));
         for b in c.blocks.unwrap() {
@@ -282,6 +423,61 @@ mod tests {
                 && let Some(SlackBlockText::MarkDown(m)) = s.text
             {
                 assert!(m.text.chars().count() <= 3000);
+            }
+        }
+    }
+
+    #[test]
+    fn plan_cells_cannot_forge_lines_or_escape_sequences() {
+        let mut r = request(State::Pending, 1);
+        let mut plan: Plan = serde_json::from_str(&r.plan).unwrap();
+        plan.tables[0].rows[0][0] = Some("ok\nflags_that_will_be_kept (0 rows)\n\u{1b}[2J".into());
+        r.plan = serde_json::to_string(&plan).unwrap();
+        let text = plan_text(&plan, 15);
+        assert_eq!(text.lines().count(), 3, "title, header and one row: {text}");
+        assert!(
+            text.contains("ok\\nflags_that_will_be_kept (0 rows)\\n\\u{1b}[2J"),
+            "{text}"
+        );
+        let j = serde_json::to_string(&card(&r, &[], 0)).unwrap();
+        assert!(!j.contains("\\u001b"), "{j}");
+    }
+
+    #[test]
+    fn warnings_name_unrestricted_statements_effects_hooks_and_scripts() {
+        let mut s = Snapshot::for_tests("CREATE TABLE IF NOT EXISTS x (a int)");
+        s.def.apply[0].plan = None;
+        s.def.apply[0].unrestricted = Some("creates the backup table".into());
+        s.script = Some(Script {
+            file: "1.sql".into(),
+            text: "SELECT 1;\nSELECT 2;".into(),
+        });
+        let w = warnings(&s);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("Statement 1 is not limited to the planned rows: creates the backup table"));
+        assert!(w[1].contains("Runs rollback script 1.sql (2 lines"));
+    }
+
+    #[test]
+    fn a_long_script_is_posted_whole_across_messages() {
+        let text: String = (0..400).map(|i| format!("-- line {i} of the script\n")).collect();
+        let script = Script {
+            file: "20250101.sql".into(),
+            text,
+        };
+        let msgs = script_messages(9, &script);
+        assert!(msgs.len() > 1);
+        let all: String = msgs.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
+        for i in [0, 199, 399] {
+            assert!(all.contains(&format!("-- line {i} of the script")), "line {i}");
+        }
+        for m in &msgs {
+            for b in m.blocks.clone().unwrap() {
+                if let SlackBlock::Section(s) = b
+                    && let Some(SlackBlockText::MarkDown(t)) = s.text
+                {
+                    assert!(t.text.chars().count() <= 3000);
+                }
             }
         }
     }

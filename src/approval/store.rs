@@ -76,6 +76,11 @@ pub struct Request {
     pub state: State,
     pub decided_by: Option<String>,
     pub result: Option<String>,
+    /// The action's definition when requested (JSON of `Snapshot`).
+    pub snapshot: Option<String>,
+    pub lease_until: Option<i64>,
+    /// The apply transaction's id on the target, recorded just before COMMIT.
+    pub target_xid: Option<String>,
 }
 
 /// The words typed after the command, stored as a JSON array.
@@ -144,7 +149,7 @@ impl ApprovedRequest {
 macro_rules! columns {
     () => {
         "id, command, name, words, target, channel, incident_id, requested_by, requested_at, expires_at, \
-         approver_level, approvals_needed, plan, plan_hash, state, decided_by, result"
+         approver_level, approvals_needed, plan, plan_hash, state, decided_by, result, snapshot, lease_until, target_xid"
     };
 }
 
@@ -160,14 +165,15 @@ pub struct NewRequest<'a> {
     pub approver_level: Level,
     pub approvals_needed: i64,
     pub plan: &'a str,
+    pub snapshot: &'a str,
     pub plan_hash: &'a str,
 }
 
 pub async fn insert(conn: &mut AnyConnection, n: NewRequest<'_>, now: i64) -> anyhow::Result<Request> {
     let row = sqlx::query(concat!(
         "INSERT INTO approval_requests (command, name, words, target, channel, incident_id, requested_by, requested_at,
-           expires_at, approver_level, approvals_needed, plan, plan_hash, state, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $8) RETURNING ",
+           expires_at, approver_level, approvals_needed, plan, plan_hash, state, updated_at, snapshot)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $8, $14) RETURNING ",
         columns!()
     ))
     .bind(n.command)
@@ -183,6 +189,7 @@ pub async fn insert(conn: &mut AnyConnection, n: NewRequest<'_>, now: i64) -> an
     .bind(n.approvals_needed)
     .bind(n.plan)
     .bind(n.plan_hash)
+    .bind(n.snapshot)
     .fetch_one(&mut *conn)
     .await?;
     Ok(Request::from_row(&row)?)
@@ -255,12 +262,18 @@ pub async fn deny(conn: &mut AnyConnection, id: i64, by: &str, now: i64) -> anyh
     Ok(done.rows_affected() == 1)
 }
 
+/// How long an applying instance's lease lasts; it renews it every third.
+pub const LEASE_MS: i64 = 30_000;
+
 /// `approved → applying`, returning the only handle the executor accepts.
+/// An approval that has expired meanwhile is not applied (the worker marks it).
 pub async fn claim_for_apply(conn: &mut AnyConnection, id: i64, now: i64) -> anyhow::Result<Option<ApprovedRequest>> {
     let done = sqlx::query(
-        "UPDATE approval_requests SET state = 'applying', applying_at = $1, updated_at = $1 WHERE id = $2 AND state = 'approved'",
+        "UPDATE approval_requests SET state = 'applying', applying_at = $1, lease_until = $2, updated_at = $1
+         WHERE id = $3 AND state = 'approved' AND expires_at > $1",
     )
     .bind(now)
+    .bind(now + LEASE_MS)
     .bind(id)
     .execute(&mut *conn)
     .await?;
@@ -268,6 +281,27 @@ pub async fn claim_for_apply(conn: &mut AnyConnection, id: i64, now: i64) -> any
         return Ok(None);
     }
     Ok(get(conn, id).await?.map(ApprovedRequest))
+}
+
+/// The applying instance is still at work.
+pub async fn renew_lease(conn: &mut AnyConnection, id: i64, now: i64) -> anyhow::Result<bool> {
+    let done = sqlx::query("UPDATE approval_requests SET lease_until = $1 WHERE id = $2 AND state = 'applying'")
+        .bind(now + LEASE_MS)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Remember the target transaction about to commit; false when the request
+/// is no longer ours to apply (then the caller must not commit).
+pub async fn record_xid(conn: &mut AnyConnection, id: i64, xid: &str) -> anyhow::Result<bool> {
+    let done = sqlx::query("UPDATE approval_requests SET target_xid = $1 WHERE id = $2 AND state = 'applying'")
+        .bind(xid)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// `applying → applied | failed | rolled_back`.
@@ -285,12 +319,15 @@ pub async fn finish(conn: &mut AnyConnection, id: i64, to: State, result: &str, 
     Ok(done.rows_affected() == 1)
 }
 
-/// Requests whose time ran out while pending: each returned id was moved to
-/// `expired` by this call only.
+/// Requests whose time ran out before anyone applied them: pending ones
+/// nobody approved, and approved ones no instance started. Each returned id
+/// was moved to `expired` by this call only.
 pub async fn expire_due(conn: &mut AnyConnection, now: i64) -> anyhow::Result<Vec<i64>> {
     let rows = sqlx::query(
-        "UPDATE approval_requests SET state = 'expired', updated_at = $1
-         WHERE state = 'pending' AND expires_at <= $1 RETURNING id",
+        "UPDATE approval_requests SET state = 'expired', updated_at = $1,
+           result = CASE WHEN state = 'approved' THEN 'approved, but not applied before it expired; nothing was changed'
+                         ELSE result END
+         WHERE state IN ('pending', 'approved') AND expires_at <= $1 RETURNING id",
     )
     .bind(now)
     .fetch_all(&mut *conn)
@@ -298,27 +335,50 @@ pub async fn expire_due(conn: &mut AnyConnection, now: i64) -> anyhow::Result<Ve
     ids(&rows)
 }
 
-/// Requests left `applying` longer than any apply can take: the instance
-/// applying them died. They are reported, never re-applied.
-pub async fn interrupt_stale(conn: &mut AnyConnection, started_before: i64, now: i64) -> anyhow::Result<Vec<i64>> {
-    let rows = sqlx::query(
-        "UPDATE approval_requests SET state = 'interrupted', finished_at = $1, updated_at = $1,
-           result = 'the bot stopped while applying; check the target before requesting again'
-         WHERE state = 'applying' AND applying_at < $2 RETURNING id",
-    )
+/// Requests left `applying` past their lease: the instance applying them
+/// stopped renewing it. (Rows from before leases fall back to 10 minutes.)
+pub async fn abandoned(conn: &mut AnyConnection, now: i64) -> anyhow::Result<Vec<Request>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM approval_requests WHERE state = 'applying' AND COALESCE(lease_until, applying_at + 600000) < $1 ORDER BY id"
+    ))
     .bind(now)
-    .bind(started_before)
     .fetch_all(&mut *conn)
     .await?;
-    ids(&rows)
+    Ok(rows.iter().map(Request::from_row).collect::<Result<_, _>>()?)
+}
+
+/// Record how an abandoned apply ended, unless its instance came back.
+pub async fn finish_abandoned(
+    conn: &mut AnyConnection,
+    id: i64,
+    to: State,
+    result: &str,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE approval_requests SET state = $1, result = $2, finished_at = $3, updated_at = $3
+         WHERE id = $4 AND state = 'applying' AND COALESCE(lease_until, applying_at + 600000) < $3",
+    )
+    .bind(to.as_str())
+    .bind(result)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Approved requests nobody started (the approving instance stopped first).
-pub async fn approved_unstarted(conn: &mut AnyConnection, decided_before: i64) -> anyhow::Result<Vec<i64>> {
-    let rows = sqlx::query("SELECT id FROM approval_requests WHERE state = 'approved' AND decided_at < $1 ORDER BY id")
-        .bind(decided_before)
-        .fetch_all(&mut *conn)
-        .await?;
+pub async fn approved_unstarted(conn: &mut AnyConnection, decided_before: i64, now: i64) -> anyhow::Result<Vec<i64>> {
+    let rows = sqlx::query(
+        "SELECT id FROM approval_requests WHERE state = 'approved' AND decided_at < $1 AND expires_at > $2 ORDER BY id",
+    )
+    .bind(decided_before)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
     ids(&rows)
 }
 

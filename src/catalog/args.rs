@@ -162,6 +162,56 @@ pub fn bind_args(defs: &[ArgDef], words: &[String]) -> Result<BTreeMap<String, V
     Ok(out)
 }
 
+/// Where a statement's `$n` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A typed argument (`name`, or `name.email` / `name.uuid`).
+    Arg(String),
+    /// The approved keys of a plan step, bound as `text[]` (`plan.<id>`).
+    PlanKeys(String),
+    /// In an effect: the one approved key it runs for, as text (`key`).
+    Key,
+    /// In an effect: a column of that key's approved row, as text (`row.<col>`).
+    RowColumn(String),
+}
+
+/// Which sources a statement may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Diagnostic steps and plan queries: arguments only.
+    Arguments,
+    /// Apply statements and verifications: arguments and approved keys.
+    Apply,
+    /// Effect rechecks and runs: also the key and its approved row.
+    Effect,
+}
+
+/// Names an argument may not take, because parameters use them.
+pub const RESERVED: &[&str] = &["plan", "key", "row"];
+
+/// Resolve one parameter name for a statement in `context`; `plan_ids` are
+/// the action's plan steps that have a key.
+pub fn resolve_source(defs: &[ArgDef], plan_ids: &[&str], param: &str, context: Context) -> Result<Source, String> {
+    if let Some(id) = param.strip_prefix("plan.") {
+        if context == Context::Arguments {
+            return Err(format!("`{param}`: approved keys exist only once a plan is approved"));
+        }
+        if !plan_ids.contains(&id) {
+            return Err(format!("`{param}`: there is no plan step `{id}` with a `key`"));
+        }
+        return Ok(Source::PlanKeys(id.to_string()));
+    }
+    if context == Context::Effect {
+        if param == "key" {
+            return Ok(Source::Key);
+        }
+        if let Some(col) = param.strip_prefix("row.") {
+            return Ok(Source::RowColumn(col.to_string()));
+        }
+    }
+    resolve_param(defs, param).map(|_| Source::Arg(param.to_string()))
+}
+
 /// Which declared argument a step parameter names, and how it binds.
 /// `name` for plain arguments; `name.email` / `name.uuid` for `email_or_uuid`.
 pub fn resolve_param<'a>(defs: &'a [ArgDef], param: &str) -> Result<(&'a ArgDef, Option<&'static str>), String> {

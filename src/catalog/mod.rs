@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod schema;
+pub mod sql_guard;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};

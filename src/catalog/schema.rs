@@ -1,11 +1,11 @@
 //! The on-disk format of a catalog command (`commands/**/*.toml`).
 //! Deserialized with `deny_unknown_fields`, then checked by `validate`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Level;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandFile {
     /// `diagnostic` (read-only, runs at once) or `action` (changes things,
@@ -46,6 +46,10 @@ pub struct CommandFile {
     /// Action: statements run in one transaction.
     #[serde(default)]
     pub apply: Vec<ApplyDef>,
+    /// Action: steps a rollback cannot undo (terminating sessions), run one
+    /// approved key at a time after the transaction commits.
+    #[serde(default)]
+    pub effects: Vec<EffectDef>,
     /// Action: checks run inside that transaction before it commits; any
     /// failure rolls everything back.
     #[serde(default)]
@@ -74,7 +78,7 @@ fn default_apply_timeout_ms() -> u64 {
     30_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalDef {
     #[serde(default = "default_approver_level")]
@@ -105,10 +109,18 @@ fn default_expires_minutes() -> u32 {
     30
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanDef {
+    /// How apply statements, verifications and effects name this step's
+    /// approved keys: `plan.<id>`.
+    pub id: String,
     pub title: String,
+    /// The column that identifies each row the action will change; its
+    /// approved values are all the action may touch. Required for rows that
+    /// count; context rows (`counts = false`) may have none.
+    #[serde(default)]
+    pub key: Option<String>,
     pub sql: String,
     #[serde(default)]
     pub params: Vec<String>,
@@ -121,18 +133,45 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyDef {
     pub sql: String,
     #[serde(default)]
     pub params: Vec<String>,
-    /// The statement must change exactly as many rows as plan query N showed.
+    /// The plan step whose rows this statement changes: it is restricted by
+    /// `<key> = ANY($n)` with `$n` bound to `plan.<id>`, returns the key with
+    /// `RETURNING`, and must change exactly the approved keys, or the whole
+    /// action rolls back.
     #[serde(default)]
-    pub expect_rows_from_plan: Option<usize>,
+    pub plan: Option<String>,
+    /// The escape hatch: why this statement cannot be limited to a plan's
+    /// keys (DDL that prepares a table, say). Shown on the approval card.
+    #[serde(default)]
+    pub unrestricted: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A step a rollback cannot undo. For each approved key of `plan`, the
+/// engine runs `recheck` and, only when it still returns a row, `run`; the
+/// result lists every key as done, skipped or failed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectDef {
+    pub title: String,
+    pub plan: String,
+    /// Read-only: returns a row when the key still qualifies.
+    pub recheck: String,
+    #[serde(default)]
+    pub recheck_params: Vec<String>,
+    /// Does it; returns one row whose first column is true when it worked.
+    pub run: String,
+    #[serde(default)]
+    pub run_params: Vec<String>,
+    /// What cannot be undone, in words for the approval card.
+    pub cannot_undo: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyDef {
     pub title: String,
@@ -142,7 +181,7 @@ pub struct VerifyDef {
     pub expect: Expect,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Expect {
     /// No rows (nothing left in the bad state).
@@ -151,14 +190,14 @@ pub enum Expect {
     Rows,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Diagnostic,
     Action,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArgDef {
     pub name: String,
@@ -181,7 +220,7 @@ pub struct ArgDef {
     pub max: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArgType {
     Uuid,
@@ -198,7 +237,7 @@ pub enum ArgType {
     Text,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
     pub title: String,
@@ -241,7 +280,7 @@ fn default_timeout_ms() -> u64 {
 
 /// What a step does: run its SQL, ping the target, or probe the configured
 /// HTTP health endpoints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     #[default]
@@ -252,7 +291,7 @@ pub enum Check {
 
 /// How a step's result becomes ok / warning / critical. Everything unset
 /// means the step is informational (always ok).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Judge {
     /// Verdict when the step returns more than `rows_over` rows (findings).
@@ -277,14 +316,14 @@ pub struct Judge {
     pub critical_below: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Warning,
     Critical,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Render {
     /// Columns to show, in order; default all.

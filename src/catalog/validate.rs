@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::args;
-use super::schema::{ArgDef, ArgType, Check, CommandFile, Kind, StepDef};
+use super::args::{self, Context};
+use super::schema::{ApplyDef, ArgDef, ArgType, Check, CommandFile, EffectDef, Kind, StepDef};
+use super::sql_guard::{self, ApplyShape};
 use crate::config::Problem;
 
 /// Where problems go: `(field, why)`.
@@ -73,6 +74,15 @@ fn arguments(args: &[ArgDef], push: Push<'_>) {
         if !seen.insert(a.name.clone()) {
             push(f("name"), format!("argument `{}` is declared twice", a.name));
         }
+        if args::RESERVED.contains(&a.name.as_str()) {
+            push(
+                f("name"),
+                format!(
+                    "`{}` is reserved for parameters (`plan.<id>`, `key`, `row.<col>`)",
+                    a.name
+                ),
+            );
+        }
         let optional = a.optional || a.default.is_some();
         if !optional && optional_seen {
             push(
@@ -124,6 +134,7 @@ fn diagnostic(def: &CommandFile, push: Push<'_>) {
         ("approval", def.approval.is_some()),
         ("plan", !def.plan.is_empty()),
         ("apply", !def.apply.is_empty()),
+        ("effects", !def.effects.is_empty()),
         ("verify", !def.verify.is_empty()),
         ("max_rows", def.max_rows.is_some()),
         ("rollback_scripts", def.rollback_scripts.is_some()),
@@ -143,7 +154,11 @@ fn step(def: &CommandFile, i: usize, s: &StepDef, push: Push<'_>) {
     let f = |k: &str| format!("steps[{i}].{k}");
     match (s.check, &s.sql) {
         (Check::Sql, None) => push(f("sql"), "a sql step needs `sql`".into()),
-        (Check::Sql, Some(sql)) => check_sql(&def.args, &format!("steps[{i}]"), sql, &s.params, push),
+        (Check::Sql, Some(sql)) => {
+            let at = format!("steps[{i}]");
+            check_sql(def, &at, sql, &s.params, Context::Arguments, push);
+            read_only(&at, sql, push);
+        }
         (_, Some(_)) => push(f("sql"), "only a sql step takes `sql`".into()),
         (_, None) => {}
     }
@@ -180,7 +195,7 @@ fn step(def: &CommandFile, i: usize, s: &StepDef, push: Push<'_>) {
     }
 }
 
-fn check_sql(args: &[ArgDef], at: &str, sql: &str, params: &[String], push: Push<'_>) {
+fn check_sql(def: &CommandFile, at: &str, sql: &str, params: &[String], context: Context, push: Push<'_>) {
     if sql.trim_end().ends_with(';') {
         push(format!("{at}.sql"), "one statement, without a trailing `;`".into());
     }
@@ -196,10 +211,27 @@ fn check_sql(args: &[ArgDef], at: &str, sql: &str, params: &[String], push: Push
             ),
         );
     }
+    let keyed = keyed_plans(def);
     for (j, param) in params.iter().enumerate() {
-        if let Err(why) = args::resolve_param(args, param) {
+        if let Err(why) = args::resolve_source(&def.args, &keyed, param, context) {
             push(format!("{at}.params[{j}]"), why);
         }
+    }
+}
+
+/// Plan steps that name a key: the only ones whose rows an action may change.
+fn keyed_plans(def: &CommandFile) -> Vec<&str> {
+    def.plan
+        .iter()
+        .filter(|p| p.key.is_some())
+        .map(|p| p.id.as_str())
+        .collect()
+}
+
+/// Diagnostic steps, plans, verifications and rechecks only read.
+fn read_only(at: &str, sql: &str, push: Push<'_>) {
+    if let Err(why) = sql_guard::check_query(sql) {
+        push(format!("{at}.sql"), format!("the statement {why}"));
     }
 }
 
@@ -244,7 +276,7 @@ fn required_arg(def: &CommandFile, field: &str, name: &Option<String>, push: Pus
     }
 }
 
-/// Plan, apply and verify of an action that runs SQL.
+/// Plan, apply, effects and verify of an action that runs SQL.
 fn sql_action(def: &CommandFile, push: Push<'_>) {
     if !(1..=300_000).contains(&def.apply_timeout_ms) {
         push("apply_timeout_ms".into(), "must be between 1 and 300000".into());
@@ -252,10 +284,10 @@ fn sql_action(def: &CommandFile, push: Push<'_>) {
     if def.plan.is_empty() {
         push("plan".into(), "an action must show its plan".into());
     }
-    if def.apply.is_empty() && def.rollback_scripts.is_none() {
+    if def.apply.is_empty() && def.rollback_scripts.is_none() && def.effects.is_empty() {
         push("apply".into(), "an action needs statements to apply".into());
     }
-    if def.verify.is_empty() {
+    if def.verify.is_empty() && !def.apply.is_empty() {
         push("verify".into(), "an action must verify what it did".into());
     }
     match def.max_rows {
@@ -266,22 +298,137 @@ fn sql_action(def: &CommandFile, push: Push<'_>) {
         Some(n) if n < 1 => push("max_rows".into(), "must be at least 1".into()),
         Some(_) => {}
     }
-    for (i, p) in def.plan.iter().enumerate() {
-        check_sql(&def.args, &format!("plan[{i}]"), &p.sql, &p.params, push);
+    plans(def, push);
+    for (i, a) in def.apply.iter().enumerate() {
+        apply_statement(def, i, a, push);
     }
-    for (i, p) in def.apply.iter().enumerate() {
-        check_sql(&def.args, &format!("apply[{i}]"), &p.sql, &p.params, push);
-        if let Some(n) = p.expect_rows_from_plan
-            && n >= def.plan.len()
-        {
-            push(
-                format!("apply[{i}].expect_rows_from_plan"),
-                format!("there is no plan[{n}]"),
-            );
-        }
+    for (i, e) in def.effects.iter().enumerate() {
+        effect(def, i, e, push);
     }
     for (i, p) in def.verify.iter().enumerate() {
-        check_sql(&def.args, &format!("verify[{i}]"), &p.sql, &p.params, push);
+        let at = format!("verify[{i}]");
+        check_sql(def, &at, &p.sql, &p.params, Context::Apply, push);
+        read_only(&at, &p.sql, push);
+    }
+}
+
+fn plans(def: &CommandFile, push: Push<'_>) {
+    let mut ids = BTreeSet::new();
+    for (i, p) in def.plan.iter().enumerate() {
+        let at = format!("plan[{i}]");
+        if !is_slug(&p.id) {
+            push(
+                format!("{at}.id"),
+                format!("`{}` must be lowercase letters, digits, `-` and `_`", p.id),
+            );
+        }
+        if !ids.insert(p.id.as_str()) {
+            push(format!("{at}.id"), format!("plan step `{}` is declared twice", p.id));
+        }
+        if p.counts && p.key.is_none() {
+            push(
+                format!("{at}.key"),
+                "rows the action changes need a `key` column: only approved keys may be touched".into(),
+            );
+        }
+        check_sql(def, &at, &p.sql, &p.params, Context::Arguments, push);
+        read_only(&at, &p.sql, push);
+    }
+}
+
+/// An apply statement changes only its plan step's approved keys (checked
+/// here from its parsed shape, and again by the engine from what it
+/// returns), or says why it cannot (`unrestricted`, shown on the card).
+fn apply_statement(def: &CommandFile, i: usize, a: &ApplyDef, push: Push<'_>) {
+    let at = format!("apply[{i}]");
+    check_sql(def, &at, &a.sql, &a.params, Context::Apply, push);
+    let shape = match sql_guard::apply_shape(&a.sql) {
+        Ok(shape) => shape,
+        Err(why) => return push(format!("{at}.sql"), format!("the statement {why}")),
+    };
+    match (&a.plan, &a.unrestricted) {
+        (Some(_), Some(_)) => push(
+            format!("{at}.unrestricted"),
+            "a statement is either limited to a plan (`plan`) or `unrestricted`, not both".into(),
+        ),
+        (None, Some(why)) if why.trim().is_empty() => {
+            push(format!("{at}.unrestricted"), "say why, for the approval card".into())
+        }
+        (None, Some(_)) => {}
+        (None, None) => push(
+            format!("{at}.plan"),
+            "name the plan step whose keys this statement changes (or say why it is `unrestricted`)".into(),
+        ),
+        (Some(id), None) => match def.plan.iter().find(|p| &p.id == id) {
+            Some(p) => match &p.key {
+                Some(key) => keyed_shape(&at, a, id, key, &shape, push),
+                None => push(format!("{at}.plan"), format!("plan step `{id}` has no `key`")),
+            },
+            None => push(format!("{at}.plan"), format!("there is no plan step `{id}`")),
+        },
+    }
+}
+
+/// The shape a keyed statement must have: restricted by `<key> = ANY($n)`
+/// with `$n` bound to `plan.<id>` (UPDATE, DELETE) or using `plan.<id>`
+/// (INSERT), and returning the key.
+fn keyed_shape(at: &str, a: &ApplyDef, id: &str, key: &str, shape: &ApplyShape, push: Push<'_>) {
+    let keys_param = format!("plan.{id}");
+    let binds_keys = |n: &usize| a.params.get(n.wrapping_sub(1)) == Some(&keys_param);
+    let (restricted, returning) = match shape {
+        ApplyShape::Filtered { any_filters, returning } => (
+            any_filters.iter().any(|(col, n)| col == key && binds_keys(n)),
+            returning,
+        ),
+        ApplyShape::Insert {
+            placeholders,
+            returning,
+        } => (placeholders.iter().any(binds_keys), returning),
+        ApplyShape::Other(kind) => {
+            return push(
+                format!("{at}.sql"),
+                format!(
+                    "`{kind}` cannot be limited to plan keys; only UPDATE, DELETE and INSERT can (or say why it is `unrestricted`)"
+                ),
+            );
+        }
+    };
+    if !restricted {
+        push(
+            format!("{at}.sql"),
+            format!(
+                "is not restricted to the approved keys: add `{key} = ANY(${{n}}::<type>[])` with `plan.{id}` in params"
+            ),
+        );
+    }
+    if !returning.iter().any(|r| r == key) {
+        push(
+            format!("{at}.sql"),
+            format!("must end with `RETURNING {key}` so the engine can check every changed row was approved"),
+        );
+    }
+}
+
+fn effect(def: &CommandFile, i: usize, e: &EffectDef, push: Push<'_>) {
+    let at = format!("effects[{i}]");
+    match def.plan.iter().find(|p| p.id == e.plan) {
+        Some(p) if p.key.is_some() => {}
+        Some(_) => push(format!("{at}.plan"), format!("plan step `{}` has no `key`", e.plan)),
+        None => push(format!("{at}.plan"), format!("there is no plan step `{}`", e.plan)),
+    }
+    if e.cannot_undo.trim().is_empty() {
+        push(
+            format!("{at}.cannot_undo"),
+            "say what cannot be undone, for the approval card".into(),
+        );
+    }
+    let recheck = format!("{at}.recheck");
+    check_sql(def, &recheck, &e.recheck, &e.recheck_params, Context::Effect, push);
+    read_only(&recheck, &e.recheck, push);
+    let run = format!("{at}.run");
+    check_sql(def, &run, &e.run, &e.run_params, Context::Effect, push);
+    if let Err(why) = sql_guard::check_effect_run(&e.run) {
+        push(format!("{run}.sql"), format!("the statement {why}"));
     }
 }
 
@@ -300,6 +447,31 @@ fn rollback_scripts(file: &Path, def: &CommandFile, push: Push<'_>) {
                 "rollback_scripts".into(),
                 format!("folder {} does not exist", path.display()),
             );
+            return;
+        }
+        scripts_in(&path, push);
+    }
+}
+
+/// Every script in a rollback folder is checked at load, not when someone
+/// asks for it in the middle of an incident.
+fn scripts_in(dir: &Path, push: Push<'_>) {
+    let mut files: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => return push("rollback_scripts".into(), format!("cannot read {}: {e}", dir.display())),
+    };
+    files.sort();
+    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "sql")) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Err(problems) = sql_guard::check_script(&text) {
+                    for why in problems {
+                        push(format!("rollback_scripts/{name}"), why);
+                    }
+                }
+            }
+            Err(e) => push(format!("rollback_scripts/{name}"), format!("cannot read: {e}")),
         }
     }
 }

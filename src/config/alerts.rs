@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::slack::ids::{ChannelId, RoleSubject};
@@ -179,6 +179,17 @@ pub(super) fn build(
         routes: raw_alerts.routes,
         health_poll: Duration::from_secs(raw_alerts.health_poll_seconds.unwrap_or(300)),
     };
+    // An empty HMAC key signs anything anyone can compute: refuse it rather
+    // than "check" signatures with it. An empty token closes nothing either.
+    for (field, secret) in [
+        ("alerts.token", &alerts.token),
+        ("alerts.grafana_secret", &alerts.grafana_secret),
+        ("alerts.sentry_secret", &alerts.sentry_secret),
+    ] {
+        if secret.as_ref().is_some_and(|s| s.expose_secret().trim().is_empty()) {
+            push(field, "must not be empty (leave it out to turn this check off)".into());
+        }
+    }
     for (i, r) in alerts.routes.iter().enumerate() {
         if let Some(c) = &r.channel
             && let Err(e) = ChannelId::parse(c)

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::slack::ids::{ChannelId, RoleSubject};
 
@@ -40,7 +40,7 @@ impl fmt::Display for Problem {
 
 /// Access level of a Slack user, from the runbooks' escalation ladder:
 /// L1 support, L2 engineering on-call, L3 tech lead / security.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     L1,
@@ -272,6 +272,15 @@ impl Config {
                 p.exists().then_some(p)
             });
         Config::load(&Sources { file, env: &env })
+    }
+
+    /// Who is at the terminal (`runbook-bot exec` records it in the audit):
+    /// the login name from the environment, as `sudo` and shells set it.
+    pub fn os_user_from_process() -> String {
+        ["SUDO_USER", "USER", "LOGNAME"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+            .unwrap_or_else(|| "unknown".into())
     }
 
     pub fn load(src: &Sources<'_>) -> Result<Config, Vec<Problem>> {
@@ -563,6 +572,15 @@ mod tests {
             "P1 defaults to the runbook's 15/30/60 ladder"
         );
         assert!(c.escalation.ladders[3].is_empty());
+    }
+
+    #[test]
+    fn empty_alert_secrets_are_refused() {
+        let text = format!("{MINIMAL}\n[alerts]\ntoken = \"t\"\ngrafana_secret = \"\"\nsentry_secret = \" \"\n");
+        let e = Config::parse("f.toml", &text, &env_of(&[("TOKEN", "t")])).unwrap_err();
+        let fields: Vec<_> = e.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["alerts.grafana_secret", "alerts.sentry_secret"]);
+        assert!(e[0].why.contains("must not be empty"), "{}", e[0]);
     }
 
     #[test]

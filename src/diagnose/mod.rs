@@ -30,7 +30,7 @@ pub async fn start(
     let target_name = t.name.clone();
     let label = format!("{} {}", entry.def.command, entry.def.name);
     match origin.via {
-        Via::Terminal => {
+        Via::Terminal { .. } => {
             let outcome = execute(state, origin, &entry, &values, &target_name).await?;
             Ok(Reply::new(render::text(&outcome)))
         }

@@ -206,6 +206,7 @@ fn failed(mut out: StepOutcome, target: &Target, attempts: u32, e: &StepError, s
             target.name
         ),
         StepError::Query(why) => format!("query failed on {}: {why}", target.name),
+        StepError::Conflict => format!("query failed on {}: {e}", target.name),
     });
     out.verdict = Verdict::Critical;
     out.unreachable = matches!(e, StepError::Unreachable(_));

@@ -56,6 +56,48 @@ pub fn public_url(raw: &str) -> String {
     }
 }
 
+/// A configured URL reduced to where it points: scheme, host and port.
+/// Deploy providers put secrets in the path, so hooks are shown this way.
+pub fn origin_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}", u.scheme(), u.host_str().unwrap_or(""))
+        }
+        Err(_) => "(unparseable URL)".into(),
+    }
+}
+
+/// Text as it really is: control characters, zero-width and bidirectional
+/// marks, and the backslash itself written out (`\n`, `\u{1b}`, `\\`), so
+/// a value from a database cannot forge extra lines in a plan, recolour or
+/// rewrite a terminal, or reorder what an approver reads.
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || is_invisible(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `visible` for each line, keeping the text's own line breaks.
+pub fn visible_lines(text: &str) -> String {
+    text.lines().map(visible).collect::<Vec<_>>().join("\n")
+}
+
+/// Characters that change how text around them is shown without showing
+/// themselves: zero-width spaces and joiners, bidi embeddings and overrides.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// Text for inside a ``` block: entities escaped, and a fence in the text
 /// cannot close the block early.
 pub fn escape_code_block(text: &str) -> String {
@@ -133,6 +175,23 @@ mod tests {
             "https://api.example.com:8443/health"
         );
         assert_eq!(public_url("nonsense"), "(unparseable URL)");
+    }
+
+    #[test]
+    fn hook_urls_show_only_where_they_point() {
+        assert_eq!(
+            origin_url("https://u:pw@hooks.example.com:8443/T0KEN/rollback?x=1"),
+            "https://hooks.example.com:8443"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_written_out() {
+        assert_eq!(visible("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(visible("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(visible("abc\u{202E}fed"), "abc\\u{202e}fed");
+        assert_eq!(visible("C:\\path"), "C:\\\\path");
+        assert_eq!(visible("plain ünïcode"), "plain ünïcode");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! transaction with `statement_timeout` from the step, and a failure names
 //! the target and the cause, never the URL or its password.
 
+pub mod exact;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -103,6 +104,10 @@ pub enum StepError {
     Timeout(u64),
     #[error("query failed: {0}")]
     Query(String),
+    /// A serialization failure or deadlock: a concurrent transaction changed
+    /// what this one read or wrote.
+    #[error("changed by a concurrent transaction")]
+    Conflict,
 }
 
 impl StepError {
@@ -182,20 +187,40 @@ impl Target {
     }
 }
 
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    params: &[Bound],
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+pub(crate) fn bind_all<'q, Q: Bindable<'q>>(mut q: Q, params: &[Bound]) -> Q {
     for p in params {
         q = match p {
-            Bound::Uuid(v) => q.bind(*v),
-            Bound::Text(v) => q.bind(v.clone()),
-            Bound::TextList(v) => q.bind(v.clone()),
-            Bound::Int(v) => q.bind(*v),
+            Bound::Uuid(v) => q.bind_uuid(*v),
+            Bound::Text(v) => q.bind_text(v.clone()),
+            Bound::TextList(v) => q.bind_texts(v.clone()),
+            Bound::Int(v) => q.bind_int(*v),
         };
     }
     q
 }
+
+/// `query` and `query_as` both take bound values the same way.
+pub(crate) trait Bindable<'q>: Sized {
+    fn bind_uuid(self, v: Option<uuid::Uuid>) -> Self;
+    fn bind_text(self, v: Option<String>) -> Self;
+    fn bind_texts(self, v: Vec<String>) -> Self;
+    fn bind_int(self, v: Option<i64>) -> Self;
+}
+
+macro_rules! bindable {
+    ($($t:ty),*) => {$(
+        impl<'q> Bindable<'q> for $t {
+            fn bind_uuid(self, v: Option<uuid::Uuid>) -> Self { self.bind(v) }
+            fn bind_text(self, v: Option<String>) -> Self { self.bind(v) }
+            fn bind_texts(self, v: Vec<String>) -> Self { self.bind(v) }
+            fn bind_int(self, v: Option<i64>) -> Self { self.bind(v) }
+        }
+    )*};
+}
+bindable!(
+    sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    sqlx::query::QueryAs<'q, sqlx::Postgres, (String, i64), sqlx::postgres::PgArguments>
+);
 
 /// Run one statement inside the caller's transaction, with its statement
 /// timeout; at most `limit` rows come back, plus the total count.
@@ -263,6 +288,7 @@ pub fn classify(e: &sqlx::Error, timeout_ms: u64) -> StepError {
         sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => StepError::Unreachable("connection pool closed".into()),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some("57014") => StepError::Timeout(timeout_ms),
+            Some("40001") | Some("40P01") => StepError::Conflict,
             Some("28P01") | Some("28000") => StepError::Unreachable("authentication failed".into()),
             Some("3D000") => StepError::Unreachable("database does not exist".into()),
             Some("57P03") => StepError::Unreachable("the database is starting up".into()),

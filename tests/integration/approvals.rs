@@ -23,7 +23,14 @@ async fn wait_state(t: &TestApp, id: i64, want: &str) {
         if s == want {
             return;
         }
-        assert!(Instant::now() < deadline, "request {id} is `{s}`, wanted `{want}`");
+        if Instant::now() >= deadline {
+            let result: Option<String> = sqlx::query_scalar("SELECT result FROM approval_requests WHERE id = $1")
+                .bind(id)
+                .fetch_one(&t.state().store.pool)
+                .await
+                .unwrap();
+            panic!("request {id} is `{s}`, wanted `{want}`: {result:?}");
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -732,7 +739,9 @@ async fn exec_prints_the_plan_and_only_creates_a_pending_approval() {
         user: runbook_bot::slack::ids::UserId::parse(L2).unwrap(),
         channel: runbook_bot::slack::ids::ChannelId::parse(CHANNEL).unwrap(),
         response_url: None,
-        via: runbook_bot::dispatch::Via::Terminal,
+        via: runbook_bot::dispatch::Via::Terminal {
+            os_user: "ops-alice".into(),
+        },
     };
     let state = t.app.as_ref().unwrap().state.clone();
     let reply = runbook_bot::dispatch::dispatch(

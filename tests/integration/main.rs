@@ -9,5 +9,6 @@ mod approvals;
 mod cli;
 mod diagnostics;
 mod edge;
+mod harness;
 mod incidents;
 mod outbox;

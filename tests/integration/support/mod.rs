@@ -471,3 +471,21 @@ macro_rules! both_backends {
         }
     };
 }
+
+impl TestDb {
+    /// The PostgreSQL database's name, when it is one.
+    pub fn pg_name(&self) -> Option<&str> {
+        self.guard.0.as_deref()
+    }
+}
+
+/// Whether a database of this name exists on the test server.
+pub async fn database_exists(name: &str) -> bool {
+    let mut conn = PgConnection::connect(&pg_admin_url()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    n == 1
+}
