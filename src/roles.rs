@@ -2,15 +2,16 @@
 //! membership, which only Slack knows (`usergroups.users.list`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use slack_morphism::prelude::*;
 
+use crate::clock::Clock;
 use crate::config::{Level, Roles};
 use crate::slack::client::SlackApi;
 
-const GROUP_TTL: Duration = Duration::from_secs(300);
+/// How long a group's fetched membership is trusted.
+const GROUP_TTL_MS: i64 = 300_000;
 
 /// Resolves a user's level from direct role entries and from user-group
 /// membership (fetched with `usergroups.users.list`, cached for 5 minutes).
@@ -19,9 +20,10 @@ const GROUP_TTL: Duration = Duration::from_secs(300);
 /// not: membership older than the refresh interval then grants nothing, so
 /// someone removed from the tech leads' group cannot approve during a Slack
 /// outage.
-#[derive(Default)]
 pub struct RoleResolver {
-    cache: Mutex<HashMap<String, (std::time::Instant, Vec<String>)>>,
+    clock: Arc<dyn Clock>,
+    /// Group id → (fetched at, ms; members).
+    cache: Mutex<HashMap<String, (i64, Vec<String>)>>,
 }
 
 /// How old a group's membership may be for the decision at hand.
@@ -34,6 +36,13 @@ pub enum Freshness {
 }
 
 impl RoleResolver {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        RoleResolver {
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
     pub async fn level_of(&self, roles: &Roles, slack: &SlackApi, user: &str) -> Option<Level> {
         self.level(roles, slack, user, Freshness::LastKnown).await
     }
@@ -59,7 +68,7 @@ impl RoleResolver {
     async fn members(&self, slack: &SlackApi, group: &str, freshness: Freshness) -> Vec<String> {
         let cached = self.cache.lock().expect("role cache").get(group).cloned();
         if let Some((at, members)) = &cached
-            && at.elapsed() < GROUP_TTL
+            && self.clock.now_ms() - at < GROUP_TTL_MS
         {
             return members.clone();
         }
@@ -70,7 +79,7 @@ impl RoleResolver {
                 self.cache
                     .lock()
                     .expect("role cache")
-                    .insert(group.to_string(), (std::time::Instant::now(), members.clone()));
+                    .insert(group.to_string(), (self.clock.now_ms(), members.clone()));
                 members
             }
             Err(e) if freshness == Freshness::Fresh => {

@@ -58,12 +58,12 @@ impl AppState {
         let slack = SlackApi::new(&config.slack.api_url, &config.slack.bot_token)?;
         Ok(Arc::new(AppState {
             outbox: Outbox::new(store.clone(), clock.clone()),
+            roles: RoleResolver::new(clock.clone()),
             config,
             store,
             slack,
             clock,
             metrics: Arc::new(Metrics::default()),
-            roles: RoleResolver::default(),
             tasks: TaskTracker::new(),
             alerts_wake: Notify::new(),
             catalog,

@@ -33,7 +33,8 @@ use crate::targets::{StepError, classify, execute_on, query_on};
 pub async fn run_approved(state: Arc<AppState>, id: i64) {
     let claimed = async {
         let mut tx = state.store.begin().await?;
-        let r = store::claim_for_apply(&mut tx, id, state.clock.now_ms())
+        let lease_ms = state.config.approvals.lease.as_millis() as i64;
+        let r = store::claim_for_apply(&mut tx, id, state.clock.now_ms(), lease_ms)
             .await
             .context("claiming the approved request")?;
         tx.commit().await.context("committing the claim")?;
@@ -76,12 +77,13 @@ struct LeaseKeeper(tokio::task::JoinHandle<()>);
 impl LeaseKeeper {
     fn start(state: &AppState, id: i64) -> LeaseKeeper {
         let (store, clock) = (state.store.clone(), state.clock.clone());
+        let lease = state.config.approvals.lease;
         LeaseKeeper(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis((store::LEASE_MS / 3) as u64)).await;
+                tokio::time::sleep(lease / 3).await;
                 let renewed = async {
                     let mut conn = store.pool.acquire().await?;
-                    store::renew_lease(&mut conn, id, clock.now_ms()).await
+                    store::renew_lease(&mut conn, id, clock.now_ms(), lease.as_millis() as i64).await
                 };
                 match renewed.await {
                     Ok(true) => {}

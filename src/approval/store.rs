@@ -262,18 +262,20 @@ pub async fn deny(conn: &mut AnyConnection, id: i64, by: &str, now: i64) -> anyh
     Ok(done.rows_affected() == 1)
 }
 
-/// How long an applying instance's lease lasts; it renews it every third.
-pub const LEASE_MS: i64 = 30_000;
-
 /// `approved → applying`, returning the only handle the executor accepts.
 /// An approval that has expired meanwhile is not applied (the worker marks it).
-pub async fn claim_for_apply(conn: &mut AnyConnection, id: i64, now: i64) -> anyhow::Result<Option<ApprovedRequest>> {
+pub async fn claim_for_apply(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: i64,
+    lease_ms: i64,
+) -> anyhow::Result<Option<ApprovedRequest>> {
     let done = sqlx::query(
         "UPDATE approval_requests SET state = 'applying', applying_at = $1, lease_until = $2, updated_at = $1
          WHERE id = $3 AND state = 'approved' AND expires_at > $1",
     )
     .bind(now)
-    .bind(now + LEASE_MS)
+    .bind(now + lease_ms)
     .bind(id)
     .execute(&mut *conn)
     .await?;
@@ -284,9 +286,9 @@ pub async fn claim_for_apply(conn: &mut AnyConnection, id: i64, now: i64) -> any
 }
 
 /// The applying instance is still at work.
-pub async fn renew_lease(conn: &mut AnyConnection, id: i64, now: i64) -> anyhow::Result<bool> {
+pub async fn renew_lease(conn: &mut AnyConnection, id: i64, now: i64, lease_ms: i64) -> anyhow::Result<bool> {
     let done = sqlx::query("UPDATE approval_requests SET lease_until = $1 WHERE id = $2 AND state = 'applying'")
-        .bind(now + LEASE_MS)
+        .bind(now + lease_ms)
         .bind(id)
         .execute(&mut *conn)
         .await?;

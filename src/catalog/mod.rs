@@ -280,6 +280,127 @@ mod tests {
         );
     }
 
+    const ACTION: &str = r#"
+        kind = "action"
+        command = "/user"
+        name = "grant-admin"
+        summary = "Make a user an admin"
+        usage = "/user grant-admin <user_uuid>"
+        level = "l2"
+        max_rows = 1
+        [[args]]
+        name = "user"
+        type = "uuid"
+        [[plan]]
+        id = "user"
+        title = "User who will become admin"
+        key = "user_uuid"
+        sql = "SELECT user_uuid, role FROM public.users WHERE user_uuid = $1 AND role <> 'admin'"
+        params = ["user"]
+        [[apply]]
+        plan = "user"
+        sql = "UPDATE public.users SET role = 'admin' WHERE user_uuid = ANY($1::uuid[]) AND role <> 'admin' RETURNING user_uuid"
+        params = ["plan.user"]
+        [[verify]]
+        title = "the user is an admin"
+        sql = "SELECT 1 FROM public.users WHERE user_uuid = $1 AND role = 'admin'"
+        params = ["user"]
+        expect = "rows"
+    "#;
+
+    #[test]
+    fn a_keyed_action_parses() {
+        let d = parse(Path::new("x.toml"), ACTION).unwrap();
+        assert_eq!(d.plan[0].key.as_deref(), Some("user_uuid"));
+    }
+
+    #[test]
+    fn check_refuses_statements_not_limited_to_the_plans_keys() {
+        for (from, to, want) in [
+            (
+                "WHERE user_uuid = ANY($1::uuid[]) AND role <> 'admin' RETURNING user_uuid",
+                "WHERE role <> 'admin' AND $1::uuid[] IS NOT NULL RETURNING user_uuid",
+                "apply[0].sql: is not restricted to the approved keys",
+            ),
+            (
+                "WHERE user_uuid = ANY($1::uuid[]) AND role <> 'admin' RETURNING user_uuid",
+                "WHERE user_uuid = ANY($1::uuid[]) OR role <> 'admin' RETURNING user_uuid",
+                "apply[0].sql: is not restricted to the approved keys",
+            ),
+            (
+                "AND role <> 'admin' RETURNING user_uuid\"",
+                "AND role <> 'admin'\"",
+                "apply[0].sql: must end with `RETURNING user_uuid`",
+            ),
+            (
+                "plan = \"user\"\n        sql = \"UPDATE",
+                "sql = \"UPDATE",
+                "apply[0].plan: name the plan step",
+            ),
+            (
+                "key = \"user_uuid\"\n",
+                "",
+                "plan[0].key: rows the action changes need a `key`",
+            ),
+            (
+                "SELECT user_uuid, role FROM",
+                "WITH x AS (DELETE FROM public.sessions RETURNING 1) SELECT user_uuid, role FROM",
+                "plan[0].sql: the statement uses DELETE",
+            ),
+            (
+                "UPDATE public.users SET role = 'admin' WHERE user_uuid = ANY($1::uuid[]) AND role <> 'admin' RETURNING user_uuid",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY($1::int[])",
+                "declare it as an [[effects]] step",
+            ),
+        ] {
+            assert!(ACTION.contains(from), "{from}");
+            let e = errs(&ACTION.replace(from, to));
+            assert!(
+                e.iter().any(|p| p.starts_with(want) || p.contains(want)),
+                "{want}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_escape_hatch_is_explicit() {
+        let text = ACTION.replace(
+            "plan = \"user\"\n        sql = \"UPDATE public.users SET role = 'admin' WHERE user_uuid = ANY($1::uuid[]) AND role <> 'admin' RETURNING user_uuid\"\n        params = [\"plan.user\"]",
+            "unrestricted = \"sets the default for new rows\"\n        sql = \"ALTER TABLE public.users ALTER COLUMN role SET DEFAULT 'member'\"",
+        );
+        assert!(parse(Path::new("x.toml"), &text).is_ok(), "{:?}", errs(&text));
+        let e = errs(&text.replace("sets the default for new rows", " "));
+        assert!(
+            e.iter().any(|p| p.starts_with("apply[0].unrestricted: say why")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_rollback_script_with_transaction_control_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let action = ACTION.replace(
+            "max_rows = 1\n",
+            "max_rows = 1\n        rollback_scripts = \"migrations\"\n        script_arg = \"user\"\n",
+        );
+        std::fs::write(dir.path().join("a.toml"), action).unwrap();
+        std::fs::create_dir(dir.path().join("migrations")).unwrap();
+        std::fs::write(
+            dir.path().join("migrations/20250101000000.sql"),
+            "DROP FUNCTION IF EXISTS public.f();\nCOMMIT;\nDROP TABLE public.users;\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("migrations/20250102000000.sql"),
+            "DROP VIEW IF EXISTS public.v;\n",
+        )
+        .unwrap();
+        let e = Catalog::load(dir.path()).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "rollback_scripts/20250101000000.sql");
+        assert!(e[0].why.contains("statement 2 uses COMMIT"), "{}", e[0]);
+    }
+
     #[test]
     fn duplicates_across_files_are_reported() {
         let dir = tempfile::tempdir().unwrap();

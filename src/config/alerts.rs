@@ -164,6 +164,20 @@ impl Default for EscalationConfig {
     }
 }
 
+/// An empty HMAC key signs anything anyone can compute: refuse it rather
+/// than "check" signatures with it. An empty token closes nothing either.
+fn check_secrets(alerts: &AlertsConfig, push: &mut dyn FnMut(&str, String)) {
+    for (field, secret) in [
+        ("alerts.token", &alerts.token),
+        ("alerts.grafana_secret", &alerts.grafana_secret),
+        ("alerts.sentry_secret", &alerts.sentry_secret),
+    ] {
+        if secret.as_ref().is_some_and(|s| s.expose_secret().trim().is_empty()) {
+            push(field, "must not be empty (leave it out to turn this check off)".into());
+        }
+    }
+}
+
 /// Validate and assemble the alert and escalation settings; problems go to
 /// `push` as (field, why).
 pub(super) fn build(
@@ -179,17 +193,7 @@ pub(super) fn build(
         routes: raw_alerts.routes,
         health_poll: Duration::from_secs(raw_alerts.health_poll_seconds.unwrap_or(300)),
     };
-    // An empty HMAC key signs anything anyone can compute: refuse it rather
-    // than "check" signatures with it. An empty token closes nothing either.
-    for (field, secret) in [
-        ("alerts.token", &alerts.token),
-        ("alerts.grafana_secret", &alerts.grafana_secret),
-        ("alerts.sentry_secret", &alerts.sentry_secret),
-    ] {
-        if secret.as_ref().is_some_and(|s| s.expose_secret().trim().is_empty()) {
-            push(field, "must not be empty (leave it out to turn this check off)".into());
-        }
-    }
+    check_secrets(&alerts, push);
     for (i, r) in alerts.routes.iter().enumerate() {
         if let Some(c) = &r.channel
             && let Err(e) = ChannelId::parse(c)

@@ -11,8 +11,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, DEFAULT_SLACK_API_URL, DeployHook, HealthCheck, Level, OutboxConfig,
-    Problem, RawConfig, RawOutbox, RawSlack, RawTarget, Roles, SlackConfig, TargetConfig, alerts,
+    ApprovalsConfig, Config, DEFAULT_BIND, DEFAULT_DATABASE_URL, DEFAULT_SLACK_API_URL, DeployHook, HealthCheck, Level,
+    OutboxConfig, Problem, RawApprovals, RawConfig, RawOutbox, RawSlack, RawTarget, Roles, SlackConfig, TargetConfig,
+    alerts,
 };
 use crate::slack::ids::{ChannelId, RoleSubject};
 
@@ -43,9 +44,11 @@ pub(super) fn build(file: &str, raw: RawConfig, env: Env<'_>, problems: &mut Vec
     check_deploy_hooks(&raw.deploy_hooks, &mut push);
     let env_token = env_nonempty(env, "ALERT_WEBHOOK_TOKEN").map(SecretString::from);
     let (alerts, escalation) = alerts::build(raw.alerts, raw.escalation, env_token, &mut push);
+    let approvals = approvals(raw.approvals, &mut push);
     Some(Config {
         alerts,
         escalation,
+        approvals,
         deploy_hooks: raw.deploy_hooks,
         targets,
         default_target,
@@ -219,6 +222,19 @@ fn default_target(raw: Option<String>, targets: &BTreeMap<String, TargetConfig>,
         None if targets.len() == 1 => targets.keys().next().cloned(),
         None => None,
     }
+}
+
+/// `[approvals]`: how long an applying instance's lease lasts.
+fn approvals(raw: RawApprovals, push: Push<'_>) -> ApprovalsConfig {
+    let mut out = ApprovalsConfig::default();
+    if let Some(s) = raw.lease_seconds {
+        if (1..=600).contains(&s) {
+            out.lease = Duration::from_secs(s);
+        } else {
+            push("approvals.lease_seconds", "must be between 1 and 600".into());
+        }
+    }
+    out
 }
 
 /// `[[health_checks]]`: endpoints must be http(s).

@@ -95,6 +95,30 @@ struct RawConfig {
     alerts: RawAlerts,
     #[serde(default)]
     escalation: RawEscalation,
+    #[serde(default)]
+    approvals: RawApprovals,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    lease_seconds: Option<u64>,
+}
+
+/// How approved actions are applied.
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    /// The applying instance renews its lease every third of this; an apply
+    /// whose lease lapsed is resolved by asking the target how it ended.
+    pub lease: Duration,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            lease: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The deploy provider's rollback hook for one service.
@@ -198,6 +222,7 @@ pub struct Config {
     pub deploy_hooks: BTreeMap<String, DeployHook>,
     pub alerts: AlertsConfig,
     pub escalation: EscalationConfig,
+    pub approvals: ApprovalsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +374,7 @@ impl Config {
             deploy_hooks: BTreeMap::new(),
             alerts: AlertsConfig::default(),
             escalation: EscalationConfig::default(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 }

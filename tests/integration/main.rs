@@ -9,6 +9,7 @@ mod approvals;
 mod cli;
 mod diagnostics;
 mod edge;
+mod engine;
 mod harness;
 mod incidents;
 mod outbox;

@@ -90,6 +90,11 @@ impl FakeSlack {
             .insert(group.into(), members.iter().map(|s| s.to_string()).collect());
     }
 
+    /// `usergroups.users.list` fails for this group from now on.
+    pub fn forget_group(&self, group: &str) {
+        self.inner.lock().unwrap().groups.remove(group);
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.inner.lock().unwrap().calls.clone()
     }

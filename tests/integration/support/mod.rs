@@ -2,7 +2,9 @@
 //! database (a SQLite file or a new PostgreSQL database), point its real
 //! Slack client at the fake Slack, and send requests signed like Slack's.
 
+pub mod approvals;
 pub mod fake_slack;
+pub mod supabase;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +17,9 @@ use runbook_bot::{App, clock::Clock};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 
+pub use approvals::*;
 pub use fake_slack::{FakeSlack, Scripted};
+pub use supabase::{AppSchema, SupabaseDb};
 
 pub const SECRET: &str = "test-signing-secret";
 pub const ALERT_TOKEN: &str = "test-alert-token";
