@@ -109,6 +109,9 @@ pub enum ApplyError {
     /// Statements ran and everything was rolled back.
     #[error("{0}")]
     RolledBack(String),
+    /// COMMIT was sent and the target could not say how it ended.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 impl ApplyError {
@@ -116,6 +119,7 @@ impl ApplyError {
         match self {
             ApplyError::Failed(_) => State::Failed,
             ApplyError::RolledBack(_) => State::RolledBack,
+            ApplyError::Unknown(_) => State::Interrupted,
         }
     }
 
@@ -269,7 +273,7 @@ impl Transaction<'_> {
         let changed = self.statements(&mut tx).await?;
         audit_on_target(&mut tx, self.r, plan::short(&self.r.plan_hash))
             .await
-            .map_err(|e| self.failed(&e))?;
+            .map_err(|e| self.rolled_back(&e, "writing the target's audit log failed"))?;
         let verified = self.verify(&mut tx).await?;
         let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
             .fetch_one(&mut *tx)
@@ -280,8 +284,39 @@ impl Transaction<'_> {
                 "the state store could not record the apply; rolled back, nothing was changed".into(),
             ));
         }
-        tx.commit().await.map_err(|e| self.failed(&e))?;
-        Ok(format!("{changed} rows changed; verified: {}", verified.join("; ")))
+        let summary = format!("{changed} rows changed; verified: {}", verified.join("; "));
+        match tx.commit().await {
+            Ok(()) => Ok(summary),
+            Err(e) => self.commit_outcome(&e, &xid, summary).await,
+        }
+    }
+
+    /// COMMIT failed to answer (a dropped connection, say): it may have
+    /// committed. Ask the target about the transaction instead of guessing.
+    async fn commit_outcome(&self, e: &sqlx::Error, xid: &str, summary: String) -> Result<String, ApplyError> {
+        if is_conflict(e) {
+            return Err(ApplyError::changed_since_approval("a serialization failure at commit"));
+        }
+        let asked = async {
+            let target = self.state.targets.get(&self.r.target)?;
+            let mut conn = target.acquire().await.ok()?;
+            sqlx::query_scalar::<_, Option<String>>("SELECT pg_xact_status($1::text::xid8)::text")
+                .bind(xid)
+                .fetch_one(&mut *conn)
+                .await
+                .ok()?
+        };
+        match asked.await.as_deref() {
+            Some("committed") => Ok(summary),
+            Some("aborted") => Err(ApplyError::RolledBack(format!(
+                "the commit failed ({}); the target rolled it back, nothing was changed",
+                classify(e, self.timeout())
+            ))),
+            _ => Err(ApplyError::Unknown(format!(
+                "the commit did not answer ({}) and the target cannot say whether it committed; check the target before requesting again",
+                classify(e, self.timeout())
+            ))),
+        }
     }
 
     fn rolled_back(&self, e: &sqlx::Error, what: &str) -> ApplyError {
