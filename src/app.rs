@@ -72,12 +72,18 @@ impl App {
             let state = state.clone();
             move |cancel| crate::incident::escalation::run(state.clone(), cancel)
         });
+        let followups = supervise("followups", cancel.clone(), {
+            let state = state.clone();
+            move |cancel| crate::followup::worker::run(state.clone(), cancel)
+        });
         let health = supervise("health", cancel.clone(), {
             let state = state.clone();
             move |cancel| crate::alerts::health::run(state.clone(), cancel)
         });
         tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
-        let tasks = vec![server, outbox, janitor, approvals, alerts, escalation, health];
+        let tasks = vec![
+            server, outbox, janitor, approvals, alerts, escalation, followups, health,
+        ];
         Ok(App {
             addr,
             state,

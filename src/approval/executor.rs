@@ -171,9 +171,8 @@ impl Approved {
     }
 }
 
-/// Decode the stored plan and snapshot, check they are what was hashed, and
-/// check the catalog, script and hook still say the same.
-pub fn approved(state: &AppState, r: &Request) -> Result<Approved, ApplyError> {
+/// Decode the stored plan and snapshot and check they are what was hashed.
+pub fn stored(r: &Request) -> Result<Approved, ApplyError> {
     let old = || ApplyError::Failed("the request was stored by an older version of the bot; request it again".into());
     let plan: Plan = serde_json::from_str(&r.plan).map_err(|_| old())?;
     let snapshot: Snapshot = serde_json::from_str(r.snapshot.as_deref().ok_or_else(old)?).map_err(|_| old())?;
@@ -183,19 +182,26 @@ pub fn approved(state: &AppState, r: &Request) -> Result<Approved, ApplyError> {
         ));
     }
     let values = args::bind_args(&snapshot.def.args, &r.words).map_err(|e| ApplyError::Failed(e.0))?;
+    Ok(Approved { plan, snapshot, values })
+}
+
+/// `stored`, and the catalog, script and hook still say the same.
+pub fn approved(state: &AppState, r: &Request) -> Result<Approved, ApplyError> {
+    let stored = stored(r)?;
     let entry = if r.name.is_empty() {
         state.catalog.standalone(&r.command)
     } else {
         state.catalog.get(&r.command, &r.name)
     }
     .ok_or_else(|| ApplyError::Failed("the action is no longer in the catalog; nothing was changed".into()))?;
-    let current = Snapshot::of(&entry, &values, &state.config.deploy_hooks).map_err(|e| ApplyError::Failed(e.0))?;
-    if current.canonical() != snapshot.canonical() {
+    let current =
+        Snapshot::of(&entry, &stored.values, &state.config.deploy_hooks).map_err(|e| ApplyError::Failed(e.0))?;
+    if current.canonical() != stored.snapshot.canonical() {
         return Err(ApplyError::Failed(
             "the action's definition (catalog file, rollback script or deploy hook) changed since approval — request again; nothing was changed".into(),
         ));
     }
-    Ok(Approved { plan, snapshot, values })
+    Ok(stored)
 }
 
 async fn execute(state: &AppState, r: &Request) -> Result<String, ApplyError> {

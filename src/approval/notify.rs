@@ -26,6 +26,15 @@ fn thread_key(r: &Request) -> Option<String> {
     r.incident_id.map(crate::incident::root_key)
 }
 
+/// A reply where the request's other replies go: the incident's thread, or
+/// under the card when there is no incident.
+pub async fn reply(conn: &mut AnyConnection, state: &AppState, r: &Request, text: String) -> anyhow::Result<()> {
+    let ch = channel(r)?;
+    let thread = thread_key(r).unwrap_or_else(|| card_key(r.id));
+    let msg = Outgoing::post_keyed(&ch, Some(thread), None, crate::incident::render::reply(text));
+    outbox::enqueue(conn, &[msg], None, state.clock.now_ms()).await
+}
+
 /// Queue the card's current look plus an optional thread reply.
 pub async fn card_and_reply(
     conn: &mut AnyConnection,
@@ -110,8 +119,12 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
     } else {
         " (this result arrived after the request was reported interrupted)"
     };
+    let scheduled = match (on_time, to) {
+        (true, State::Applied) => scheduled_followup(&mut tx, r, now).await?,
+        _ => String::new(),
+    };
     let reply = format!(
-        "{} {} {}: {}{undo}{late}",
+        "{} {} {}: {}{undo}{scheduled}{late}",
         render::emoji(to),
         r.label_md(),
         render::state_words(to),
@@ -120,6 +133,18 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
     card_and_reply(&mut tx, state, r.id, Some(reply), None).await?;
     state.outbox.commit(tx).await?;
     Ok(())
+}
+
+/// Schedule the follow-up an applied action declares (the GDPR hard delete),
+/// in the transaction that records it applied; what the thread is told.
+async fn scheduled_followup(conn: &mut AnyConnection, r: &Request, now: i64) -> anyhow::Result<String> {
+    Ok(match crate::followup::schedule_for(conn, r, now).await? {
+        Some((id, due_at)) => format!(
+            "\nScheduled follow-up #{id} for {} (`/scheduled cancel {id}` stops it).",
+            crate::incident::render::utc(due_at)
+        ),
+        None => String::new(),
+    })
 }
 
 /// How to reverse an applied action, from the definition that ran.

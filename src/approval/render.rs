@@ -149,6 +149,13 @@ pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
             h.endpoint
         ));
     }
+    if let Some(f) = &snapshot.def.followup {
+        out.push(format!(
+            "Schedules {} {} days after it is applied; it then runs on its own (`/scheduled cancel` stops it)",
+            visible(&f.title),
+            f.after_days
+        ));
+    }
     if let Some(s) = &snapshot.script {
         out.push(format!(
             "Runs rollback script {} ({} lines, sha256 {}), posted in full in the thread",

@@ -107,7 +107,7 @@ impl Snapshot {
     #[cfg(test)]
     pub fn for_tests(apply_sql: &str) -> Snapshot {
         let text = format!(
-            "kind = \"action\"\ncommand = \"/x\"\nname = \"y\"\nsummary = \"s\"\nusage = \"u\"\nlevel = \"l2\"\nmax_rows = 5\n\
+            "kind = \"action\"\nschema = \"postgres\"\ncommand = \"/x\"\nname = \"y\"\nsummary = \"s\"\nusage = \"u\"\nlevel = \"l2\"\nmax_rows = 5\n\
              [[plan]]\nid = \"t\"\ntitle = \"t\"\nkey = \"name\"\nsql = \"SELECT name FROM t\"\n\
              [[apply]]\nplan = \"t\"\nsql = \"{apply_sql}\"\nparams = [\"plan.t\"]\n\
              [[verify]]\ntitle = \"v\"\nsql = \"SELECT 1 WHERE false\"\nexpect = \"empty\"\n"

@@ -131,13 +131,18 @@ async fn xact_status(state: &AppState, target: &str, xid: &str) -> Result<Option
 
 /// Record and report the outcome of an apply whose instance stopped.
 async fn resolve_abandoned(state: &AppState, r: &Request) -> anyhow::Result<()> {
-    let Some((to, text)) = outcome_of(state, r).await else {
+    let Some((to, mut text)) = outcome_of(state, r).await else {
         return Ok(());
     };
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     if !store::finish_abandoned(&mut tx, r.id, to, &text, now).await? {
         return Ok(());
+    }
+    if to == State::Applied
+        && let Some((id, _)) = crate::followup::schedule_for(&mut tx, r, now).await?
+    {
+        text.push_str(&format!("; scheduled follow-up #{id} (`/scheduled list`)"));
     }
     if to == State::Interrupted {
         tracing::error!(request.id = r.id, "an action was interrupted while applying");

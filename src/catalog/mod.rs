@@ -187,6 +187,7 @@ mod tests {
 
     const GOOD: &str = r#"
         kind = "diagnostic"
+        schema = "b2b"
         command = "/diagnose"
         name = "email"
         summary = "Who has this email"
@@ -282,6 +283,7 @@ mod tests {
 
     const ACTION: &str = r#"
         kind = "action"
+        schema = "b2b"
         command = "/user"
         name = "grant-admin"
         summary = "Make a user an admin"

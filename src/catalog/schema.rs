@@ -24,6 +24,10 @@ pub struct CommandFile {
     /// Where in the runbooks this comes from.
     #[serde(default)]
     pub runbook: Option<String>,
+    /// Which database shape the command's SQL expects. Runbooks disagree
+    /// (runbook 000's `public.users` is not runbook 004's), so every file
+    /// says which one it was written and tested for.
+    pub schema: AppSchema,
     /// Minimum level to run it.
     pub level: Level,
     /// Target to run against when the person names none; default: config's.
@@ -50,6 +54,11 @@ pub struct CommandFile {
     /// approved key at a time after the transaction commits.
     #[serde(default)]
     pub effects: Vec<EffectDef>,
+    /// Action: a keyed statement the bot runs on its own later (the GDPR
+    /// hard delete on day 30), scheduled when the action is applied; listed
+    /// and cancelled with `/scheduled`.
+    #[serde(default)]
+    pub followup: Option<FollowupDef>,
     /// Action: checks run inside that transaction before it commits; any
     /// failure rolls everything back.
     #[serde(default)]
@@ -72,6 +81,47 @@ pub struct CommandFile {
     /// interrupted only after it can no longer be running).
     #[serde(default = "default_apply_timeout_ms")]
     pub apply_timeout_ms: u64,
+}
+
+/// The database shapes the catalog is written for, each tested against a
+/// fixture of its own (`tests/fixtures/supabase/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppSchema {
+    /// Any PostgreSQL: only catalog and statistics views.
+    Postgres,
+    /// Any Supabase project: GoTrue's `auth` schema, `supabase_migrations`.
+    Supabase,
+    /// Runbook 000, Auth B2B: accounts, users (user_uuid), subscriptions.
+    B2b,
+    /// Runbook 001, Hotel Management: tenants, feature_flags (flag_name, is_enabled).
+    Hotel,
+    /// Runbook 003, Care Collective: profiles, help requests.
+    Care,
+    /// Runbook 004, operational runbooks: users (id), user_roles, audit_logs, security_incidents.
+    Ops,
+}
+
+impl AppSchema {
+    pub const ALL: [AppSchema; 6] = [
+        AppSchema::Postgres,
+        AppSchema::Supabase,
+        AppSchema::B2b,
+        AppSchema::Hotel,
+        AppSchema::Care,
+        AppSchema::Ops,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppSchema::Postgres => "postgres",
+            AppSchema::Supabase => "supabase",
+            AppSchema::B2b => "b2b",
+            AppSchema::Hotel => "hotel",
+            AppSchema::Care => "care",
+            AppSchema::Ops => "ops",
+        }
+    }
 }
 
 fn default_apply_timeout_ms() -> u64 {
@@ -149,6 +199,20 @@ pub struct ApplyDef {
     /// keys (DDL that prepares a table, say). Shown on the approval card.
     #[serde(default)]
     pub unrestricted: Option<String>,
+}
+
+/// A statement scheduled by an applied action, run `after_days` later on the
+/// approved keys of `plan` (the same rules as an apply statement: restricted
+/// to the keys, `RETURNING` the key; keys already gone are reported).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowupDef {
+    pub title: String,
+    pub after_days: u32,
+    pub plan: String,
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<String>,
 }
 
 /// A step a rollback cannot undo. For each approved key of `plan`, the

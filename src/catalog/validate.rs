@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::args::{self, Context};
-use super::schema::{ApplyDef, ArgDef, ArgType, Check, CommandFile, EffectDef, Kind, StepDef};
+use super::schema::{ApplyDef, ArgDef, ArgType, Check, CommandFile, EffectDef, FollowupDef, Kind, StepDef};
 use super::sql_guard::{self, ApplyShape};
 use crate::config::Problem;
 
@@ -139,6 +139,7 @@ fn diagnostic(def: &CommandFile, push: Push<'_>) {
         ("max_rows", def.max_rows.is_some()),
         ("rollback_scripts", def.rollback_scripts.is_some()),
         ("deploy_hook_arg", def.deploy_hook_arg.is_some()),
+        ("followup", def.followup.is_some()),
     ];
     for (field, set) in action_only {
         if set {
@@ -310,6 +311,28 @@ fn sql_action(def: &CommandFile, push: Push<'_>) {
         check_sql(def, &at, &p.sql, &p.params, Context::Apply, push);
         read_only(&at, &p.sql, push);
     }
+    if let Some(f) = &def.followup {
+        followup(def, f, push);
+    }
+}
+
+/// A follow-up runs unattended weeks later: the same rules as an apply
+/// statement bound to a plan step, and a delay within reason.
+fn followup(def: &CommandFile, f: &FollowupDef, push: Push<'_>) {
+    if !(1..=365).contains(&f.after_days) {
+        push("followup.after_days".into(), "must be between 1 and 365".into());
+    }
+    if f.title.trim().is_empty() {
+        push("followup.title".into(), "must not be empty".into());
+    }
+    let as_apply = ApplyDef {
+        sql: f.sql.clone(),
+        params: f.params.clone(),
+        plan: Some(f.plan.clone()),
+        unrestricted: None,
+    };
+    let mut inner = |field: String, why: String| push(field.replacen("apply[0]", "followup", 1), why);
+    apply_statement(def, 0, &as_apply, &mut inner);
 }
 
 fn plans(def: &CommandFile, push: Push<'_>) {

@@ -36,6 +36,8 @@ pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, tex
             format!("{}.{}", entry.def.command.trim_start_matches('/'), entry.def.name)
         }
         Invocation::CatalogHelp { command } => format!("{}.help", command.trim_start_matches('/')),
+        Invocation::Scheduled(c) => c.name().to_string(),
+        Invocation::ScheduledHelp => "scheduled.help".to_string(),
     };
     let name = name.as_str();
     span.record("command.name", name);
@@ -62,6 +64,8 @@ async fn run(state: &Arc<AppState>, origin: &Origin, inv: Invocation, name: &str
         ))),
         Invocation::Incident(cmd) => cmd.run(state, origin).await,
         Invocation::CatalogHelp { command } => Ok(Reply::new(parse::catalog_help(&command, &state.catalog))),
+        Invocation::ScheduledHelp => Ok(Reply::new(crate::followup::cmd::USAGE)),
+        Invocation::Scheduled(cmd) => cmd.run(state, origin).await,
         Invocation::Catalog {
             entry,
             values,

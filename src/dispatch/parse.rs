@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::catalog::args::{Value, bind_args};
 use crate::catalog::{Catalog, Entry};
 use crate::error::UserError;
+pub use crate::followup::cmd::ScheduledCmd;
 pub use crate::incident::cmd::IncidentCmd;
 use crate::slack::text::{decode_command_text, escape};
 
@@ -27,6 +28,10 @@ pub enum Invocation {
     CatalogHelp {
         command: String,
     },
+    /// `/scheduled list | cancel <id>`.
+    Scheduled(ScheduledCmd),
+    /// `/scheduled help` (or no text).
+    ScheduledHelp,
 }
 
 impl PartialEq for Invocation {
@@ -34,6 +39,8 @@ impl PartialEq for Invocation {
         match (self, other) {
             (Invocation::Incident(a), Invocation::Incident(b)) => a == b,
             (Invocation::IncidentHelp, Invocation::IncidentHelp) => true,
+            (Invocation::Scheduled(a), Invocation::Scheduled(b)) => a == b,
+            (Invocation::ScheduledHelp, Invocation::ScheduledHelp) => true,
             (
                 Invocation::Catalog {
                     entry: a,
@@ -65,6 +72,10 @@ pub fn parse(command: &str, text: &str, catalog: &Catalog) -> Result<Invocation,
         "/incident" => Ok(match IncidentCmd::parse(text)? {
             Some(cmd) => Invocation::Incident(cmd),
             None => Invocation::IncidentHelp,
+        }),
+        "/scheduled" => Ok(match ScheduledCmd::parse(text)? {
+            Some(cmd) => Invocation::Scheduled(cmd),
+            None => Invocation::ScheduledHelp,
         }),
         c if catalog.has_command(c) => parse_catalog(c, text, catalog),
         other => Err(UserError::new(format!(

@@ -10,7 +10,8 @@ use crate::error::UserError;
 /// The level an invocation needs. `None`: anyone may (help text).
 pub fn required(inv: &Invocation) -> Option<Level> {
     match inv {
-        Invocation::IncidentHelp | Invocation::CatalogHelp { .. } => None,
+        Invocation::IncidentHelp | Invocation::CatalogHelp { .. } | Invocation::ScheduledHelp => None,
+        Invocation::Scheduled(cmd) => Some(cmd.level()),
         Invocation::Catalog { entry, .. } => Some(entry.def.level),
         Invocation::Incident(cmd) => Some(cmd.level()),
     }

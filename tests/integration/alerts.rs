@@ -200,7 +200,7 @@ async fn repeats_update_and_refires_thread(backend: Backend) {
 }
 
 async fn routes_declare_attach_and_diagnose(backend: Backend) {
-    let target = TargetDb::new(true).await;
+    let target = SupabaseDb::b2b_planted().await;
     let t = TestApp::spawn_configured(backend, |cfg| {
         target.attach(cfg);
         cfg.alerts.routes = vec![Route {

@@ -1,29 +1,31 @@
 //! Escalation-gated actions: plan → approve in Slack → apply exactly once →
-//! verify, against the Supabase-shaped fixture, with every refusal path.
+//! verify, each against the schema its runbook describes (our fixture of a
+//! hosted Supabase project, the bot as the non-superuser project owner),
+//! with every refusal path.
 
 use std::time::Duration;
 
 use runbook_bot::clock::Clock;
-use sqlx::Connection;
 
 use crate::support::*;
 
-async fn target_scalar(db: &TargetDb, sql: &'static str) -> String {
-    let mut c = db.connect().await;
-    let v: String = sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap();
-    c.close().await.unwrap();
-    v
+async fn target_scalar(db: &SupabaseDb, sql: &'static str) -> String {
+    db.scalar(sql).await
+}
+
+async fn app_on(db: &SupabaseDb, backend: Backend) -> TestApp {
+    TestApp::spawn_configured(backend, |cfg| db.attach(cfg)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_flag_shows_the_plan_applies_once_and_verifies() {
-    let db = TargetDb::new(true).await;
-    let t = TestApp::spawn_with_target(Backend::Sqlite, &db).await;
+    let db = SupabaseDb::new(AppSchema::Hotel).await;
+    let t = app_on(&db, Backend::Sqlite).await;
     t.command(L2, "p1 New tenant flow broken").await;
-    let reply = t.slash(L2, "/rollback", "flag new-tenant-flow,fast-login").await;
+    let reply = t.slash(L2, "/rollback", "flag new-tenant-flow,housekeeping-v2").await;
     assert!(
         reply.contains(
-            "Approval #1 requested: `/rollback flag new-tenant-flow,fast-login` on *production* touches 1 rows"
+            "Approval #1 requested: `/rollback flag new-tenant-flow,housekeeping-v2` on *production* touches 1 rows"
         ),
         "{reply}"
     );
@@ -41,9 +43,10 @@ async fn rollback_flag_shows_the_plan_applies_once_and_verifies() {
     let root_ts = t.slack.ok_calls("chat.postMessage")[0].ts.clone().unwrap();
     assert_eq!(card.body["thread_ts"], root_ts.as_str());
     let blocks = card.body["blocks"].to_string();
+    assert!(blocks.contains("new-tenant-flow"), "{blocks}");
     assert!(
-        blocks.contains("new-tenant-flow") && !blocks.contains("fast-login  "),
-        "{blocks}"
+        blocks.contains("housekeeping-v2  already off"),
+        "flags that will not change are shown as context: {blocks}"
     );
     assert!(blocks.contains("approval_approve") && blocks.contains("approval_deny") && blocks.contains("confirm"));
 
@@ -55,18 +58,10 @@ async fn rollback_flag_shows_the_plan_applies_once_and_verifies() {
     assert_eq!(
         target_scalar(
             &db,
-            "SELECT enabled::text FROM public.feature_flags WHERE name = 'new-tenant-flow'"
+            "SELECT is_enabled::text FROM public.feature_flags WHERE flag_name = 'new-tenant-flow'"
         )
         .await,
         "false"
-    );
-    assert_eq!(
-        target_scalar(
-            &db,
-            "SELECT count(*)::text FROM public.audit_logs WHERE action LIKE '/rollback flag%'"
-        )
-        .await,
-        "1"
     );
     t.drained(10).await;
     let updates = t.slack.ok_calls("chat.update");
@@ -97,158 +92,352 @@ async fn rollback_flag_shows_the_plan_applies_once_and_verifies() {
     db.cleanup().await;
 }
 
-/// A target with the planted anomalies and an app on SQLite that uses it.
-async fn planted() -> (TargetDb, TestApp) {
-    let db = TargetDb::new(true).await;
-    let t = TestApp::spawn_with_target(Backend::Sqlite, &db).await;
-    (db, t)
-}
-
-async fn done(db: TargetDb, t: TestApp) {
+async fn done(db: SupabaseDb, t: TestApp) {
     t.finish().await;
     db.cleanup().await;
 }
 
-const ANN: &str = "b0000000-0000-4000-8000-000000000001";
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_account_restores_only_what_was_deleted_with_the_account() {
+    let db = SupabaseDb::b2b_planted().await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    let reply = request_and_apply(&t, "/restore-account", "ops@umbrella.test").await;
+    assert!(
+        reply.contains("touches 4 rows"),
+        "account, two users, one subscription: {reply}"
+    );
+    let calls = t.slack.calls();
+    let card = calls
+        .iter()
+        .find(|c| c.body.to_string().contains("Left deleted"))
+        .expect("the card lists what stays deleted");
+    let blocks = card.body["blocks"].to_string();
+    assert!(
+        blocks.contains("erased-d8@anonymized.invalid") && blocks.contains("canceled"),
+        "{blocks}"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT string_agg(user_email, ',' ORDER BY user_email) FROM public.users WHERE account_uuid = 'a0000000-0000-4000-8000-0000000000d6' AND deleted_at IS NULL").await,
+        "alice@umbrella.test,carl@umbrella.test"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT (deleted_at IS NOT NULL)::text FROM public.users WHERE user_uuid = 'b0000000-0000-4000-8000-0000000000d8'").await,
+        "true",
+        "a user erased 100 days earlier stays deleted"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT string_agg(subscription_uuid::text || '=' || (deleted_at IS NULL)::text, ',' ORDER BY subscription_uuid) FROM public.subscriptions WHERE account_uuid = 'a0000000-0000-4000-8000-0000000000d6'").await,
+        "c0000000-0000-4000-8000-0000000000d6=true,c0000000-0000-4000-8000-0000000000d7=false"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT (deleted_at IS NULL AND modified_at > now() - interval '1 minute')::text FROM public.accounts WHERE company_name = 'Umbrella'").await,
+        "true",
+        "restored and marked modified"
+    );
+    done(db, t).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restore_account_restores_the_account_its_users_and_subscription() {
-    let (db, t) = planted().await;
-    let reply = request_and_apply(&t, "/restore-account", "ops@umbrella.test").await;
-    assert!(reply.contains("touches 4 rows"), "{reply}");
+async fn rolling_back_the_hook_migration_disables_the_hook_instead_of_breaking_sign_in() {
+    let db = SupabaseDb::new(AppSchema::B2b).await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    request_and_apply(&t, "/rollback", "migration 20250129172156").await;
     assert_eq!(
-        target_scalar(&db, "SELECT count(*)::text FROM public.users WHERE account_uuid = 'a0000000-0000-4000-8000-0000000000d6' AND deleted_at IS NULL").await,
-        "2"
+        target_scalar(
+            &db,
+            "SELECT count(*)::text FROM supabase_migrations.schema_migrations WHERE version = '20250129172156'"
+        )
+        .await,
+        "0"
+    );
+    // Supabase Auth can still call it (sign-ins keep working while the hook is
+    // enabled), and it no longer adds claims.
+    db.as_superuser(
+        "SET ROLE {{auth_admin}};
+         CREATE TEMP TABLE hook_answer AS SELECT public.custom_access_token_hook(
+           '{\"user_id\": \"b0000000-0000-4000-8000-000000000001\", \"claims\": {\"sub\": \"x\"}}'::jsonb) AS a;",
+    )
+    .await;
+    assert_eq!(
+        target_scalar(
+            &db,
+            "SELECT public.custom_access_token_hook('{\"user_id\": \"b0000000-0000-4000-8000-000000000001\", \"claims\": {\"sub\": \"x\"}}'::jsonb)::text"
+        )
+        .await,
+        r#"{"claims": {"sub": "x"}, "user_id": "b0000000-0000-4000-8000-000000000001"}"#
     );
     assert_eq!(
         target_scalar(
             &db,
-            "SELECT (deleted_at IS NULL)::text FROM public.accounts WHERE company_name = 'Umbrella'"
+            "SELECT has_function_privilege('{{auth_admin}}', 'public.custom_access_token_hook(jsonb)', 'EXECUTE')::text"
         )
         .await,
         "true"
     );
-    assert_eq!(target_scalar(&db, "SELECT (deleted_at IS NULL)::text FROM public.subscriptions WHERE subscription_uuid = 'c0000000-0000-4000-8000-0000000000d6'").await, "true");
     done(db, t).await;
 }
 
+const QUINN: &str = "b0000000-0000-4000-8000-000000000003";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_migration_runs_its_script_and_forgets_the_version() {
-    let (db, t) = planted().await;
-    request_and_apply(&t, "/rollback", "migration 20250129172156").await;
+async fn ban_blocks_sign_in_ends_sessions_and_records_the_reason_and_unban_lifts_it() {
+    let db = SupabaseDb::new(AppSchema::Ops).await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    let reply = request_and_apply(&t, "/user", &format!("ban {QUINN} credential stuffing from one IP")).await;
+    assert!(reply.contains("touches"), "{reply}");
+    // A finite far-future ban, as Supabase's own admin ban: GoTrue cannot read 'infinity'.
     assert_eq!(
-        target_scalar(&db, "SELECT count(*)::text FROM supabase_migrations.schema_migrations").await,
-        "0"
+        target_scalar(&db, "SELECT (banned_until > now() + interval '99 years' AND banned_until < 'infinity')::text FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000003'").await,
+        "true"
     );
     assert_eq!(
         target_scalar(
             &db,
-            "SELECT count(*)::text FROM pg_proc WHERE proname = 'custom_access_token_hook'"
+            "SELECT count(*)::text FROM auth.sessions WHERE user_id = 'b0000000-0000-4000-8000-000000000003'"
         )
         .await,
         "0"
     );
-    done(db, t).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ban_records_the_reason_and_unban_lifts_it() {
-    let (db, t) = planted().await;
-    request_and_apply(&t, "/user", &format!("ban {ANN} credential stuffing from one IP")).await;
     assert_eq!(
-        target_scalar(
-            &db,
-            "SELECT banned_until::text FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000001'"
-        )
-        .await,
-        "infinity"
+        target_scalar(&db, "SELECT count(*)::text FROM auth.refresh_tokens WHERE user_id = 'b0000000-0000-4000-8000-000000000003' AND NOT coalesce(revoked, false)").await,
+        "0"
     );
-    let reason = target_scalar(
+    assert_eq!(
+        target_scalar(&db, "SELECT (banned_at IS NOT NULL)::text || ' ' || ban_reason FROM public.users WHERE id = 'b0000000-0000-4000-8000-000000000003'").await,
+        "true credential stuffing from one IP"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT type || ' ' || reason FROM public.security_incidents WHERE user_id = 'b0000000-0000-4000-8000-000000000003' AND type = 'account_banned'").await,
+        "account_banned credential stuffing from one IP"
+    );
+    let logged = target_scalar(
         &db,
         "SELECT details->>'command' FROM public.audit_logs WHERE action LIKE '/user ban%'",
     )
     .await;
-    assert!(reason.ends_with("credential stuffing from one IP"), "{reason}");
-    request_and_apply(&t, "/user", &format!("unban {ANN}")).await;
-    assert_eq!(target_scalar(&db, "SELECT coalesce(banned_until::text, 'none') FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000001'").await, "none");
+    assert!(logged.ends_with("credential stuffing from one IP"), "{logged}");
+
+    request_and_apply(&t, "/user", &format!("unban {QUINN}")).await;
+    assert_eq!(
+        target_scalar(&db, "SELECT coalesce(banned_until::text, 'none') || ' ' || coalesce(u.banned_at::text, 'none') FROM auth.users au JOIN public.users u ON u.id = au.id WHERE au.id = 'b0000000-0000-4000-8000-000000000003'").await,
+        "none none"
+    );
     done(db, t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grant_admin_promotes_the_user() {
-    let (db, t) = planted().await;
-    request_and_apply(&t, "/user", "grant-admin b0000000-0000-4000-8000-000000000002").await;
+async fn grant_admin_promotes_a_member_and_never_demotes_an_owner() {
+    let db = SupabaseDb::new(AppSchema::Ops).await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    request_and_apply(&t, "/user", &format!("grant-admin {QUINN}")).await;
     assert_eq!(
         target_scalar(
             &db,
-            "SELECT role FROM public.users WHERE user_uuid = 'b0000000-0000-4000-8000-000000000002'"
+            "SELECT role FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000003'"
         )
         .await,
         "admin"
     );
+    let owner = t
+        .slash(L2, "/user", "grant-admin b0000000-0000-4000-8000-000000000001")
+        .await;
+    assert!(owner.contains("the plan is empty"), "{owner}");
+    assert_eq!(
+        target_scalar(
+            &db,
+            "SELECT role FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000001'"
+        )
+        .await,
+        "owner"
+    );
     done(db, t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoke_sessions_deletes_every_session_of_the_user() {
-    let (db, t) = planted().await;
-    let reply = request_and_apply(&t, "/user", &format!("revoke-sessions {ANN}")).await;
-    assert!(reply.contains("touches 2 rows"), "{reply}");
+async fn revoke_sessions_ends_every_session_and_refresh_token_of_the_user() {
+    let db = SupabaseDb::new(AppSchema::B2b).await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    let ann = "b0000000-0000-4000-8000-000000000001";
+    let reply = request_and_apply(&t, "/user", &format!("revoke-sessions {ann}")).await;
+    assert!(
+        reply.contains("touches 2 rows"),
+        "one session and one live refresh token: {reply}"
+    );
     assert_eq!(
-        target_scalar(&db, "SELECT count(*)::text FROM auth.sessions").await,
+        target_scalar(
+            &db,
+            "SELECT count(*)::text FROM auth.sessions WHERE user_id = 'b0000000-0000-4000-8000-000000000001'"
+        )
+        .await,
         "0"
     );
+    assert_eq!(
+        target_scalar(&db, "SELECT count(*)::text FROM auth.refresh_tokens WHERE user_id = 'b0000000-0000-4000-8000-000000000001' AND NOT coalesce(revoked, false)").await,
+        "0"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT count(*)::text FROM auth.sessions").await,
+        "2",
+        "other users keep theirs"
+    );
     done(db, t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gdpr_delete_backs_up_anonymizes_and_schedules_the_purge() {
-    let (db, t) = planted().await;
-    let reply = request_and_apply(&t, "/user", "delete b0000000-0000-4000-8000-000000000003").await;
+async fn repair_profiles_names_each_profile_from_sign_up_data_else_the_email() {
+    let db = SupabaseDb::new(AppSchema::Care).await;
+    // Two sign-ups whose profiles were never created (the trigger failed).
+    db.as_superuser(
+        "INSERT INTO auth.users (instance_id, id, aud, role, email, raw_user_meta_data, created_at, updated_at) VALUES
+           ('00000000-0000-0000-0000-000000000000', 'b0000000-0000-4000-8000-0000000000e1', 'authenticated', 'authenticated',
+            'named@ghost.test', '{\"name\": \"Nia Named\"}', now(), now()),
+           ('00000000-0000-0000-0000-000000000000', 'b0000000-0000-4000-8000-0000000000e2', 'authenticated', 'authenticated',
+            'plain@ghost.test', '{}', now(), now());
+         DELETE FROM public.profiles WHERE id IN ('b0000000-0000-4000-8000-0000000000e1', 'b0000000-0000-4000-8000-0000000000e2');",
+    )
+    .await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    let reply = request_and_apply(&t, "/db", "repair-profiles").await;
     assert!(reply.contains("touches 2 rows"), "{reply}");
     assert_eq!(
-        target_scalar(
-            &db,
-            "SELECT user_email FROM public.users WHERE user_uuid = 'b0000000-0000-4000-8000-000000000003'"
-        )
-        .await,
-        "deleted-b0000000-0000-4000-8000-000000000003@anonymized.invalid"
-    );
-    assert_eq!(
-        target_scalar(&db, "SELECT user_email FROM public.deleted_users_backup").await,
-        "cy@globex.test"
-    );
-    assert_eq!(
-        target_scalar(
-            &db,
-            "SELECT (purge_after::date - now()::date)::text FROM public.deleted_users_backup"
-        )
-        .await,
-        "30"
+        target_scalar(&db, "SELECT string_agg(name, ',' ORDER BY name) FROM public.profiles WHERE id IN ('b0000000-0000-4000-8000-0000000000e1', 'b0000000-0000-4000-8000-0000000000e2')").await,
+        "Nia Named,plain@ghost.test"
     );
     done(db, t).await;
 }
 
+const OLIVIA: &str = "b0000000-0000-4000-8000-000000000001";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repair_profiles_creates_the_missing_profile() {
-    let (db, t) = planted().await;
-    let reply = request_and_apply(&t, "/db", "repair-profiles").await;
-    assert!(reply.contains("touches 1 rows"), "{reply}");
+async fn gdpr_delete_blocks_sign_in_now_keeps_a_private_backup_and_hard_deletes_on_day_30() {
+    let db = SupabaseDb::new(AppSchema::Ops).await;
+    // Olivia's account was already soft-deleted in the application: she can
+    // still ask to be erased.
+    db.as_owner("UPDATE public.users SET deleted_at = now() - interval '3 days' WHERE id = 'b0000000-0000-4000-8000-000000000001'")
+        .await;
+    let t = app_on(&db, Backend::Postgres).await;
+    t.command(L2, "p2 GDPR erasure request").await;
+    let reply = request_and_apply(&t, "/user", &format!("delete {OLIVIA}")).await;
+    assert!(reply.contains("touches"), "{reply}");
+    // Sign-in is blocked for every provider, now: banned and soft-deleted,
+    // with no email, phone, metadata, session or live refresh token left.
+    assert_eq!(
+        target_scalar(&db, "SELECT concat_ws(' ', email IS NULL, phone IS NULL, raw_user_meta_data = '{}'::jsonb, deleted_at IS NOT NULL, banned_until > now() + interval '99 years') FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000001'").await,
+        "t t t t t"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT count(*)::text || ' identities, ' || count(email)::text || ' with an email' FROM auth.identities WHERE user_id = 'b0000000-0000-4000-8000-000000000001'").await,
+        "2 identities, 0 with an email",
+        "the Google identity stays (the ban refuses it) but holds no personal data"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT ((SELECT count(*) FROM auth.sessions WHERE user_id = 'b0000000-0000-4000-8000-000000000001') + (SELECT count(*) FROM auth.refresh_tokens WHERE user_id = 'b0000000-0000-4000-8000-000000000001' AND NOT revoked))::text").await,
+        "0"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT concat_ws(' ', coalesce(email, 'null'), name) FROM public.users WHERE id = 'b0000000-0000-4000-8000-000000000001'").await,
+        "null Deleted User"
+    );
+    // The legal-hold backup keeps what was there, where the API roles cannot read it.
     assert_eq!(
         target_scalar(
             &db,
-            "SELECT count(*)::text FROM public.profiles WHERE id = 'b0000000-0000-4000-8000-0000000000e1'"
+            "SELECT email || ' ' || auth_email FROM runbook_bot_legal_hold.deleted_users"
         )
         .await,
-        "1"
+        "olivia@emotionscare.test olivia@emotionscare.test"
+    );
+    for role in ["{{anon}}", "{{authenticated}}", "{{service_role}}"] {
+        let sql = format!(
+            "SELECT (has_schema_privilege('{role}', 'runbook_bot_legal_hold', 'USAGE') OR has_table_privilege('{role}', 'runbook_bot_legal_hold.deleted_users', 'SELECT'))::text"
+        );
+        assert_eq!(db.scalar(&sql).await, "false", "{role} cannot read the backup");
+    }
+    // The hard delete is scheduled, listed, and runs on day 30.
+    let listed = t.slash(L2, "/scheduled", "list").await;
+    assert!(
+        listed.contains("#1 Hard delete (GDPR, day 30)") && listed.contains("due "),
+        "{listed}"
+    );
+    t.clock.advance(30 * 86_400_000 + 60_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while target_scalar(
+        &db,
+        "SELECT count(*)::text FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000001'",
+    )
+    .await
+        != "0"
+    {
+        assert!(std::time::Instant::now() < deadline, "the hard delete did not run");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        target_scalar(
+            &db,
+            "SELECT count(*)::text FROM public.users WHERE id = 'b0000000-0000-4000-8000-000000000001'"
+        )
+        .await,
+        "0"
+    );
+    t.drained(10).await;
+    let thread: String = t
+        .slack
+        .ok_calls("chat.postMessage")
+        .iter()
+        .map(|c| c.body.to_string())
+        .collect();
+    assert!(
+        thread.contains(
+            "Follow-up #1 of approval #1 (Hard delete (GDPR, day 30)): done for 1: b0000000-0000-4000-8000-000000000001"
+        ),
+        "{thread}"
+    );
+    assert!(t.slash(L2, "/scheduled", "list").await.contains("Nothing is scheduled"));
+    done(db, t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tech_lead_can_cancel_a_scheduled_hard_delete_before_it_runs() {
+    let db = SupabaseDb::new(AppSchema::Ops).await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    request_and_apply(&t, "/user", &format!("delete {QUINN}")).await;
+    assert!(t.slash(L2, "/scheduled", "cancel 1").await.contains("needs level l3"));
+    assert!(
+        t.slash(L3, "/scheduled", "cancel 9")
+            .await
+            .contains("There is no follow-up #9")
+    );
+    assert_eq!(
+        t.slash(L3, "/scheduled", "cancel #1").await,
+        "Cancelled follow-up #1; it will not run."
+    );
+    assert!(
+        t.slash(L3, "/scheduled", "cancel 1")
+            .await
+            .contains("is cancelled; nothing to cancel")
+    );
+    t.clock.advance(31 * 86_400_000);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        target_scalar(
+            &db,
+            "SELECT count(*)::text FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000003'"
+        )
+        .await,
+        "1",
+        "a cancelled hard delete never runs"
+    );
+    assert_eq!(
+        audit_kinds(&t, 1).await.last().map(String::as_str),
+        Some("followup_cancelled")
     );
     done(db, t).await;
 }
 
 /// A target and an app on PostgreSQL with one pending `/rollback flag` (#1).
-async fn pending_flag_rollback() -> (TargetDb, TestApp) {
-    let db = TargetDb::new(true).await;
-    let t = TestApp::spawn_with_target(Backend::Postgres, &db).await;
+async fn pending_flag_rollback() -> (SupabaseDb, TestApp) {
+    let db = SupabaseDb::new(AppSchema::Hotel).await;
+    let t = app_on(&db, Backend::Postgres).await;
     t.slash(L2, "/rollback", "flag new-tenant-flow").await;
     (db, t)
 }
@@ -313,7 +502,7 @@ async fn a_denial_is_final() {
     assert_eq!(
         target_scalar(
             &db,
-            "SELECT enabled::text FROM public.feature_flags WHERE name = 'new-tenant-flow'"
+            "SELECT is_enabled::text FROM public.feature_flags WHERE flag_name = 'new-tenant-flow'"
         )
         .await,
         "true"
@@ -359,8 +548,8 @@ async fn requests_that_cannot_be_planned_are_refused_before_anything_is_stored()
 async fn a_plan_beyond_the_blast_radius_is_refused() {
     let (db, t) = pending_flag_rollback().await;
     let many: Vec<String> = (0..25).map(|i| format!("f{i}")).collect();
-    let mut c = db.connect().await;
-    sqlx::query("INSERT INTO public.feature_flags (name, enabled) SELECT unnest($1::text[]), true")
+    let mut c = db.owner().await;
+    sqlx::query("INSERT INTO public.feature_flags (flag_name, is_enabled) SELECT unnest($1::text[]), true")
         .bind(&many)
         .execute(&mut c)
         .await
@@ -376,12 +565,11 @@ async fn a_plan_beyond_the_blast_radius_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_drift_and_failed_verification_change_nothing() {
-    let db = TargetDb::new(true).await;
-    let t = TestApp::spawn_with_target(Backend::Sqlite, &db).await;
+    let db = SupabaseDb::new(AppSchema::Ops).await;
+    let t = app_on(&db, Backend::Sqlite).await;
     // Drift: the data changes between request and approval.
-    t.slash(L2, "/user", "grant-admin b0000000-0000-4000-8000-000000000002")
-        .await;
-    db.exec("UPDATE public.users SET role = 'billing' WHERE user_uuid = 'b0000000-0000-4000-8000-000000000002'")
+    t.slash(L2, "/user", &format!("grant-admin {QUINN}")).await;
+    db.as_owner("UPDATE public.users SET email = 'quinn@new.test' WHERE id = 'b0000000-0000-4000-8000-000000000003'")
         .await;
     click_reply(&t, L3, "approval_approve", 1).await;
     wait_state(&t, 1, "failed").await;
@@ -393,42 +581,43 @@ async fn plan_drift_and_failed_verification_change_nothing() {
     assert_eq!(
         target_scalar(
             &db,
-            "SELECT role FROM public.users WHERE user_uuid = 'b0000000-0000-4000-8000-000000000002'"
+            "SELECT role FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000003'"
         )
         .await,
-        "billing"
+        "member"
     );
 
     // Verification fails (a trigger undoes the change): everything rolls back.
-    db.exec(
-        "CREATE FUNCTION keep_on() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.enabled := true; RETURN NEW; END $$;
-         CREATE TRIGGER keep_on BEFORE UPDATE ON public.feature_flags FOR EACH ROW EXECUTE FUNCTION keep_on();",
+    db.as_superuser(
+        "CREATE FUNCTION public.keep_member() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.role := 'member'; RETURN NEW; END $$;
+         CREATE TRIGGER keep_member BEFORE UPDATE ON public.user_roles FOR EACH ROW EXECUTE FUNCTION public.keep_member();",
     )
     .await;
     let before = target_scalar(
         &db,
-        "SELECT updated_at::text FROM public.feature_flags WHERE name = 'new-tenant-flow'",
+        "SELECT updated_at::text FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000003'",
     )
     .await;
-    t.slash(L2, "/rollback", "flag new-tenant-flow").await;
+    t.slash(L2, "/user", &format!("grant-admin {QUINN}")).await;
     click_reply(&t, L3, "approval_approve", 2).await;
     wait_state(&t, 2, "rolled_back").await;
     let result: String = sqlx::query_scalar("SELECT result FROM approval_requests WHERE id = 2")
         .fetch_one(&t.state().store.pool)
         .await
         .unwrap();
-    assert!(
-        result.contains("verification failed: every named flag is off"),
-        "{result}"
-    );
+    assert!(result.contains("verification failed: the user is an admin"), "{result}");
     let after = target_scalar(
         &db,
-        "SELECT updated_at::text FROM public.feature_flags WHERE name = 'new-tenant-flow'",
+        "SELECT updated_at::text FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000003'",
     )
     .await;
     assert_eq!(before, after, "the UPDATE rolled back with the failed verification");
     assert_eq!(
-        target_scalar(&db, "SELECT count(*)::text FROM public.audit_logs").await,
+        target_scalar(
+            &db,
+            "SELECT count(*)::text FROM public.audit_logs WHERE action LIKE '/user grant-admin%'"
+        )
+        .await,
         "0",
         "the audit row rolled back too"
     );
@@ -438,13 +627,12 @@ async fn plan_drift_and_failed_verification_change_nothing() {
         last.contains("was rolled back") && last.contains("verification failed"),
         "{last}"
     );
-    t.finish().await;
-    db.cleanup().await;
+    done(db, t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_and_parallel_clicks_apply_once() {
-    let db = TargetDb::new(true).await;
+    let db = SupabaseDb::new(AppSchema::Ops).await;
     let t = TestApp::spawn_configured(Backend::Postgres, |cfg| {
         db.attach(cfg);
         cfg.roles.subjects.push((
@@ -453,7 +641,7 @@ async fn double_and_parallel_clicks_apply_once() {
         ));
     })
     .await;
-    t.slash(L2, "/db", "repair-profiles").await;
+    t.slash(L2, "/user", &format!("grant-admin {QUINN}")).await;
     // The same approver twice at once, and a second approver at the same time.
     let (a, b, c) = tokio::join!(
         t.click(L3, "approval_approve", "1"),
@@ -472,7 +660,11 @@ async fn double_and_parallel_clicks_apply_once() {
         1
     );
     assert_eq!(
-        target_scalar(&db, "SELECT count(*)::text FROM public.audit_logs").await,
+        target_scalar(
+            &db,
+            "SELECT count(*)::text FROM public.audit_logs WHERE action LIKE '/user grant-admin%'"
+        )
+        .await,
         "1"
     );
     let replies: Vec<String> = t
@@ -492,13 +684,13 @@ async fn double_and_parallel_clicks_apply_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_state_store_apply_once() {
-    let db = TargetDb::new(true).await;
-    let a = TestApp::spawn_with_target(Backend::Postgres, &db).await;
+    let db = SupabaseDb::new(AppSchema::Ops).await;
+    let a = app_on(&db, Backend::Postgres).await;
     // A second instance on the same PostgreSQL state store and fake Slack.
     let b = runbook_bot::App::build_with_clock(a.config.clone(), a.clock.clone())
         .await
         .unwrap();
-    a.slash(L2, "/db", "repair-profiles").await;
+    a.slash(L2, "/user", &format!("grant-admin {QUINN}")).await;
     let payload = block_actions(L3, CHANNEL, "approval_approve", "1", &a.slack.response_url("click"));
     let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
     let ts = a.now_secs();
@@ -533,7 +725,11 @@ async fn two_instances_on_one_state_store_apply_once() {
         1
     );
     assert_eq!(
-        target_scalar(&db, "SELECT count(*)::text FROM public.audit_logs").await,
+        target_scalar(
+            &db,
+            "SELECT count(*)::text FROM public.audit_logs WHERE action LIKE '/user grant-admin%'"
+        )
+        .await,
         "1"
     );
     b.shutdown().await;
@@ -543,8 +739,16 @@ async fn two_instances_on_one_state_store_apply_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_while_applying_is_reported_as_interrupted_not_reapplied() {
-    let db = TargetDb::new(true).await;
-    let mut t = TestApp::spawn_with_target(Backend::Sqlite, &db).await;
+    let db = SupabaseDb::new(AppSchema::Care).await;
+    db.as_superuser(
+        "INSERT INTO auth.users (instance_id, id, aud, role, email, created_at, updated_at) VALUES
+           ('00000000-0000-0000-0000-000000000000', 'b0000000-0000-4000-8000-0000000000e1', 'authenticated', 'authenticated',
+            'nobody@ghost.test', now(), now());
+         DELETE FROM public.profiles WHERE id = 'b0000000-0000-4000-8000-0000000000e1';",
+    )
+    .await;
+    let profiles = target_scalar(&db, "SELECT count(*)::text FROM public.profiles").await;
+    let mut t = app_on(&db, Backend::Sqlite).await;
     t.command(L2, "p1 Profiles missing").await;
     t.slash(L2, "/db", "repair-profiles").await;
     // The instance dies right after claiming the approved request.
@@ -562,7 +766,7 @@ async fn a_crash_while_applying_is_reported_as_interrupted_not_reapplied() {
     assert!(last.contains("was interrupted while applying"), "{last}");
     assert_eq!(
         target_scalar(&db, "SELECT count(*)::text FROM public.profiles").await,
-        "4",
+        profiles,
         "nothing applied"
     );
     assert!(t.command(L1, "timeline").await.contains("interrupted while applying"));
@@ -601,7 +805,7 @@ async fn deploy_rollback_calls_the_hook_and_reports_its_failure() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, provider).await.unwrap() });
 
-    let db = TargetDb::new(false).await;
+    let db = SupabaseDb::new(AppSchema::B2b).await;
     let t = TestApp::spawn_configured(Backend::Sqlite, |cfg| {
         db.attach(cfg);
         for svc in ["api", "web", "SECRET-PATH/big"] {
@@ -663,8 +867,8 @@ async fn deploy_rollback_calls_the_hook_and_reports_its_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_prints_the_plan_and_only_creates_a_pending_approval() {
-    let db = TargetDb::new(true).await;
-    let t = TestApp::spawn_with_target(Backend::Sqlite, &db).await;
+    let db = SupabaseDb::b2b_planted().await;
+    let t = app_on(&db, Backend::Sqlite).await;
     let origin = runbook_bot::dispatch::Origin {
         user: runbook_bot::slack::ids::UserId::parse(L2).unwrap(),
         channel: runbook_bot::slack::ids::ChannelId::parse(CHANNEL).unwrap(),
@@ -719,7 +923,7 @@ async fn two_approvals_clicked_at_once_both_count() {
         format!("{flag}\n[approval]\napprovals = 2\n"),
     )
     .unwrap();
-    let db = TargetDb::new(true).await;
+    let db = SupabaseDb::new(AppSchema::Hotel).await;
     let t = TestApp::spawn_configured(Backend::Postgres, |cfg| {
         cfg.commands_dir = dir.path().to_path_buf();
         db.attach(cfg);

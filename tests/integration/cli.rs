@@ -132,7 +132,7 @@ fn check_names_the_file_and_field_of_a_malformed_catalog_command() {
     std::fs::create_dir(&commands).unwrap();
     std::fs::write(
         commands.join("bad.toml"),
-        "kind = \"diagnostic\"\ncommand = \"/diagnose\"\nname = \"bad\"\nsummary = \"s\"\nusage = \"u\"\nlevel = \"l1\"\n[[steps]]\ntitle = \"t\"\nsql = \"SELECT $1\"\n",
+        "kind = \"diagnostic\"\nschema = \"postgres\"\ncommand = \"/diagnose\"\nname = \"bad\"\nsummary = \"s\"\nusage = \"u\"\nlevel = \"l1\"\n[[steps]]\ntitle = \"t\"\nsql = \"SELECT $1\"\n",
     )
     .unwrap();
     let path = dir.path().join("bot.toml");

@@ -24,6 +24,7 @@ fn catalog(files: &[(&str, &str)]) -> tempfile::TempDir {
 /// `/rollback flag` as the hotel runbook writes it.
 const FLAG: &str = r#"
 kind = "action"
+schema = "hotel"
 command = "/rollback"
 name = "flag"
 summary = "Turn feature flags off"
@@ -192,6 +193,7 @@ async fn a_catalog_edit_between_approval_and_apply_is_refused() {
 
 const MIGRATION: &str = r#"
 kind = "action"
+schema = "hotel"
 command = "/rollback"
 name = "migration"
 summary = "Roll back a migration"

@@ -143,60 +143,6 @@ impl TestDb {
     }
 }
 
-/// An application database for diagnostics: the Supabase-shaped fixture in
-/// a new PostgreSQL database, healthy or with the planted anomalies.
-pub struct TargetDb {
-    pub url: String,
-    pub name: String,
-    guard: DropGuard,
-}
-
-impl TargetDb {
-    pub async fn new(planted: bool) -> TargetDb {
-        let (name, url) = create_database("rb_target").await;
-        let db = TargetDb {
-            url,
-            guard: DropGuard(Some(name.clone())),
-            name,
-        };
-        db.exec(include_str!("../../fixtures/schema.sql")).await;
-        db.exec(include_str!("../../fixtures/seed.sql")).await;
-        if planted {
-            db.exec(include_str!("../../fixtures/anomalies.sql")).await;
-        }
-        db
-    }
-
-    pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.unwrap()
-    }
-
-    /// Run a script (several statements) on the target.
-    pub async fn exec(&self, sql: &'static str) {
-        let mut c = self.connect().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
-        c.close().await.unwrap();
-    }
-
-    /// Make this database the config's `production` target and the default.
-    pub fn attach(&self, cfg: &mut Config) {
-        cfg.targets.insert("production".into(), self.target_config());
-        cfg.default_target = Some("production".into());
-    }
-
-    pub fn target_config(&self) -> runbook_bot::config::TargetConfig {
-        runbook_bot::config::TargetConfig {
-            url: secrecy::SecretString::from(self.url.clone()),
-            connect_timeout: std::time::Duration::from_millis(1500),
-            attempts: 3,
-        }
-    }
-
-    pub async fn cleanup(self) {
-        self.guard.drop_now().await;
-    }
-}
-
 pub struct TestApp {
     pub app: Option<App>,
     pub addr: String,
@@ -248,12 +194,6 @@ impl TestApp {
         }
     }
 
-    /// Stop the app and start a fresh one on the same database and fake Slack.
-    /// An app whose `production` target is `target`.
-    pub async fn spawn_with_target(backend: Backend, target: &TargetDb) -> TestApp {
-        Self::spawn_configured(backend, |cfg| target.attach(cfg)).await
-    }
-
     /// An app on a fresh state database and fake Slack, with the test
     /// config adjusted by `adjust`.
     pub async fn spawn_configured(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
@@ -264,6 +204,7 @@ impl TestApp {
         Self::spawn_with(config, slack, db).await
     }
 
+    /// Stop the app and start a fresh one on the same database and fake Slack.
     pub async fn restart(&mut self) {
         self.app.take().unwrap().shutdown().await;
         let app = App::build_with_clock(self.config.clone(), self.clock.clone())

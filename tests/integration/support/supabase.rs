@@ -179,17 +179,27 @@ impl SupabaseDb {
         v.unwrap_or_else(|| "NULL".into())
     }
 
+    /// The target the bot is given: this database, as the project owner.
+    pub fn target_config(&self) -> runbook_bot::config::TargetConfig {
+        runbook_bot::config::TargetConfig {
+            url: secrecy::SecretString::from(self.owner_url.clone()),
+            connect_timeout: std::time::Duration::from_millis(1500),
+            attempts: 3,
+        }
+    }
+
     /// The bot's `production` target (and default), as the project owner.
     pub fn attach(&self, cfg: &mut runbook_bot::config::Config) {
-        cfg.targets.insert(
-            "production".into(),
-            runbook_bot::config::TargetConfig {
-                url: secrecy::SecretString::from(self.owner_url.clone()),
-                connect_timeout: std::time::Duration::from_millis(1500),
-                attempts: 3,
-            },
-        );
+        cfg.targets.insert("production".into(), self.target_config());
         cfg.default_target = Some("production".into());
+    }
+
+    /// The b2b seed with runbook 000's anomalies planted (see b2b_anomalies.sql).
+    pub async fn b2b_planted() -> SupabaseDb {
+        let db = SupabaseDb::new(AppSchema::B2b).await;
+        db.as_superuser(include_str!("../../fixtures/supabase/b2b_anomalies.sql"))
+            .await;
+        db
     }
 
     pub async fn cleanup(mut self) {

@@ -1,0 +1,31 @@
+//! Follow-ups: statements an applied action schedules for later, such as
+//! the GDPR hard delete on day 30 (runbook 004). They run unattended, so
+//! they run only what was approved: the request's stored snapshot and plan
+//! keys, restricted and checked like any apply statement. `/scheduled`
+//! lists them and lets a tech lead cancel one before it runs.
+
+pub mod cmd;
+pub mod store;
+pub mod worker;
+
+/// The follow-up an applied request schedules, if its action declares one.
+pub async fn schedule_for(
+    conn: &mut sqlx::AnyConnection,
+    r: &crate::approval::store::Request,
+    now: i64,
+) -> anyhow::Result<Option<(i64, i64)>> {
+    let Some(snapshot) = r
+        .snapshot
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<crate::approval::snapshot::Snapshot>(s).ok())
+    else {
+        return Ok(None);
+    };
+    let Some(f) = &snapshot.def.followup else {
+        return Ok(None);
+    };
+    let due_at = now + i64::from(f.after_days) * 86_400_000;
+    Ok(store::schedule(conn, r.id, &f.title, due_at, now)
+        .await?
+        .map(|id| (id, due_at)))
+}
