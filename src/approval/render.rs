@@ -149,6 +149,7 @@ pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
             h.endpoint
         ));
     }
+    out.extend(super::auth_admin::warnings(snapshot));
     if let Some(s) = &snapshot.script {
         out.push(format!(
             "Runs rollback script {} ({} lines, sha256 {}), posted in full in the thread",

@@ -50,6 +50,12 @@ pub struct CommandFile {
     /// approved key at a time after the transaction commits.
     #[serde(default)]
     pub effects: Vec<EffectDef>,
+    /// Action: calls to the target's Supabase Auth admin API (a
+    /// password-recovery link) for each approved key of a plan step, after
+    /// the transaction commits. Left out of the stored snapshot when empty,
+    /// so requests stored before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_admin: Vec<super::auth_admin::AuthAdminDef>,
     /// Action: checks run inside that transaction before it commits; any
     /// failure rolls everything back.
     #[serde(default)]
