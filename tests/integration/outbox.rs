@@ -176,7 +176,7 @@ async fn sensitive_messages_are_delivered_and_leave_no_copy_behind(backend: Back
         text_content("not secret".into()),
     );
     let mut tx = t.state().store.begin().await.unwrap();
-    let msgs = [dm(L2, "s3cret-delivered"), dm(L3, "s3cret-given-up"), plain];
+    let msgs = [dm(L2, "otp-42-delivered"), dm(L3, "otp-42-given-up"), plain];
     enqueue(&mut tx, &msgs, None, 0).await.unwrap();
     t.state().outbox.commit(tx).await.unwrap();
     t.drained(20).await;
@@ -186,10 +186,10 @@ async fn sensitive_messages_are_delivered_and_leave_no_copy_behind(backend: Back
         .iter()
         .find(|c| c.body["channel"] == L2)
         .expect("the DM arrived");
-    assert!(dm.body.to_string().contains("s3cret-delivered"));
+    assert!(dm.body.to_string().contains("otp-42-delivered"));
     assert_eq!(t.scalar("SELECT COUNT(*) FROM outbox WHERE status = 'failed'").await, 1);
     assert_eq!(
-        t.scalar("SELECT COUNT(*) FROM outbox WHERE payload LIKE '%s3cret%'")
+        t.scalar("SELECT COUNT(*) FROM outbox WHERE payload LIKE '%otp-42%'")
             .await,
         0,
         "neither the delivered nor the failed secret is kept"
