@@ -23,7 +23,7 @@ const ANN: &str = "b0000000-0000-4000-8000-000000000001";
 
 /// What the fake answers next.
 enum Answer {
-    /// 200 with `action_link` at the top (newer GoTrue) or under `properties` (older).
+    /// 200 with `action_link` in the user (newer GoTrue), or `{properties, user}` (older).
     Link {
         older: bool,
     },
@@ -99,10 +99,9 @@ async fn generate_link(inner: Arc<Mutex<Inner>>, h: HeaderMap, body: Value) -> R
             let props = json!({"action_link": link(n), "email_otp": format!("{SECRET}-otp"), "hashed_token": format!("{SECRET}-hash"), "verification_type": "recovery"});
             let mut user = json!({"id": ANN, "aud": "authenticated", "email": body["email"], "user_metadata": {}});
             if older {
-                user["properties"] = props;
-            } else {
-                user.as_object_mut().unwrap().extend(props.as_object().unwrap().clone());
+                return axum::Json(json!({"properties": props, "user": user})).into_response();
             }
+            user.as_object_mut().unwrap().extend(props.as_object().unwrap().clone());
             axum::Json(user).into_response()
         }
         Answer::Status(code, body) => (StatusCode::from_u16(code).unwrap(), body.to_string()).into_response(),
@@ -309,19 +308,25 @@ async fn every_gotrue_failure_is_reported_and_sends_nothing() {
             200,
             r#"{"id":"b0000000-0000-4000-8000-000000000001","email":"ann@acme.test"}"#,
         ),
+        // GoTrue found someone else by that email: their link must go nowhere.
+        Answer::Status(
+            200,
+            r#"{"id":"b0000000-0000-4000-8000-000000000002","action_link":"https://abcd.supabase.co/auth/v1/verify?token=rb9s3cret_other"}"#,
+        ),
     ]);
     for want in [
         "ann@acme.test: Supabase Auth does not know this user (404: User not found); no link was generated, nothing was sent",
         "ann@acme.test: Supabase Auth is rate limiting these requests (429); try again later; no link was generated",
         "ann@acme.test: Supabase Auth failed (503: upstream connect error); no link was generated",
         "ann@acme.test: Supabase Auth answered without a link; no link was generated",
+        "ann@acme.test: Supabase Auth made the link for another user than the approved one (or did not say for whom); it was not sent",
     ] {
         let id = request(&t, "ann@acme.test").await;
         let result = approve(&t, id, "failed").await;
         assert!(result.contains(want), "{want}: {result}");
         assert!(not_dms_to(&t, L2).contains(want), "the thread is told: {want}");
     }
-    assert_eq!(gotrue.seen().len(), 4, "one call per approval: a 429 is not retried");
+    assert_eq!(gotrue.seen().len(), 5, "one call per approval: a 429 is not retried");
     assert!(no_dm(&t), "nothing was sent to anyone");
     // The older answer shape works, and a user may be named by id.
     gotrue.script([Answer::Link { older: true }]);
@@ -333,7 +338,7 @@ async fn every_gotrue_failure_is_reported_and_sends_nothing() {
         .into_iter()
         .find(|c| c.body["channel"] == L2)
         .unwrap();
-    assert!(dm.body.to_string().contains(&link(5)));
+    assert!(dm.body.to_string().contains(&link(6)));
     assert_eq!(copies_in_the_state_store(&t).await, 0);
     t.finish().await;
     db.cleanup().await;

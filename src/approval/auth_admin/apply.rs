@@ -98,11 +98,18 @@ async fn one(c: &Call<'_>, key: &str, email: &str) -> Outcome {
         Ok(None) => {}
     }
     drop(conn);
-    let link = match gotrue::recovery_link(&c.auth.url, &c.auth.service_role_key, email, gotrue::TIMEOUT).await {
-        Ok(link) => link,
+    let generated = match gotrue::recovery_link(&c.auth.url, &c.auth.service_role_key, email, gotrue::TIMEOUT).await {
+        Ok(generated) => generated,
         Err(e) => return Outcome::Failed(format!("{e}; no link was generated, nothing was sent")),
     };
-    match deliver::send(c.state, c.r, c.requester, email, &link).await {
+    if !same_user(generated.user_id.as_deref(), key) {
+        return Outcome::Failed(
+            "Supabase Auth made the link for another user than the approved one (or did not say for whom); \
+             it was not sent"
+                .into(),
+        );
+    }
+    match deliver::send(c.state, c.r, c.requester, email, &generated.link).await {
         Ok(()) => {
             tracing::info!(
                 request.id = c.r.id,
@@ -118,6 +125,14 @@ async fn one(c: &Call<'_>, key: &str, email: &str) -> Outcome {
             )
         }
     }
+}
+
+/// GoTrue looks users up by email: the user it answers for must be the
+/// approved key, or an email that moved in the instant since the re-read
+/// would hand someone else's link to the requester.
+fn same_user(answered: Option<&str>, key: &str) -> bool {
+    let id = |s: &str| uuid::Uuid::parse_str(s).ok();
+    answered.and_then(id).is_some_and(|a| Some(a) == id(key))
 }
 
 /// One line per step, naming every approved user.

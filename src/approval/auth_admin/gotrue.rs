@@ -1,7 +1,8 @@
 //! The one GoTrue admin call: `POST {supabase_url}/auth/v1/admin/generate_link`
 //! with `{"type":"recovery","email":…}`, authenticated by the service role
 //! key (`apikey` and `Authorization: Bearer`). The link is in the answer's
-//! `action_link` (newer GoTrue) or `properties.action_link` (older).
+//! `action_link` (newer GoTrue) or `properties.action_link` (older), the
+//! user it was made for in `id` (or `user.id`).
 //!
 //! Nothing is retried: a 429 is reported as such, so a person decides when
 //! to ask again. The answer is read with a size bound and never logged or
@@ -23,6 +24,14 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 const BODY_LIMIT: usize = 64 * 1024;
 /// Characters of an error message shown.
 const SHOWN: usize = 200;
+
+/// A link, and the id of the user GoTrue says it made it for. `Debug`
+/// shows no link: `SecretString` redacts it.
+#[derive(Debug)]
+pub struct Generated {
+    pub link: SecretString,
+    pub user_id: Option<String>,
+}
 
 /// Why no link was generated, in words safe to show in Slack.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +58,7 @@ pub async fn recovery_link(
     key: &SecretString,
     email: &str,
     timeout: Duration,
-) -> Result<SecretString, CallError> {
+) -> Result<Generated, CallError> {
     let unusable_key =
         || CallError::Unreachable("was not called: the service role key is not a valid header value".into());
     let mut apikey = HeaderValue::from_str(key.expose_secret()).map_err(|_| unusable_key())?;
@@ -94,8 +103,15 @@ fn unreachable(e: &reqwest::Error, timeout: Duration) -> CallError {
 
 #[derive(Deserialize)]
 struct Answer {
+    id: Option<String>,
     action_link: Option<String>,
     properties: Option<Properties>,
+    user: Option<User>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -103,12 +119,15 @@ struct Properties {
     action_link: Option<String>,
 }
 
-/// The http(s) link in a successful answer, either shape.
-fn link_in(body: &str) -> Option<SecretString> {
+/// The http(s) link in a successful answer, either shape, and its user.
+fn link_in(body: &str) -> Option<Generated> {
     let a: Answer = serde_json::from_str(body).ok()?;
     let link = a.action_link.or_else(|| a.properties.and_then(|p| p.action_link))?;
     let u = url::Url::parse(&link).ok()?;
-    matches!(u.scheme(), "http" | "https").then(|| SecretString::from(link))
+    matches!(u.scheme(), "http" | "https").then(|| Generated {
+        link: SecretString::from(link),
+        user_id: a.id.or_else(|| a.user.and_then(|u| u.id)),
+    })
 }
 
 /// An error answer, with GoTrue's own message (`msg`, or the other names
@@ -148,9 +167,15 @@ mod tests {
     #[test]
     fn the_link_is_found_in_either_shape_and_must_be_a_url() {
         let new = r#"{"id":"b0","action_link":"https://x.supabase.co/auth/v1/verify?token=t&type=recovery","email_otp":"123456"}"#;
-        let old = r#"{"id":"b0","properties":{"action_link":"https://x.supabase.co/auth/v1/verify?token=u"}}"#;
-        assert!(link_in(new).unwrap().expose_secret().ends_with("token=t&type=recovery"));
-        assert!(link_in(old).unwrap().expose_secret().ends_with("token=u"));
+        let old = r#"{"user":{"id":"b1"},"properties":{"action_link":"https://x.supabase.co/auth/v1/verify?token=u"}}"#;
+        let (new, old) = (link_in(new).unwrap(), link_in(old).unwrap());
+        assert!(new.link.expose_secret().ends_with("token=t&type=recovery"));
+        assert!(old.link.expose_secret().ends_with("token=u"));
+        assert_eq!(
+            (new.user_id.as_deref(), old.user_id.as_deref()),
+            (Some("b0"), Some("b1"))
+        );
+        assert_eq!(link_in(r#"{"action_link":"https://x.io/v"}"#).unwrap().user_id, None);
         for none in [
             r#"{"id":"b0"}"#,
             r#"{"action_link":"javascript:alert(1)"}"#,

@@ -7,12 +7,21 @@ use sqlx::{Connection, PgConnection};
 
 use crate::targets::{StepError, classify};
 
+const TIMEOUT_MS: u64 = 5000;
+
 /// Why a user may not get a recovery link now; `None` when they may.
 pub async fn ineligible(conn: &mut PgConnection, id: &str, email: &str) -> Result<Option<&'static str>, StepError> {
     let Ok(id) = uuid::Uuid::parse_str(id) else {
         return Ok(Some("its key is not an auth user id"));
     };
     let mut tx = conn.begin_with("BEGIN READ ONLY").await.map_err(|e| classify(&e, 0))?;
+    // A session holding auth.users in ACCESS EXCLUSIVE mode must not stall the apply.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL statement_timeout = {TIMEOUT_MS}"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| classify(&e, TIMEOUT_MS))?;
     let row: Option<(Option<String>, bool, bool)> = sqlx::query_as(
         "SELECT email::text, coalesce(banned_until > now(), false), deleted_at IS NOT NULL
          FROM auth.users WHERE id = $1",
@@ -20,7 +29,7 @@ pub async fn ineligible(conn: &mut PgConnection, id: &str, email: &str) -> Resul
     .bind(id)
     .fetch_optional(&mut *tx)
     .await
-    .map_err(|e| classify(&e, 0))?;
+    .map_err(|e| classify(&e, TIMEOUT_MS))?;
     let _ = tx.rollback().await;
     Ok(verdict(row, email))
 }
