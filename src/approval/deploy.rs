@@ -62,7 +62,7 @@ pub async fn call(
         ApplyError::Failed(format!("deploy hook for `{service}` {why}"))
     })?;
     let status = resp.status();
-    let body = read_bounded(resp).await;
+    let body = read_bounded(resp, BODY_LIMIT).await;
     let body: String = visible(body.trim()).chars().take(SHOWN).collect();
     let said = |none: &str| {
         if body.is_empty() {
@@ -86,13 +86,13 @@ pub async fn call(
     }
 }
 
-/// At most `BODY_LIMIT` bytes of the answer: a provider (or something
-/// posing as one) cannot make the bot buffer a huge body.
-async fn read_bounded(mut resp: reqwest::Response) -> String {
+/// At most `limit` bytes of the answer: a provider (or something posing as
+/// one) cannot make the bot buffer a huge body.
+pub(super) async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> String {
     let mut buf = Vec::new();
-    while buf.len() < BODY_LIMIT {
+    while buf.len() < limit {
         match resp.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(BODY_LIMIT - buf.len())]),
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(limit - buf.len())]),
             _ => break,
         }
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{Connection, PgConnection};
 
+use super::auth_admin;
 use super::effects;
 use super::plan::{self, Plan, PlanError, request_hash};
 use super::snapshot::Snapshot;
@@ -194,8 +195,10 @@ pub fn approved(state: &AppState, r: &Request) -> Result<Approved, ApplyError> {
         state.catalog.get(&r.command, &r.name)
     }
     .ok_or_else(|| ApplyError::Failed("the action is no longer in the catalog; nothing was changed".into()))?;
-    let current =
-        Snapshot::of(&entry, &stored.values, &state.config.deploy_hooks).map_err(|e| ApplyError::Failed(e.0))?;
+    let current = Snapshot::of(&entry, &stored.values, &state.config.deploy_hooks)
+        .and_then(|s| auth_admin::attach(s, &r.target, &state.config.supabase_auth))
+        .map_err(|e| ApplyError::Failed(e.0))?;
+    auth_admin::unchanged(&stored.snapshot, &current)?;
     if current.canonical() != stored.snapshot.canonical() {
         return Err(ApplyError::Failed(
             "the action's definition (catalog file, rollback script or deploy hook) changed since approval — request again; nothing was changed".into(),
@@ -221,6 +224,9 @@ async fn execute(state: &AppState, r: &Request) -> Result<String, ApplyError> {
     }
     if !a.snapshot.def.effects.is_empty() {
         summary.push(effects::run(target, &a).await?);
+    }
+    if !a.snapshot.def.auth_admin.is_empty() {
+        summary.push(auth_admin::run(state, r, target, &a).await?);
     }
     Ok(summary.join("\n"))
 }

@@ -7,6 +7,7 @@
 //! expired requests cannot be approved; a denial is final. Every decision
 //! and refusal is audited.
 
+pub mod auth_admin;
 pub mod deploy;
 pub mod effects;
 pub mod executor;
@@ -48,7 +49,9 @@ pub async fn request(
     let approval = def.approval.clone().unwrap_or_default();
     let target = state.target_for(&entry, target.as_deref())?;
     let snapshot = Snapshot::of(&entry, &values, &state.config.deploy_hooks)?;
+    let snapshot = auth_admin::attach(snapshot, &target.name, &state.config.supabase_auth)?;
     let plan = compute_plan(&snapshot, &values, target).await?;
+    auth_admin::preflight(target, &snapshot, &plan).await?;
     let hash = plan::request_hash(&plan, &snapshot);
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;

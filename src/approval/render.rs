@@ -156,6 +156,7 @@ pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
             f.after_days
         ));
     }
+    out.extend(super::auth_admin::warnings(snapshot));
     if let Some(s) = &snapshot.script {
         out.push(format!(
             "Runs rollback script {} ({} lines, sha256 {}), posted in full in the thread",

@@ -22,6 +22,11 @@ pub struct Snapshot {
     pub def: CommandFile,
     pub script: Option<Script>,
     pub hook: Option<HookTarget>,
+    /// The Supabase Auth admin API `[[auth_admin]]` steps call (see
+    /// `auth_admin::attach`); absent from the JSON when there is none, so
+    /// snapshots stored before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<super::auth_admin::AuthEndpoint>,
 }
 
 /// A rollback script's full text, as it will run.
@@ -89,6 +94,7 @@ impl Snapshot {
             def: def.clone(),
             script,
             hook,
+            auth: None,
         })
     }
 
@@ -116,6 +122,7 @@ impl Snapshot {
             def: toml::from_str(&text).expect("test action parses"),
             script: None,
             hook: None,
+            auth: None,
         }
     }
 }

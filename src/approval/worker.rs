@@ -80,7 +80,7 @@ pub async fn outcome_of(state: &AppState, r: &Request) -> Option<(State, String)
         .snapshot
         .as_deref()
         .and_then(|s| serde_json::from_str::<super::snapshot::Snapshot>(s).ok())
-        .is_some_and(|s| !s.def.effects.is_empty() || s.hook.is_some());
+        .is_some_and(|s| !s.def.effects.is_empty() || s.hook.is_some() || !s.def.auth_admin.is_empty());
     let effects = if has_effects {
         " Its irreversible steps may have run for some keys; check the target."
     } else {

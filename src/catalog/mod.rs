@@ -3,6 +3,7 @@
 //! is adding a file.
 
 pub mod args;
+pub mod auth_admin;
 pub mod schema;
 pub mod sql_guard;
 mod validate;

@@ -57,8 +57,14 @@ pub struct CommandFile {
     /// Action: a keyed statement the bot runs on its own later (the GDPR
     /// hard delete on day 30), scheduled when the action is applied; listed
     /// and cancelled with `/scheduled`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub followup: Option<FollowupDef>,
+    /// Action: calls to the target's Supabase Auth admin API (a
+    /// password-recovery link) for each approved key of a plan step, after
+    /// the transaction commits. Left out of the stored snapshot when empty,
+    /// so requests stored before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_admin: Vec<super::auth_admin::AuthAdminDef>,
     /// Action: checks run inside that transaction before it commits; any
     /// failure rolls everything back.
     #[serde(default)]

@@ -135,6 +135,7 @@ fn diagnostic(def: &CommandFile, push: Push<'_>) {
         ("plan", !def.plan.is_empty()),
         ("apply", !def.apply.is_empty()),
         ("effects", !def.effects.is_empty()),
+        ("auth_admin", !def.auth_admin.is_empty()),
         ("verify", !def.verify.is_empty()),
         ("max_rows", def.max_rows.is_some()),
         ("rollback_scripts", def.rollback_scripts.is_some()),
@@ -252,6 +253,9 @@ fn action(file: &Path, def: &CommandFile, push: Push<'_>) {
                 "a deploy-hook action runs no SQL (no plan/apply/verify)".into(),
             );
         }
+        if !def.auth_admin.is_empty() {
+            push("auth_admin".into(), "a deploy-hook action makes no other call".into());
+        }
         return;
     }
     sql_action(def, push);
@@ -285,7 +289,7 @@ fn sql_action(def: &CommandFile, push: Push<'_>) {
     if def.plan.is_empty() {
         push("plan".into(), "an action must show its plan".into());
     }
-    if def.apply.is_empty() && def.rollback_scripts.is_none() && def.effects.is_empty() {
+    if def.apply.is_empty() && def.rollback_scripts.is_none() && def.effects.is_empty() && def.auth_admin.is_empty() {
         push("apply".into(), "an action needs statements to apply".into());
     }
     if def.verify.is_empty() && !def.apply.is_empty() {
@@ -305,6 +309,9 @@ fn sql_action(def: &CommandFile, push: Push<'_>) {
     }
     for (i, e) in def.effects.iter().enumerate() {
         effect(def, i, e, push);
+    }
+    for (field, why) in super::auth_admin::problems(def) {
+        push(field, why);
     }
     for (i, p) in def.verify.iter().enumerate() {
         let at = format!("verify[{i}]");

@@ -38,6 +38,7 @@ pub(super) fn build(file: &str, raw: RawConfig, env: Env<'_>, problems: &mut Vec
     let database_url = database_url(env, raw.state.database_url, &mut push);
     let roles = roles(raw.roles, &mut push);
     let outbox = outbox(raw.outbox, &mut push);
+    let supabase_auth = super::supabase::auth(&raw.targets, &mut push);
     let targets = targets(raw.targets, &mut push);
     let default_target = default_target(raw.diagnostics.default_target, &targets, &mut push);
     check_health_checks(&raw.health_checks, &mut push);
@@ -51,6 +52,7 @@ pub(super) fn build(file: &str, raw: RawConfig, env: Env<'_>, problems: &mut Vec
         approvals,
         deploy_hooks: raw.deploy_hooks,
         targets,
+        supabase_auth,
         default_target,
         commands_dir: PathBuf::from(raw.diagnostics.commands_dir.unwrap_or_else(|| "commands".into())),
         health_checks: raw.health_checks,

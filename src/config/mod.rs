@@ -4,9 +4,11 @@
 
 mod alerts;
 mod build;
+mod supabase;
 
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
+pub use supabase::SupabaseAuth;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -142,6 +144,9 @@ struct RawTarget {
     url: SecretString,
     connect_timeout_ms: Option<u64>,
     attempts: Option<u32>,
+    /// The Supabase project's URL, for its Auth admin API (see `supabase`).
+    supabase_url: Option<String>,
+    service_role_key: Option<SecretString>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +220,8 @@ pub struct Config {
     pub roles: Roles,
     pub outbox: OutboxConfig,
     pub targets: BTreeMap<String, TargetConfig>,
+    /// Supabase Auth admin API per target name, for those that set one.
+    pub supabase_auth: BTreeMap<String, SupabaseAuth>,
     /// Target of commands whose file names none and whose user names none.
     pub default_target: Option<String>,
     pub commands_dir: PathBuf,
@@ -368,6 +375,7 @@ impl Config {
             roles: Roles::default(),
             outbox: OutboxConfig::default(),
             targets: BTreeMap::new(),
+            supabase_auth: BTreeMap::new(),
             default_target: None,
             commands_dir: PathBuf::from("commands"),
             health_checks: Vec::new(),

@@ -20,7 +20,7 @@ use sqlx::AnyConnection;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::slack::ids::ChannelId;
+use crate::slack::ids::{ChannelId, UserId};
 use crate::store::Store;
 
 /// The key an incident's root message is remembered under; thread replies
@@ -116,6 +116,9 @@ pub struct Outgoing {
     pub message_key: Option<String>,
     pub response_url: Option<String>,
     pub content: SlackMessageContent,
+    /// The content is a secret for its recipient (a recovery link): the
+    /// stored payload is replaced by a placeholder once delivered or given up.
+    pub sensitive: bool,
 }
 
 impl Outgoing {
@@ -157,7 +160,19 @@ impl Outgoing {
             message_key,
             response_url: None,
             content,
+            sensitive: false,
         }
+    }
+    /// A direct message to `user`: `chat.postMessage` takes a user id as its
+    /// channel and posts in the app's conversation with them (`chat:write`
+    /// is enough; no `im:write` to open the conversation first).
+    pub fn direct(user: &UserId, content: SlackMessageContent) -> Self {
+        Self::post_keyed(&ChannelId::direct_to(user), None, None, content)
+    }
+    /// Mark the message as a secret for its recipient (see `sensitive`).
+    pub fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
     }
     pub fn update(channel: &ChannelId, message_key: &str, content: SlackMessageContent) -> Self {
         Outgoing {
@@ -169,6 +184,7 @@ impl Outgoing {
             message_key: Some(message_key.to_string()),
             response_url: None,
             content,
+            sensitive: false,
         }
     }
     pub fn respond(response_url: &str, content: SlackMessageContent) -> Self {
@@ -181,6 +197,7 @@ impl Outgoing {
             message_key: None,
             response_url: Some(response_url.to_string()),
             content,
+            sensitive: false,
         }
     }
 
@@ -210,8 +227,8 @@ pub async fn enqueue(
         let payload = serde_json::to_string(&m.content)?;
         sqlx::query(
             "INSERT INTO outbox (lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url,
-               payload, status, attempts, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11)",
+               payload, status, attempts, next_attempt_at, created_at, sensitive)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $12)",
         )
         .bind(m.lane())
         .bind(m.kind.as_str())
@@ -224,6 +241,7 @@ pub async fn enqueue(
         .bind(notify_url.map(str::to_string))
         .bind(payload)
         .bind(now_ms)
+        .bind(i64::from(m.sensitive))
         .execute(&mut *conn)
         .await?;
     }

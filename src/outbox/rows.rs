@@ -9,6 +9,10 @@ use crate::store::Store;
 /// How long a claimed row stays ours before another worker may take it.
 const LEASE_MS: i64 = 30_000;
 
+/// What a sensitive row's payload becomes once it is delivered or given up:
+/// still a message (so every stored payload decodes), without the secret.
+const SCRUBBED: &str = r#"{"text":"(sensitive message: removed from the outbox once delivered or given up)"}"#;
+
 /// One row to deliver, as stored.
 #[derive(Debug, sqlx::FromRow)]
 pub struct OutboxRow {
@@ -79,12 +83,14 @@ pub async fn mark_sent(
     let mut tx = store.begin().await?;
     sqlx::query(
         "UPDATE outbox SET status = 'sent', sent_ts = $1, finished_at = $2, attempts = attempts + 1,
-         lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
+         lease_owner = NULL, lease_until = NULL, payload = CASE WHEN sensitive = 1 THEN $5 ELSE payload END
+         WHERE id = $3 AND lease_owner = $4",
     )
     .bind(ts.clone())
     .bind(now)
     .bind(row.id)
     .bind(owner)
+    .bind(SCRUBBED)
     .execute(&mut *tx)
     .await?;
     if let (Kind::Post, Some(key), Some(channel), Some(ts)) = (row.kind, &row.message_key, &row.channel, ts) {
@@ -127,11 +133,13 @@ pub async fn retry_at(
 pub async fn mark_superseded(store: &Store, owner: &str, id: i64, now: i64) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE outbox SET status = 'superseded', last_error = NULL, finished_at = $1,
-         lease_owner = NULL, lease_until = NULL WHERE id = $2 AND lease_owner = $3",
+         lease_owner = NULL, lease_until = NULL, payload = CASE WHEN sensitive = 1 THEN $4 ELSE payload END
+         WHERE id = $2 AND lease_owner = $3",
     )
     .bind(now)
     .bind(id)
     .bind(owner)
+    .bind(SCRUBBED)
     .execute(&store.pool)
     .await?;
     Ok(())
@@ -141,12 +149,14 @@ pub async fn mark_superseded(store: &Store, owner: &str, id: i64, now: i64) -> a
 pub async fn mark_failed(conn: &mut AnyConnection, owner: &str, id: i64, error: &str, now: i64) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE outbox SET status = 'failed', last_error = $1, finished_at = $2, attempts = attempts + 1,
-         lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
+         lease_owner = NULL, lease_until = NULL, payload = CASE WHEN sensitive = 1 THEN $5 ELSE payload END
+         WHERE id = $3 AND lease_owner = $4",
     )
     .bind(error)
     .bind(now)
     .bind(id)
     .bind(owner)
+    .bind(SCRUBBED)
     .execute(&mut *conn)
     .await?;
     Ok(())

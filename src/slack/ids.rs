@@ -60,6 +60,15 @@ impl UserId {
     }
 }
 
+impl ChannelId {
+    /// Where a direct message to `user` goes: Slack's `chat.postMessage`
+    /// accepts a user id as its channel and posts in the app's conversation
+    /// with that user, so nothing has to open the conversation first.
+    pub fn direct_to(user: &UserId) -> ChannelId {
+        ChannelId(user.0.clone())
+    }
+}
+
 impl GroupId {
     /// `<!subteam^S123>` pings every member of the user group.
     pub fn mention(&self) -> String {

@@ -13,3 +13,4 @@ mod engine;
 mod harness;
 mod incidents;
 mod outbox;
+mod reset_password;

@@ -156,10 +156,58 @@ async fn slow_commands_reply_later_through_response_url(backend: Backend) {
     t.finish().await;
 }
 
+/// A direct message carrying a secret waits out a 429 like any other, and
+/// once delivered (or given up) the state store keeps no copy of it.
+async fn sensitive_messages_are_delivered_and_leave_no_copy_behind(backend: Backend) {
+    use runbook_bot::outbox::{Outgoing, enqueue, text_content};
+    use runbook_bot::slack::ids::{ChannelId, UserId};
+    let t = TestApp::spawn(backend).await;
+    // In id order: the first DM is rate limited once, the second fails for good.
+    t.slack.script([
+        Scripted::RateLimited { retry_after_secs: 1 },
+        Scripted::SlackError("channel_not_found"),
+    ]);
+    let dm = |user: &str, secret: &str| {
+        Outgoing::direct(&UserId::parse(user).unwrap(), text_content(format!("link: {secret}"))).sensitive()
+    };
+    let plain = Outgoing::post(
+        &ChannelId::parse(CHANNEL).unwrap(),
+        None,
+        text_content("not secret".into()),
+    );
+    let mut tx = t.state().store.begin().await.unwrap();
+    let msgs = [dm(L2, "otp-42-delivered"), dm(L3, "otp-42-given-up"), plain];
+    enqueue(&mut tx, &msgs, None, 0).await.unwrap();
+    t.state().outbox.commit(tx).await.unwrap();
+    t.drained(20).await;
+
+    let delivered = t.slack.ok_calls("chat.postMessage");
+    let dm = delivered
+        .iter()
+        .find(|c| c.body["channel"] == L2)
+        .expect("the DM arrived");
+    assert!(dm.body.to_string().contains("otp-42-delivered"));
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM outbox WHERE status = 'failed'").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM outbox WHERE payload LIKE '%otp-42%'")
+            .await,
+        0,
+        "neither the delivered nor the failed secret is kept"
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM outbox WHERE payload LIKE '%not secret%'")
+            .await,
+        1,
+        "ordinary rows keep their payload"
+    );
+    t.finish().await;
+}
+
 both_backends!(
     rate_limited_messages_arrive_once_in_order_across_a_restart,
     server_errors_and_retryable_slack_errors_are_retried,
     permanent_errors_fail_visibly_without_retrying,
     posts_are_paced_per_channel,
     slow_commands_reply_later_through_response_url,
+    sensitive_messages_are_delivered_and_leave_no_copy_behind,
 );
