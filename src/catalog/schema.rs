@@ -265,7 +265,8 @@ pub struct StepDef {
     /// default: the target's `attempts`.
     #[serde(default)]
     pub attempts: Option<u32>,
-    /// Skip this step, saying why, when the extension is not installed.
+    /// The extension the step reads: it runs with the extension's schema on
+    /// its search path, and could not check (saying why) when it is missing.
     #[serde(default)]
     pub requires_extension: Option<String>,
     #[serde(default)]

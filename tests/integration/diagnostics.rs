@@ -7,73 +7,17 @@ use std::time::{Duration, Instant};
 
 use runbook_bot::catalog::Catalog;
 use runbook_bot::config::{HealthCheck, TargetConfig};
-use runbook_bot::diagnose::run::{self, Env, Outcome, StepOutcome, Verdict};
+use runbook_bot::diagnose::run::{Outcome, Verdict};
 use runbook_bot::dispatch::parse::{Invocation, parse};
 use runbook_bot::targets::Targets;
 use sqlx::{Connection, Executor};
 
+use crate::support::diagnose::{Harness, col, step};
 use crate::support::*;
-
-struct Harness {
-    catalog: Catalog,
-    targets: Targets,
-    http: reqwest::Client,
-    health: Vec<HealthCheck>,
-}
-
-impl Harness {
-    fn new(dir: &Path, target: TargetConfig) -> Harness {
-        runbook_bot::slack::client::install_crypto_provider();
-        Harness {
-            catalog: Catalog::load(dir).expect("catalog loads"),
-            targets: Targets::from_config(&[("production".to_string(), target)].into()).unwrap(),
-            http: reqwest::Client::new(),
-            health: Vec::new(),
-        }
-    }
-
-    fn for_db(db: &TargetDb) -> Harness {
-        Harness::new(Path::new("commands"), db.target_config())
-    }
-
-    async fn run(&self, text: &str) -> Outcome {
-        let inv = parse("/diagnose", text, &self.catalog).unwrap_or_else(|e| panic!("`{text}`: {e}"));
-        let Invocation::Catalog { entry, values, .. } = inv else {
-            panic!("not a catalog command: {text}")
-        };
-        let env = Env {
-            http: &self.http,
-            health_checks: &self.health,
-        };
-        run::run(&entry, &values, self.targets.get("production").unwrap(), &env).await
-    }
-}
-
-fn step<'a>(o: &'a Outcome, title: &str) -> &'a StepOutcome {
-    o.steps
-        .iter()
-        .find(|s| s.title.starts_with(title))
-        .unwrap_or_else(|| panic!("no step `{title}` in {o:#?}"))
-}
-
-fn col(s: &StepOutcome, name: &str) -> Vec<String> {
-    let i = s
-        .table
-        .columns
-        .iter()
-        .position(|c| c == name)
-        .unwrap_or_else(|| panic!("no column {name}: {s:#?}"));
-    s.table.rows.iter().map(|r| r[i].clone()).collect()
-}
 
 fn all_ok(o: &Outcome) {
     assert_eq!(o.verdict, Verdict::Ok, "{o:#?}");
-    assert!(
-        o.steps
-            .iter()
-            .all(|s| s.note.is_none() || s.note.as_ref().unwrap().contains("not installed")),
-        "{o:#?}"
-    );
+    assert!(o.steps.iter().all(|s| s.note.is_none()), "{o:#?}");
 }
 
 const PETER: &str = "b0000000-0000-4000-8000-0000000000d1";
@@ -115,7 +59,6 @@ async fn clean_database_is_ok_for_every_diagnostic() {
         "account a0000000-0000-4000-8000-000000000001".into(),
         "account ann@acme.test".into(),
         "subscription a0000000-0000-4000-8000-000000000001".into(),
-        "slow-queries".into(),
         "connections".into(),
         "bloat".into(),
         "rls".into(),
@@ -128,6 +71,17 @@ async fn clean_database_is_ok_for_every_diagnostic() {
         all_ok(&o);
         assert!(o.steps.iter().all(|s| !s.unreachable), "{text}");
     }
+    // pg_stat_statements is not installed here: that step could not check,
+    // which is not healthy, though nothing was found.
+    let o = h.run("slow-queries").await;
+    assert_eq!(o.verdict, Verdict::CouldNotCheck, "{o:#?}");
+    assert_eq!(o.steps[0].verdict, Verdict::Ok);
+    let stmts = step(&o, "Slowest statements");
+    assert_eq!(stmts.verdict, Verdict::CouldNotCheck);
+    assert_eq!(
+        stmts.note.as_deref(),
+        Some("extension `pg_stat_statements` is not installed on production")
+    );
     // Informational results still show their rows.
     let o = h.run("account ann@acme.test").await;
     assert_eq!(
@@ -270,13 +224,7 @@ async fn live_activity_slow_queries_idle_transactions_and_bloat() {
     assert_eq!(col(active, "pid"), [sleeper_pid.to_string()]);
     assert!(col(active, "query")[0].contains("pg_sleep(30)"));
     let stmts = step(&o, "Slowest statements");
-    assert!(
-        stmts
-            .note
-            .as_deref()
-            .is_some_and(|n| n.contains("pg_stat_statements` is not installed"))
-            || stmts.note.is_none()
-    );
+    assert_eq!(stmts.verdict, Verdict::CouldNotCheck, "not installed here");
 
     let o = h.run("connections").await;
     assert_eq!(o.verdict, Verdict::Warning);
@@ -344,16 +292,17 @@ async fn a_target_that_refuses_connections_fails_fast_and_names_no_secret() {
     let started = Instant::now();
     let o = h.run("orphans").await;
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert_eq!(o.verdict, Verdict::Critical);
+    // A target that is down says nothing about the data: could not check.
+    assert_eq!(o.verdict, Verdict::CouldNotCheck);
     let note = o.steps[0].note.clone().unwrap();
     assert_eq!(
         note,
         "target production unreachable after 3 attempts: connection refused"
     );
     assert!(o.steps[1..].iter().all(|s| {
-        s.note
-            .as_deref()
-            .is_some_and(|n| n.starts_with("not run: target production unreachable"))
+        s.verdict == Verdict::CouldNotCheck
+            && s.note.as_deref()
+                == Some("target production unreachable after 3 attempts: connection refused (step not run)")
     }));
     let shown = format!(
         "{}{}",
@@ -375,7 +324,7 @@ async fn a_locked_table_times_out_the_fail_closed_user_check() {
     let started = Instant::now();
     let o = h.run(&format!("orphans {ANN}")).await;
     let took = started.elapsed();
-    assert_eq!(o.verdict, Verdict::Critical);
+    assert_eq!(o.verdict, Verdict::CouldNotCheck, "a timeout is not a finding");
     assert_eq!(
         o.steps[0].note.as_deref(),
         Some("timed out after 200 ms (statement_timeout) on production, 3 attempts")

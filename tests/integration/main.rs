@@ -7,6 +7,7 @@ mod support;
 mod alerts;
 mod approvals;
 mod cli;
+mod could_not_check;
 mod diagnostics;
 mod edge;
 mod engine;

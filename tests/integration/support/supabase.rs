@@ -128,15 +128,14 @@ impl SupabaseDb {
         )
         .await;
         let (name, admin_url) = create_database("rb_supa").await;
-        let owner_url = admin_url.replacen("://postgres@", &format!("://{}@", roles.owner), 1);
-        assert_ne!(owner_url, admin_url, "TEST_POSTGRES_URL must connect as user postgres");
-        let db = SupabaseDb {
+        let mut db = SupabaseDb {
             guard: Guard(Some((name.clone(), roles.clone()))),
             name,
             roles,
             admin_url,
-            owner_url,
+            owner_url: String::new(),
         };
+        db.owner_url = db.url_as(&db.roles.owner);
         let (schema, seed) = app.files();
         for file in [
             include_str!("../../fixtures/supabase/base.sql"),
@@ -181,21 +180,36 @@ impl SupabaseDb {
 
     /// The bot's `production` target (and default), as the project owner.
     pub fn attach(&self, cfg: &mut runbook_bot::config::Config) {
-        cfg.targets.insert(
-            "production".into(),
-            runbook_bot::config::TargetConfig {
-                url: secrecy::SecretString::from(self.owner_url.clone()),
-                connect_timeout: std::time::Duration::from_millis(1500),
-                attempts: 3,
-            },
-        );
+        cfg.targets
+            .insert("production".into(), self.target_as(&self.roles.owner));
         cfg.default_target = Some("production".into());
+    }
+
+    /// The database as one of this project's login roles.
+    pub fn url_as(&self, role: &str) -> String {
+        let url = self.admin_url.replacen("://postgres@", &format!("://{role}@"), 1);
+        assert_ne!(url, self.admin_url, "TEST_POSTGRES_URL must connect as user postgres");
+        url
+    }
+
+    /// A target that connects as `role`.
+    pub fn target_as(&self, role: &str) -> runbook_bot::config::TargetConfig {
+        target_config(self.url_as(role))
     }
 
     pub async fn cleanup(mut self) {
         if let Some((name, roles)) = self.guard.0.take() {
             teardown(&name, &roles).await;
         }
+    }
+}
+
+/// How the tests connect to a target: a short connect timeout, three attempts.
+pub fn target_config(url: String) -> runbook_bot::config::TargetConfig {
+    runbook_bot::config::TargetConfig {
+        url: secrecy::SecretString::from(url),
+        connect_timeout: std::time::Duration::from_millis(1500),
+        attempts: 3,
     }
 }
 
