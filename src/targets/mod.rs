@@ -6,6 +6,7 @@
 //! the target and the cause, never the URL or its password.
 
 pub mod exact;
+pub mod rls;
 pub mod sqlstate;
 pub mod values;
 
@@ -28,6 +29,8 @@ pub struct Target {
     options: PgConnectOptions,
     pub connect_timeout: Duration,
     pub attempts: u32,
+    /// What row-level security hides from this target's role, recently.
+    rls: rls::Cache,
 }
 
 #[derive(Default)]
@@ -56,6 +59,7 @@ impl Targets {
                     options,
                     connect_timeout: t.connect_timeout,
                     attempts: t.attempts,
+                    rls: rls::Cache::default(),
                 },
             );
         }

@@ -14,3 +14,4 @@ mod engine;
 mod harness;
 mod incidents;
 mod outbox;
+mod rls_blindness;

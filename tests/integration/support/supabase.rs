@@ -2,7 +2,9 @@
 //! `auth` schema, Supabase's roles and default privileges, and one
 //! runbook's application tables (`tests/fixtures/supabase/`). The bot
 //! connects as the project owner, which, as on hosted Supabase, is not a
-//! superuser (BYPASSRLS, pg_monitor, pg_read_all_data, pg_signal_backend).
+//! superuser (BYPASSRLS, pg_monitor, pg_read_all_data, pg_signal_backend),
+//! or, to see what row-level security does to it, as the reader (the same
+//! reading rights without BYPASSRLS).
 //!
 //! Roles are cluster-wide and tests run in parallel, so every test gets its
 //! own role names (a unique prefix) and removes them, with its database,
@@ -48,7 +50,7 @@ impl AppSchema {
     }
 }
 
-/// The five roles of one test's project.
+/// The six roles of one test's project.
 #[derive(Debug, Clone)]
 pub struct Roles {
     pub owner: String,
@@ -56,6 +58,8 @@ pub struct Roles {
     pub authenticated: String,
     pub service_role: String,
     pub auth_admin: String,
+    /// Reads everything but does not bypass row-level security.
+    pub reader: String,
 }
 
 impl Roles {
@@ -66,6 +70,7 @@ impl Roles {
             authenticated: format!("{prefix}_authenticated"),
             service_role: format!("{prefix}_service_role"),
             auth_admin: format!("{prefix}_auth_admin"),
+            reader: format!("{prefix}_reader"),
         }
     }
 
@@ -76,6 +81,7 @@ impl Roles {
             .replace("{{authenticated}}", &self.authenticated)
             .replace("{{service_role}}", &self.service_role)
             .replace("{{auth_admin}}", &self.auth_admin)
+            .replace("{{reader}}", &self.reader)
     }
 }
 
@@ -180,8 +186,13 @@ impl SupabaseDb {
 
     /// The bot's `production` target (and default), as the project owner.
     pub fn attach(&self, cfg: &mut runbook_bot::config::Config) {
-        cfg.targets
-            .insert("production".into(), self.target_as(&self.roles.owner));
+        self.attach_as(cfg, &self.roles.owner);
+    }
+
+    /// The bot's `production` target (and default), as `role`; e.g. the
+    /// reader, which row-level security blinds.
+    pub fn attach_as(&self, cfg: &mut runbook_bot::config::Config, role: &str) {
+        cfg.targets.insert("production".into(), self.target_as(role));
         cfg.default_target = Some("production".into());
     }
 
