@@ -167,8 +167,9 @@ impl Reads {
         }
     }
 
-    pub fn step(&self, i: usize) -> BTreeSet<Relation> {
-        self.steps.get(i).cloned().unwrap_or_default()
+    pub fn step(&self, i: usize) -> &BTreeSet<Relation> {
+        static NONE: BTreeSet<Relation> = BTreeSet::new();
+        self.steps.get(i).unwrap_or(&NONE)
     }
 
     /// Everything the action's plan reads.

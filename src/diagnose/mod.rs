@@ -4,6 +4,7 @@
 
 mod checks;
 pub mod render;
+mod rls;
 pub mod run;
 pub mod verdict;
 

@@ -4,12 +4,15 @@
 //! A step that cannot run reads could-not-check with its reason, never ok
 //! and never critical: a missing table, a privilege, an extension, a
 //! timeout or a target that is down says nothing about the data. The one
-//! exception is a `ping` step, whose point is reachability.
+//! exception is a `ping` step, whose point is reachability. A step that
+//! read a relation row-level security hides from the role could not check
+//! either (`rls.rs`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::checks;
+use super::rls::Sight;
 pub use super::verdict::{Verdict, judge};
 use crate::catalog::Entry;
 use crate::catalog::args::{self, Value};
@@ -85,7 +88,8 @@ pub async fn run(entry: &Entry, values: &BTreeMap<String, Value>, target: &Targe
     let mut steps = Vec::new();
     // Once the target is unreachable, later steps say so instead of waiting again.
     let mut unreachable: Option<String> = None;
-    for step in &def.steps {
+    let mut sight = Sight::new(target, entry.reads.steps.iter().flatten().cloned().collect());
+    for (i, step) in def.steps.iter().enumerate() {
         if step.when_arg.as_ref().is_some_and(|a| !values.contains_key(a))
             || step.unless_arg.as_ref().is_some_and(|a| values.contains_key(a))
         {
@@ -98,7 +102,8 @@ pub async fn run(entry: &Entry, values: &BTreeMap<String, Value>, target: &Targe
             continue;
         }
         let params: Vec<_> = step.params.iter().map(|p| args::bound(&def.args, values, p)).collect();
-        let out = run_step(step, &params, target, env).await;
+        let mut out = run_step(step, &params, target, env).await;
+        sight.mark(&mut out, step, entry.reads.step(i)).await;
         if out.unreachable {
             unreachable = out.note.clone();
         }

@@ -28,7 +28,7 @@ pub struct Visibility {
     pub bypassrls: bool,
     /// The relations asked about that hide rows, with their resolved
     /// `schema.table` names.
-    hidden: BTreeMap<Relation, String>,
+    pub hidden: BTreeMap<Relation, String>,
 }
 
 impl Visibility {

@@ -6,9 +6,59 @@
 use std::collections::BTreeSet;
 
 use runbook_bot::catalog::relations::Relation;
+use runbook_bot::diagnose::render;
+use runbook_bot::diagnose::run::Verdict;
 use runbook_bot::targets::Targets;
 
+use crate::support::diagnose::{Harness, col, step};
 use crate::support::*;
+
+/// Diagnostics on RLS-protected tables of the B2B runbook's application.
+const ACCOUNTS: &str = r#"
+kind = "diagnostic"
+command = "/diagnose"
+name = "accounts"
+summary = "Live accounts and users who never signed in"
+usage = "/diagnose accounts"
+level = "l1"
+
+[[steps]]
+title = "Live accounts"
+expect = "at least one"
+sql = "SELECT company_name FROM public.accounts WHERE deleted_at IS NULL ORDER BY company_name"
+judge.empty = "critical"
+
+[[steps]]
+title = "Users without a session"
+sql = "SELECT u.user_email FROM public.users u WHERE NOT EXISTS (SELECT 1 FROM auth.sessions s WHERE s.user_id = u.user_uuid) ORDER BY 1"
+
+[[steps]]
+title = "Connections"
+sql = "SELECT count(*)::int AS n FROM pg_stat_activity"
+"#;
+
+const ACME: &str = r#"
+kind = "diagnostic"
+command = "/diagnose"
+name = "acme"
+summary = "Acme is a customer"
+usage = "/diagnose acme"
+level = "l1"
+
+[[steps]]
+title = "Acme"
+sql = "SELECT company_name FROM accounts WHERE company_name = 'Acme'"
+judge.rows = "warning"
+"#;
+
+/// A catalog of `(file name, text)`.
+fn catalog(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
 
 fn rel(schema: Option<&str>, name: &str) -> Relation {
     Relation::new(schema, name)
@@ -63,5 +113,62 @@ async fn the_reader_does_not_see_past_rls_and_the_owner_does() {
             .await
             .contains(&"public.subscriptions".to_string())
     );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diagnostic_on_rls_tables_as_the_reader_could_not_check_and_shows_what_it_saw() {
+    let db = SupabaseDb::new(AppSchema::B2b).await;
+    // The reader may see Acme, and nothing else of the application.
+    db.as_superuser(
+        "CREATE POLICY rb_reader_sees_acme ON public.accounts FOR SELECT TO {{reader}} USING (company_name = 'Acme')",
+    )
+    .await;
+    let dir = catalog(&[("accounts.toml", ACCOUNTS), ("acme.toml", ACME)]);
+    let reader = &db.roles.reader;
+
+    let h = Harness::new(dir.path(), db.target_as(reader));
+    let o = h.run("accounts").await;
+    assert_eq!(o.verdict, Verdict::CouldNotCheck, "{o:#?}");
+    let live = step(&o, "Live accounts");
+    assert_eq!(
+        live.verdict,
+        Verdict::CouldNotCheck,
+        "one row seen is not proof of health"
+    );
+    assert_eq!(
+        live.note.as_deref(),
+        Some(
+            format!("role `{reader}` does not bypass row-level security on public.accounts; rows may be missing")
+                .as_str()
+        )
+    );
+    assert_eq!(col(live, "company_name"), ["Acme"], "its rows are still shown");
+    let users = step(&o, "Users without a session");
+    assert_eq!(users.verdict, Verdict::CouldNotCheck);
+    assert!(
+        users
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("on auth.sessions, public.users; rows may be missing")
+    );
+    let conns = step(&o, "Connections");
+    assert_eq!((conns.verdict, conns.note.as_deref()), (Verdict::Ok, None));
+    assert_eq!(render::tally(&o), "0 findings · 2 steps could not check");
+    assert!(render::text(&o).contains("on production: could not check"));
+
+    // A finding among the rows it did see stands (an unqualified name is
+    // resolved on the reader's search path).
+    let o = h.run("acme").await;
+    assert_eq!(o.verdict, Verdict::Warning);
+    assert!(o.steps[0].note.as_deref().unwrap().contains("on public.accounts"));
+
+    // As the owner (BYPASSRLS) everything is as usual.
+    let h = Harness::new(dir.path(), db.target_as(&db.roles.owner));
+    let o = h.run("accounts").await;
+    assert_eq!(o.verdict, Verdict::Ok, "{o:#?}");
+    assert!(o.steps.iter().all(|s| s.note.is_none()));
+    assert_eq!(col(step(&o, "Live accounts"), "company_name"), ["Acme", "Globex"]);
     db.cleanup().await;
 }
