@@ -51,6 +51,41 @@ sql = "SELECT company_name FROM accounts WHERE company_name = 'Acme'"
 judge.rows = "warning"
 "#;
 
+/// An action whose plan reads an RLS-protected table.
+const GRANT_ADMIN: &str = r#"
+kind = "action"
+command = "/user"
+name = "grant-admin"
+summary = "Make a user an admin"
+usage = "/user grant-admin <user_uuid>"
+level = "l2"
+max_rows = 1
+
+[[args]]
+name = "user"
+type = "uuid"
+
+[[plan]]
+id = "user"
+title = "User who will become admin"
+key = "user_uuid"
+sql = "SELECT user_uuid, role FROM public.users WHERE user_uuid = $1 AND role <> 'admin'"
+params = ["user"]
+
+[[apply]]
+plan = "user"
+sql = "UPDATE public.users SET role = 'admin' WHERE user_uuid = ANY($1::uuid[]) AND role <> 'admin' RETURNING user_uuid"
+params = ["plan.user"]
+
+[[verify]]
+title = "the user is an admin"
+sql = "SELECT 1 FROM public.users WHERE user_uuid = $1 AND role = 'admin'"
+params = ["user"]
+expect = "rows"
+"#;
+
+const BOB: &str = "b0000000-0000-4000-8000-000000000002";
+
 /// A catalog of `(file name, text)`.
 fn catalog(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -170,5 +205,41 @@ async fn a_diagnostic_on_rls_tables_as_the_reader_could_not_check_and_shows_what
     assert_eq!(o.verdict, Verdict::Ok, "{o:#?}");
     assert!(o.steps.iter().all(|s| s.note.is_none()));
     assert_eq!(col(step(&o, "Live accounts"), "company_name"), ["Acme", "Globex"]);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_request_as_the_reader_is_refused_before_anything_is_stored() {
+    let db = SupabaseDb::new(AppSchema::B2b).await;
+    let dir = catalog(&[("grant-admin.toml", GRANT_ADMIN)]);
+    let app = |role: String| {
+        let commands = dir.path().to_path_buf();
+        let db = &db;
+        async move {
+            TestApp::spawn_configured(Backend::Sqlite, |cfg| {
+                cfg.commands_dir = commands;
+                db.attach_as(cfg, &role);
+            })
+            .await
+        }
+    };
+    let t = app(db.roles.reader.clone()).await;
+    let reply = t.slash(L2, "/user", &format!("grant-admin {BOB}")).await;
+    assert_eq!(
+        reply,
+        format!(
+            "Refusing: role `{}` cannot see all rows of public.users; the plan could be incomplete.",
+            db.roles.reader
+        )
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM approval_requests").await, 0);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM audit_events").await, 0);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM outbox").await, 0, "no card");
+    t.finish().await;
+
+    let t = app(db.roles.owner.clone()).await;
+    let reply = t.slash(L2, "/user", &format!("grant-admin {BOB}")).await;
+    assert!(reply.contains("Approval #1 requested"), "{reply}");
+    t.finish().await;
     db.cleanup().await;
 }
