@@ -279,8 +279,9 @@ fn default_timeout_ms() -> u64 {
     5000
 }
 
-/// What a step does: run its SQL, ping the target, or probe the configured
-/// HTTP health endpoints.
+/// What a step does: run its SQL, ping the target, probe the configured
+/// HTTP health endpoints, or ask every target whether row-level security
+/// hides rows of the catalog's tables from its role.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
@@ -288,6 +289,7 @@ pub enum Check {
     Sql,
     Ping,
     HttpHealth,
+    RlsVisibility,
 }
 
 /// How a step's result becomes ok / warning / critical. Everything unset

@@ -98,6 +98,8 @@ async fn run_on(
     let env = run::Env {
         http: &state.http,
         health_checks: &state.config.health_checks,
+        targets: &state.targets,
+        catalog_reads: state.catalog.reads(),
     };
     let outcome = run::run(entry, values, target, &env).await;
     tracing::info!(

@@ -8,7 +8,7 @@
 //! read a relation row-level security hides from the role could not check
 //! either (`rls.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::checks;
@@ -16,9 +16,10 @@ use super::rls::Sight;
 pub use super::verdict::{Verdict, judge};
 use crate::catalog::Entry;
 use crate::catalog::args::{self, Value};
+use crate::catalog::relations::Relation;
 use crate::catalog::schema::{Check, StepDef};
 use crate::config::HealthCheck;
-use crate::targets::{SqlState, StepError, Table, Target};
+use crate::targets::{SqlState, StepError, Table, Target, Targets};
 
 #[derive(Debug, Clone)]
 pub struct StepOutcome {
@@ -80,6 +81,10 @@ pub struct Outcome {
 pub struct Env<'a> {
     pub http: &'a reqwest::Client,
     pub health_checks: &'a [HealthCheck],
+    /// Every configured target, for steps that report on all of them.
+    pub targets: &'a Targets,
+    /// Every relation the catalog reads.
+    pub catalog_reads: &'a BTreeSet<Relation>,
 }
 
 pub async fn run(entry: &Entry, values: &BTreeMap<String, Value>, target: &Target, env: &Env<'_>) -> Outcome {
@@ -126,7 +131,8 @@ pub async fn run(entry: &Entry, values: &BTreeMap<String, Value>, target: &Targe
     }
 }
 
-/// Whether a step talks to the diagnostic's target (HTTP endpoints do not).
+/// Whether a step talks to the diagnostic's target (HTTP endpoints do not;
+/// the RLS report asks every target, each with its own timeout).
 fn needs_target(check: Check) -> bool {
     matches!(check, Check::Sql | Check::Ping)
 }
@@ -140,6 +146,7 @@ async fn run_step(step: &StepDef, params: &[args::Bound], target: &Target, env: 
             .map(|t| (t, None)),
         Check::Ping => with_attempts(step, target, || ping(target)).await.map(|t| (t, None)),
         Check::HttpHealth => Ok(checks::http_health(env).await).map(|(t, v)| (t, Some(v))),
+        Check::RlsVisibility => Ok(checks::rls_visibility(env).await).map(|(t, v)| (t, Some(v))),
     };
     match result {
         Ok((table, forced)) => {

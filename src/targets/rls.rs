@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection};
 
-use super::{StepError, Target, classify};
+use super::{StepError, Target, Targets, classify};
 use crate::catalog::relations::Relation;
 
 /// How long an answer is reused.
@@ -148,6 +148,28 @@ impl Target {
         let _ = tx.rollback().await;
         Ok(self.rls.put(role, answers, relations, Instant::now()))
     }
+}
+
+/// Every target's answer for `relations`, each within `within`, in name
+/// order. Used by `check`, at `serve` start and by `/diagnose health`.
+pub async fn survey<'a>(
+    targets: &'a Targets,
+    relations: &BTreeSet<Relation>,
+    within: Duration,
+) -> Vec<(&'a str, Result<Visibility, StepError>)> {
+    let mut out = Vec::new();
+    for name in targets.names() {
+        let Some(t) = targets.get(name) else { continue };
+        let seen = match tokio::time::timeout(within, t.visibility(relations)).await {
+            Ok(r) => r,
+            Err(_) => Err(StepError::Unreachable(format!(
+                "no answer within {} s",
+                within.as_secs()
+            ))),
+        };
+        out.push((name, seen));
+    }
+    out
 }
 
 async fn role(conn: &mut PgConnection) -> Result<Role, StepError> {

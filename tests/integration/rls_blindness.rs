@@ -243,3 +243,42 @@ async fn an_action_request_as_the_reader_is_refused_before_anything_is_stored() 
     t.finish().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_health_reports_what_each_targets_role_sees() {
+    let db = SupabaseDb::new(AppSchema::B2b).await;
+    let dir = catalog(&[("accounts.toml", ACCOUNTS)]);
+    std::fs::copy("commands/diagnose/health.toml", dir.path().join("health.toml")).unwrap();
+    let mut down = url::Url::parse(&db.url_as(&db.roles.owner)).unwrap();
+    down.set_port(Some(1)).unwrap();
+    let h = Harness::with_targets(
+        dir.path(),
+        vec![
+            ("production", db.target_as(&db.roles.reader)),
+            ("staging", db.target_as(&db.roles.owner)),
+            ("down", crate::support::supabase::target_config(down.to_string())),
+        ],
+    );
+    let o = h.run("health").await;
+    let rls = step(&o, "Row-level security");
+    assert_eq!(rls.verdict, Verdict::Warning, "{rls:#?}");
+    assert_eq!(o.verdict, Verdict::Warning);
+    assert_eq!(col(rls, "target"), ["down", "production", "staging"]);
+    assert_eq!(col(rls, "role")[1..], [db.roles.reader.clone(), db.roles.owner.clone()]);
+    assert_eq!(col(rls, "bypasses_rls"), ["unknown", "no", "BYPASSRLS"]);
+    assert_eq!(
+        col(rls, "rows_hidden_on"),
+        [
+            "could not ask: unreachable: connection refused",
+            "auth.sessions, public.accounts, public.users",
+            "none"
+        ]
+    );
+
+    // The owner alone: nothing to report.
+    let h = Harness::new(dir.path(), db.target_as(&db.roles.owner));
+    let o = h.run("health").await;
+    assert_eq!(o.verdict, Verdict::Ok, "{o:#?}");
+    assert_eq!(col(step(&o, "Row-level security"), "bypasses_rls"), ["BYPASSRLS"]);
+    db.cleanup().await;
+}

@@ -48,6 +48,8 @@ impl Harness {
         let env = Env {
             http: &self.http,
             health_checks: &self.health,
+            targets: &self.targets,
+            catalog_reads: self.catalog.reads(),
         };
         run::run(&entry, &values, self.targets.get("production").unwrap(), &env).await
     }
