@@ -35,6 +35,12 @@ impl App {
             .with_context(|| format!("cannot listen on {bind}"))?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
+        // Say which targets row-level security blinds, without delaying start.
+        let survey = state.clone();
+        state.tasks.spawn(async move {
+            let reads = survey.catalog.reads();
+            crate::targets::rls::warn_blind(&survey.targets, reads, Duration::from_secs(5)).await;
+        });
 
         let router = crate::http::router(state.clone());
         let server_cancel = cancel.clone();

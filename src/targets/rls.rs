@@ -58,6 +58,39 @@ pub fn some_of(names: &[String], max: usize) -> String {
     }
 }
 
+/// "role `x` does not bypass row-level security on public.users, auth.users
+/// and 3 more", when some relation asked about hides rows from it.
+pub fn blind_summary(v: &Visibility) -> Option<String> {
+    let hidden = v.hidden();
+    (!hidden.is_empty()).then(|| {
+        format!(
+            "role `{}` does not bypass row-level security on {}",
+            v.role,
+            some_of(&hidden, 5)
+        )
+    })
+}
+
+/// Log a warning for each target whose role row-level security blinds, so
+/// an operator sees it at start (`serve` runs this in the background).
+pub async fn warn_blind(targets: &Targets, relations: &BTreeSet<Relation>, within: Duration) {
+    for (name, seen) in survey(targets, relations, within).await {
+        match seen {
+            Ok(v) => {
+                if let Some(why) = blind_summary(&v) {
+                    tracing::warn!(
+                        target_name = name,
+                        "{why}: diagnostics reading those tables report could-not-check and actions reading them are refused; grant the role BYPASSRLS"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target_name = name, error = %e, "could not ask the target what row-level security hides from its role")
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Role {
     name: String,
@@ -278,5 +311,16 @@ mod tests {
         let names: Vec<String> = (1..=5).map(|i| format!("t{i}")).collect();
         assert_eq!(some_of(&names, 3), "t1, t2, t3 and 2 more");
         assert_eq!(some_of(&names[..2], 3), "t1, t2");
+        assert_eq!(
+            blind_summary(&v).as_deref(),
+            Some("role `r` does not bypass row-level security on auth.users, public.users")
+        );
+        assert_eq!(
+            blind_summary(&Visibility {
+                hidden: BTreeMap::new(),
+                ..v
+            }),
+            None
+        );
     }
 }

@@ -282,3 +282,124 @@ async fn diagnose_health_reports_what_each_targets_role_sees() {
     assert_eq!(col(step(&o, "Row-level security"), "bypasses_rls"), ["BYPASSRLS"]);
     db.cleanup().await;
 }
+
+/// A config file in `dir` (next to its `commands` folder) whose
+/// `production` target connects as `role`, plus a target that is down.
+fn config_as(db: &SupabaseDb, role: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let mut down = url::Url::parse(&db.url_as(role)).unwrap();
+    down.set_port(Some(1)).unwrap();
+    let path = dir.join("bot.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[slack]\nbot_token = \"xoxb-1\"\nsigning_secret = \"s\"\nincident_channel = \"C0INC\"\n\
+             api_url = \"http://127.0.0.1:9/api/\"\n\
+             [diagnostics]\ncommands_dir = \"{}\"\ndefault_target = \"production\"\n\
+             [targets.production]\nurl = \"{}\"\n[targets.down]\nurl = \"{down}\"\n",
+            dir.join("commands").display(),
+            db.url_as(role),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A folder with `commands/accounts.toml`, for the binary.
+fn commands_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("commands")).unwrap();
+    std::fs::write(dir.path().join("commands/accounts.toml"), ACCOUNTS).unwrap();
+    dir
+}
+
+/// `runbook-bot check` with `production` as `role`: (exit code, stdout, stderr).
+fn check_as(db: &SupabaseDb, role: &str, dir: &std::path::Path) -> (Option<i32>, String, String) {
+    let path = config_as(db, role, dir);
+    let out = crate::cli::bin()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_naming_a_target_whose_role_rls_blinds() {
+    let db = SupabaseDb::new(AppSchema::B2b).await;
+    let dir = commands_folder();
+    let (code, out, err) = check_as(&db, &db.roles.reader, dir.path());
+    assert_eq!(code, Some(1), "{out}{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("warning: config: targets.down: unreachable: connection refused"),
+        "{err}"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "config: targets.production: role `{}` does not bypass row-level security on auth.sessions, public.accounts, public.users: rows there are invisible to the bot; grant the role BYPASSRLS",
+            db.roles.reader
+        )
+    );
+
+    // As the owner, only the warning about the target that is down.
+    let (code, out, err) = check_as(&db, &db.roles.owner, dir.path());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("configuration OK"), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("warning: config: targets.down:"), "{err}");
+    db.cleanup().await;
+}
+
+/// Lines the child prints on stdout until one contains `until`, or 20 s.
+fn lines_until(child: &mut std::process::Child, until: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.iter().any(|l| l.contains(until)) {
+        match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_warns_at_start_about_a_target_rls_blinds() {
+    let db = SupabaseDb::new(AppSchema::B2b).await;
+    let dir = commands_folder();
+    let path = config_as(&db, &db.roles.reader, dir.path());
+    let mut child = crate::cli::bin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("BIND", "127.0.0.1:0")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("state.db").display()),
+        )
+        .env("RUST_LOG", "info,sqlx=warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = lines_until(&mut child, "does not bypass row-level security");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = seen.join("\n");
+    let listening = seen.iter().any(|l| l.contains("runbook-bot listening"));
+    let warned = format!("role `{}` does not bypass row-level security on", db.roles.reader);
+    let warned = seen
+        .iter()
+        .any(|l| l.contains("WARN") && l.contains(&warned) && l.contains("production"));
+    assert!(listening && warned, "{log}");
+    db.cleanup().await;
+}
