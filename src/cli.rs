@@ -167,21 +167,21 @@ async fn check(config: Option<PathBuf>) -> ExitCode {
 /// One that cannot be reached only gets a warning: a database may be down
 /// while the configuration is right.
 async fn blind_targets(cfg: &Config, catalog: &Catalog) -> Vec<Problem> {
-    let problem = |name: &str, why: String| Problem {
+    let problem = |field: String, why: String| Problem {
         file: "config".into(),
-        field: format!("targets.{name}"),
+        field,
         why,
     };
     let targets = match Targets::from_config(&cfg.targets) {
         Ok(t) => t,
-        Err(e) => return vec![problem("*", e.to_string())],
+        Err(e) => return vec![problem("targets".into(), e.to_string())],
     };
     let mut out = Vec::new();
     for (name, seen) in rls::survey(&targets, catalog.reads(), CHECK_TIMEOUT).await {
         match seen {
             Ok(v) => out.extend(rls::blind_summary(&v).map(|why| {
                 problem(
-                    name,
+                    format!("targets.{name}"),
                     format!("{why}: rows there are invisible to the bot; grant the role BYPASSRLS"),
                 )
             })),
