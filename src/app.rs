@@ -35,6 +35,7 @@ impl App {
             .with_context(|| format!("cannot listen on {bind}"))?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
+        warn_blind_targets(&state);
 
         let router = crate::http::router(state.clone());
         let server_cancel = cancel.clone();
@@ -121,6 +122,16 @@ impl App {
         }
         self.state.store.pool.close().await;
     }
+}
+
+/// Say which targets row-level security blinds, in the background: a slow
+/// or unreachable target must not delay start.
+fn warn_blind_targets(state: &Arc<AppState>) {
+    let survey = state.clone();
+    state.tasks.spawn(async move {
+        let reads = survey.catalog.reads();
+        crate::targets::rls::warn_blind(&survey.targets, reads, Duration::from_secs(5)).await;
+    });
 }
 
 /// Run a long-lived worker; if it panics, log and restart it after a pause,

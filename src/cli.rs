@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +14,10 @@ use crate::config::{Config, Problem};
 use crate::dispatch::{self, Origin, Via};
 use crate::slack::ids::{ChannelId, UserId};
 use crate::state::AppState;
+use crate::targets::{Targets, rls};
+
+/// How long `check` waits for each target.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Parser)]
 #[command(name = "runbook-bot", version, about = "ChatOps bot for Slack incident channels")]
@@ -79,31 +84,7 @@ fn print_problems(problems: &[Problem]) -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check { config } => match load(config) {
-            Ok(cfg) => {
-                let mut p = cfg.serve_problems();
-                match Catalog::load(&cfg.commands_dir) {
-                    Ok(catalog) => {
-                        p.extend(catalog.unknown_targets(&cfg.targets.keys().cloned().collect()));
-                        p.extend(catalog.route_problems(&cfg.alerts.routes));
-                        if p.is_empty() {
-                            println!(
-                                "configuration OK; {} catalog commands in {}",
-                                catalog.all().count(),
-                                cfg.commands_dir.display()
-                            );
-                        }
-                    }
-                    Err(mut problems) => p.append(&mut problems),
-                }
-                if p.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    print_problems(&p)
-                }
-            }
-            Err(code) => code,
-        },
+        Command::Check { config } => check(config).await,
         Command::Serve { config } => {
             let cfg = match load(config) {
                 Ok(c) => c,
@@ -150,6 +131,64 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// `check`: the config, the catalog, and what each target's role sees.
+async fn check(config: Option<PathBuf>) -> ExitCode {
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut p = cfg.serve_problems();
+    match Catalog::load(&cfg.commands_dir) {
+        Ok(catalog) => {
+            p.extend(catalog.unknown_targets(&cfg.targets.keys().cloned().collect()));
+            p.extend(catalog.route_problems(&cfg.alerts.routes));
+            p.extend(blind_targets(&cfg, &catalog).await);
+            if p.is_empty() {
+                println!(
+                    "configuration OK; {} catalog commands in {}",
+                    catalog.all().count(),
+                    cfg.commands_dir.display()
+                );
+            }
+        }
+        Err(mut problems) => p.append(&mut problems),
+    }
+    if p.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        print_problems(&p)
+    }
+}
+
+/// A target whose role row-level security blinds is a problem: its
+/// diagnostics could not check those tables and its actions are refused.
+/// One that cannot be reached only gets a warning: a database may be down
+/// while the configuration is right.
+async fn blind_targets(cfg: &Config, catalog: &Catalog) -> Vec<Problem> {
+    let problem = |field: String, why: String| Problem {
+        file: "config".into(),
+        field,
+        why,
+    };
+    let targets = match Targets::from_config(&cfg.targets) {
+        Ok(t) => t,
+        Err(e) => return vec![problem("targets".into(), e.to_string())],
+    };
+    let mut out = Vec::new();
+    for (name, seen) in rls::survey(&targets, catalog.reads(), CHECK_TIMEOUT).await {
+        match seen {
+            Ok(v) => out.extend(rls::blind_summary(&v).map(|why| {
+                problem(
+                    format!("targets.{name}"),
+                    format!("{why}: rows there are invisible to the bot; grant the role BYPASSRLS"),
+                )
+            })),
+            Err(e) => eprintln!("warning: config: targets.{name}: {e}; its row-level security was not checked"),
+        }
+    }
+    out
 }
 
 /// Dispatch one command line and return the reply as terminal text. Slack

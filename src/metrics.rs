@@ -31,7 +31,14 @@ const HELP: &[(&str, &str)] = &[
         "runbook_bot_incidents_declared_total",
         "Incidents declared, by severity.",
     ),
-    ("runbook_bot_diagnostics_total", "Diagnostics run, by name and verdict."),
+    (
+        "runbook_bot_diagnostics_total",
+        "Diagnostics run, by name and verdict (ok, could_not_check, warning, critical).",
+    ),
+    (
+        "runbook_bot_diagnostic_steps_total",
+        "Diagnostic steps run, by diagnostic name and step verdict.",
+    ),
 ];
 
 impl Metrics {

@@ -14,6 +14,7 @@ pub mod executor;
 pub mod notify;
 pub mod plan;
 pub mod render;
+mod rls;
 pub mod snapshot;
 pub mod store;
 pub mod worker;
@@ -48,6 +49,7 @@ pub async fn request(
     let def = &entry.def;
     let approval = def.approval.clone().unwrap_or_default();
     let target = state.target_for(&entry, target.as_deref())?;
+    rls::refuse_if_blind(target, &entry).await?;
     let snapshot = Snapshot::of(&entry, &values, &state.config.deploy_hooks)?;
     let snapshot = auth_admin::attach(snapshot, &target.name, &state.config.supabase_auth)?;
     let plan = compute_plan(&snapshot, &values, target).await?;

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod auth_admin;
+pub mod relations;
 pub mod schema;
 pub mod sql_guard;
 mod validate;
@@ -13,17 +14,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Problem;
+use relations::{Reads, Relation};
 use schema::{CommandFile, Kind};
 
 #[derive(Debug)]
 pub struct Entry {
     pub file: PathBuf,
     pub def: CommandFile,
+    /// The relations its SQL reads, per step and per plan step.
+    pub reads: Reads,
 }
 
 #[derive(Debug, Default)]
 pub struct Catalog {
     by_command: BTreeMap<String, BTreeMap<String, Arc<Entry>>>,
+    /// Every relation any entry reads.
+    reads: BTreeSet<Relation>,
 }
 
 impl Catalog {
@@ -74,7 +80,9 @@ impl Catalog {
                         ));
                         continue;
                     }
-                    names.insert(def.name.clone(), Arc::new(Entry { file, def }));
+                    let reads = Reads::of(&def);
+                    catalog.reads.extend(reads.all());
+                    names.insert(def.name.clone(), Arc::new(Entry { file, def, reads }));
                 }
                 Err(mut p) => problems.append(&mut p),
             }
@@ -109,6 +117,11 @@ impl Catalog {
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<Entry>> {
         self.by_command.values().flat_map(|m| m.values())
+    }
+
+    /// Every relation the catalog's SQL reads.
+    pub fn reads(&self) -> &BTreeSet<Relation> {
+        &self.reads
     }
 
     /// Alert routes may only run read-only diagnostics that exist.

@@ -335,7 +335,8 @@ pub struct StepDef {
     /// default: the target's `attempts`.
     #[serde(default)]
     pub attempts: Option<u32>,
-    /// Skip this step, saying why, when the extension is not installed.
+    /// The extension the step reads: it runs with the extension's schema on
+    /// its search path, and could not check (saying why) when it is missing.
     #[serde(default)]
     pub requires_extension: Option<String>,
     #[serde(default)]
@@ -348,8 +349,9 @@ fn default_timeout_ms() -> u64 {
     5000
 }
 
-/// What a step does: run its SQL, ping the target, or probe the configured
-/// HTTP health endpoints.
+/// What a step does: run its SQL, ping the target, probe the configured
+/// HTTP health endpoints, or ask every target whether row-level security
+/// hides rows of the catalog's tables from its role.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
@@ -357,6 +359,7 @@ pub enum Check {
     Sql,
     Ping,
     HttpHealth,
+    RlsVisibility,
 }
 
 /// How a step's result becomes ok / warning / critical. Everything unset

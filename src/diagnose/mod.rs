@@ -2,8 +2,11 @@
 //! steps, thread the result under the channel's open incident (or post it in
 //! the channel), and record it on the incident's timeline.
 
+mod checks;
 pub mod render;
+mod rls;
 pub mod run;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -95,6 +98,8 @@ async fn run_on(
     let env = run::Env {
         http: &state.http,
         health_checks: &state.config.health_checks,
+        targets: &state.targets,
+        catalog_reads: state.catalog.reads(),
     };
     let outcome = run::run(entry, values, target, &env).await;
     tracing::info!(
@@ -104,11 +109,18 @@ async fn run_on(
         elapsed_ms = outcome.elapsed.as_millis() as u64,
         "diagnostic finished"
     );
-    state.metrics.inc(
-        "runbook_bot_diagnostics_total",
-        format!("name=\"{}\",verdict=\"{}\"", entry.def.name, outcome.verdict.as_str()),
-    );
+    count(&state.metrics, &entry.def.name, &outcome);
     Ok(outcome)
+}
+
+/// One count per diagnostic and one per step, by verdict. Names come from
+/// the catalog and verdicts are four, so the label sets stay bounded.
+fn count(metrics: &crate::metrics::Metrics, name: &str, outcome: &run::Outcome) {
+    let labels = |v: run::Verdict| format!("name=\"{name}\",verdict=\"{}\"", v.as_str());
+    metrics.inc("runbook_bot_diagnostics_total", labels(outcome.verdict));
+    for s in &outcome.steps {
+        metrics.inc("runbook_bot_diagnostic_steps_total", labels(s.verdict));
+    }
 }
 
 /// Where a result goes: a channel, in a thread when there is one.
@@ -128,7 +140,7 @@ async fn publish(
 ) -> anyhow::Result<()> {
     let now = state.clock.now_ms();
     if let Some(i) = place.incident_id {
-        let text = format!("{} ({} findings)", render::headline(outcome), render::findings(outcome));
+        let text = format!("{} ({})", render::headline(outcome), render::tally(outcome));
         incidents::add_event(tx, i, now, actor, "diagnostic", &text).await?;
     }
     let msg = Outgoing::post_keyed(place.channel, place.thread_key.clone(), None, render::blocks(outcome));

@@ -32,7 +32,7 @@ pub fn headline(o: &Outcome) -> String {
             o.args.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" ")
         )
     };
-    format!("{} {}{args} on {}: {}", o.command, o.name, o.target, o.verdict.as_str())
+    format!("{} {}{args} on {}: {}", o.command, o.name, o.target, o.verdict.words())
 }
 
 pub fn blocks(o: &Outcome) -> SlackMessageContent {
@@ -42,12 +42,13 @@ pub fn blocks(o: &Outcome) -> SlackMessageContent {
             150,
         )))),
         md(format!(
-            "{} *{}* — {} · {} step{} · {}{}",
+            "{} *{}* — {} · {} step{} · {} · {}{}",
             o.verdict.emoji(),
-            o.verdict.as_str(),
+            o.verdict.words(),
             escape_entities(&o.summary),
             o.steps.len(),
             if o.steps.len() == 1 { "" } else { "s" },
+            tally(o),
             ms(o.elapsed),
             args_line(o)
         )),
@@ -87,17 +88,12 @@ fn args_line(o: &Outcome) -> String {
 }
 
 fn step_text(s: &StepOutcome) -> String {
-    let mut head = format!("{} *{}* — ", s.verdict.emoji(), escape_entities(&s.title));
-    if let Some(note) = &s.note {
-        head.push_str(&escape_entities(note));
-    } else {
-        head.push_str(&format!(
-            "{} row{} · {}",
-            s.table.total,
-            if s.table.total == 1 { "" } else { "s" },
-            ms(s.elapsed)
-        ));
-    }
+    let mut head = format!(
+        "{} *{}* — {}",
+        s.verdict.emoji(),
+        escape_entities(&s.title),
+        escape_entities(&status(s, true))
+    );
     if let Some(e) = &s.expect {
         head.push_str(&format!("\n_Expected: {}_", escape_entities(e)));
     }
@@ -180,15 +176,32 @@ fn truncate(s: &str, max: usize) -> String {
     t
 }
 
+/// A step's note (with "could not check:" when it says why, for readers
+/// without the verdict's word beside it) and its row count when it ran.
+fn status(s: &StepOutcome, say_verdict: bool) -> String {
+    let mut parts = Vec::new();
+    if let Some(note) = &s.note {
+        parts.push(match s.verdict {
+            Verdict::CouldNotCheck if say_verdict => format!("{}: {note}", s.verdict.words()),
+            _ => note.clone(),
+        });
+    }
+    if s.note.is_none() || s.table.total > 0 {
+        parts.push(format!(
+            "{} row{} · {}",
+            s.table.total,
+            if s.table.total == 1 { "" } else { "s" },
+            ms(s.elapsed)
+        ));
+    }
+    parts.join(" · ")
+}
+
 /// The same result for a terminal.
 pub fn text(o: &Outcome) -> String {
-    let mut out = format!("{} — {} ({})\n", headline(o), o.summary, ms(o.elapsed));
+    let mut out = format!("{} — {} ({}, {})\n", headline(o), o.summary, tally(o), ms(o.elapsed));
     for s in &o.steps {
-        out.push_str(&format!("\n[{}] {}", s.verdict.as_str(), s.title));
-        match &s.note {
-            Some(n) => out.push_str(&format!(" — {n}")),
-            None => out.push_str(&format!(" — {} rows, {}", s.table.total, ms(s.elapsed))),
-        }
+        out.push_str(&format!("\n[{}] {} — {}", s.verdict.words(), s.title, status(s, false)));
         if let Some(e) = &s.expect {
             out.push_str(&format!("\n  expected: {e}"));
         }
@@ -207,9 +220,20 @@ pub fn text(o: &Outcome) -> String {
     out
 }
 
-/// Whether any step could not run (shown in the timeline).
-pub fn findings(o: &Outcome) -> usize {
-    o.steps.iter().filter(|s| s.verdict != Verdict::Ok).count()
+/// Findings and steps that could not check, counted apart: "2 findings ·
+/// 1 step could not check". Shown in the summary and on the timeline.
+pub fn tally(o: &Outcome) -> String {
+    let count = |f: fn(Verdict) -> bool| o.steps.iter().filter(|s| f(s.verdict)).count();
+    let findings = count(|v| v >= Verdict::Warning);
+    let unchecked = count(|v| v == Verdict::CouldNotCheck);
+    let mut t = format!("{findings} finding{}", if findings == 1 { "" } else { "s" });
+    if unchecked > 0 {
+        t.push_str(&format!(
+            " · {unchecked} step{} could not check",
+            if unchecked == 1 { "" } else { "s" }
+        ));
+    }
+    t
 }
 
 #[cfg(test)]
@@ -287,6 +311,66 @@ mod tests {
         assert!(all.contains("&lt;!channel&gt;"));
         // The code fence in a value cannot end the table early.
         assert_eq!(all.matches("```").count(), 6, "{all}");
+    }
+
+    fn could_not_check(mut o: Outcome) -> Outcome {
+        for s in &mut o.steps {
+            s.verdict = Verdict::CouldNotCheck;
+            s.note = Some("relation \"public.users\" does not exist (42P01) on production".into());
+            s.table = Table::default();
+        }
+        o.verdict = Verdict::CouldNotCheck;
+        o
+    }
+
+    #[test]
+    fn a_diagnostic_that_could_not_check_never_reads_healthy() {
+        let o = could_not_check(outcome(0, "x"));
+        assert_eq!(headline(&o), "/diagnose orphans on production: could not check");
+        assert_eq!(tally(&o), "0 findings · 3 steps could not check");
+        let c = blocks(&o);
+        let all = section_texts(&c).join("\n");
+        assert!(!all.contains(":large_green_circle:") && !all.contains("*ok*"), "{all}");
+        assert!(
+            all.starts_with(
+                ":grey_question: *could not check* — Orphans · 3 steps · 0 findings · 3 steps could not check"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains(":grey_question: *Users without an account* — could not check: relation \"public.users\""),
+            "{all}"
+        );
+        let t = text(&o);
+        assert!(
+            t.contains("on production: could not check — Orphans (0 findings · 3 steps could not check"),
+            "{t}"
+        );
+        assert!(
+            t.contains("[could not check] Users without an account — relation"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn findings_and_unchecked_steps_are_counted_apart() {
+        let mut o = outcome(2, "a");
+        o.steps[1].verdict = Verdict::CouldNotCheck;
+        o.steps[1].note = Some("extension `pg_stat_statements` is not installed on production".into());
+        o.steps[2].verdict = Verdict::Critical;
+        assert_eq!(tally(&o), "2 findings · 1 step could not check");
+        o.steps[0].verdict = Verdict::Ok;
+        o.steps[2].verdict = Verdict::Ok;
+        assert_eq!(tally(&o), "0 findings · 1 step could not check");
+        // A note about rows that were read keeps the rows beside it.
+        o.steps[1].table.total = 2;
+        assert!(status(&o.steps[1], true).starts_with("could not check: extension"));
+        assert!(
+            status(&o.steps[1], true).ends_with("2 rows · 12 ms"),
+            "{}",
+            status(&o.steps[1], true)
+        );
+        assert_eq!(status(&o.steps[0], false), "2 rows · 12 ms");
     }
 
     #[test]

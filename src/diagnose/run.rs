@@ -1,47 +1,25 @@
 //! Executes a catalog diagnostic against a target: each step in a read-only
 //! transaction with its own timeout and attempts, then judged.
+//!
+//! A step that cannot run reads could-not-check with its reason, never ok
+//! and never critical: a missing table, a privilege, an extension, a
+//! timeout or a target that is down says nothing about the data. The one
+//! exception is a `ping` step, whose point is reachability. A step that
+//! read a relation row-level security hides from the role could not check
+//! either (`rls.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::checks;
+use super::rls::Sight;
+pub use super::verdict::{Verdict, judge};
 use crate::catalog::Entry;
 use crate::catalog::args::{self, Value};
-use crate::catalog::schema::{Check, Judge, Severity, StepDef};
+use crate::catalog::relations::Relation;
+use crate::catalog::schema::{Check, StepDef};
 use crate::config::HealthCheck;
-use crate::targets::{StepError, Table, Target};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verdict {
-    Ok,
-    Warning,
-    Critical,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Warning => "warning",
-            Verdict::Critical => "critical",
-        }
-    }
-    pub fn emoji(self) -> &'static str {
-        match self {
-            Verdict::Ok => ":large_green_circle:",
-            Verdict::Warning => ":large_yellow_circle:",
-            Verdict::Critical => ":red_circle:",
-        }
-    }
-}
-
-impl From<Severity> for Verdict {
-    fn from(s: Severity) -> Self {
-        match s {
-            Severity::Warning => Verdict::Warning,
-            Severity::Critical => Verdict::Critical,
-        }
-    }
-}
+use crate::targets::{SqlState, StepError, Table, Target, Targets};
 
 #[derive(Debug, Clone)]
 pub struct StepOutcome {
@@ -52,24 +30,37 @@ pub struct StepOutcome {
     /// Indexes into `table.columns` to show, in order.
     pub shown: Vec<usize>,
     pub limit: u32,
-    /// Why the step was skipped or failed, in words safe to show.
+    /// Why the step could not check (or what limits its result), in words
+    /// safe to show.
     pub note: Option<String>,
     pub elapsed: Duration,
     /// The step failed because the target could not be reached.
     pub unreachable: bool,
 }
 
-fn skipped(step: &StepDef, why: &str) -> StepOutcome {
+impl StepOutcome {
+    fn of(step: &StepDef) -> StepOutcome {
+        StepOutcome {
+            title: step.title.clone(),
+            expect: step.expect.clone(),
+            verdict: Verdict::Ok,
+            table: Table::default(),
+            shown: Vec::new(),
+            limit: step.render.limit,
+            note: None,
+            elapsed: Duration::ZERO,
+            unreachable: false,
+        }
+    }
+}
+
+/// A step not run because the target already proved unreachable.
+fn not_run(step: &StepDef, down: &str) -> StepOutcome {
     StepOutcome {
-        title: step.title.clone(),
-        expect: step.expect.clone(),
-        verdict: Verdict::Critical,
-        table: Table::default(),
-        shown: Vec::new(),
-        limit: step.render.limit,
-        note: Some(format!("not run: {why}")),
-        elapsed: Duration::ZERO,
+        verdict: Verdict::CouldNotCheck,
+        note: Some(format!("{down} (step not run)")),
         unreachable: true,
+        ..StepOutcome::of(step)
     }
 }
 
@@ -90,6 +81,10 @@ pub struct Outcome {
 pub struct Env<'a> {
     pub http: &'a reqwest::Client,
     pub health_checks: &'a [HealthCheck],
+    /// Every configured target, for steps that report on all of them.
+    pub targets: &'a Targets,
+    /// Every relation the catalog reads.
+    pub catalog_reads: &'a BTreeSet<Relation>,
 }
 
 pub async fn run(entry: &Entry, values: &BTreeMap<String, Value>, target: &Target, env: &Env<'_>) -> Outcome {
@@ -98,18 +93,22 @@ pub async fn run(entry: &Entry, values: &BTreeMap<String, Value>, target: &Targe
     let mut steps = Vec::new();
     // Once the target is unreachable, later steps say so instead of waiting again.
     let mut unreachable: Option<String> = None;
-    for step in &def.steps {
+    let mut sight = Sight::new(target, entry.reads.steps.iter().flatten().cloned().collect());
+    for (i, step) in def.steps.iter().enumerate() {
         if step.when_arg.as_ref().is_some_and(|a| !values.contains_key(a))
             || step.unless_arg.as_ref().is_some_and(|a| values.contains_key(a))
         {
             continue;
         }
-        if let Some(down) = &unreachable {
-            steps.push(skipped(step, down));
+        if let Some(down) = &unreachable
+            && needs_target(step.check)
+        {
+            steps.push(not_run(step, down));
             continue;
         }
         let params: Vec<_> = step.params.iter().map(|p| args::bound(&def.args, values, p)).collect();
-        let out = run_step(step, &params, target, env).await;
+        let mut out = run_step(step, &params, target, env).await;
+        sight.mark(&mut out, step, entry.reads.step(i)).await;
         if out.unreachable {
             unreachable = out.note.clone();
         }
@@ -132,86 +131,96 @@ pub async fn run(entry: &Entry, values: &BTreeMap<String, Value>, target: &Targe
     }
 }
 
+/// Whether a step talks to the diagnostic's target (HTTP endpoints do not;
+/// the RLS report asks every target, each with its own timeout).
+fn needs_target(check: Check) -> bool {
+    matches!(check, Check::Sql | Check::Ping)
+}
+
 async fn run_step(step: &StepDef, params: &[args::Bound], target: &Target, env: &Env<'_>) -> StepOutcome {
     let started = Instant::now();
-    let mut out = StepOutcome {
-        title: step.title.clone(),
-        expect: step.expect.clone(),
-        verdict: Verdict::Ok,
-        table: Table::default(),
-        shown: Vec::new(),
-        limit: step.render.limit,
-        note: None,
-        elapsed: Duration::ZERO,
-        unreachable: false,
-    };
-    if let Some(ext) = &step.requires_extension {
-        match extension_installed(target, ext).await {
-            Ok(true) => {}
-            Ok(false) => {
-                out.note = Some(format!("`{ext}` is not installed on {}; step skipped.", target.name));
-                out.elapsed = started.elapsed();
-                return out;
-            }
-            Err(e) => return failed(out, target, 1, &e, started),
-        }
-    }
+    let mut out = StepOutcome::of(step);
     let result = match step.check {
-        Check::Sql => with_attempts(step, target, || async {
-            target
-                .query(
-                    step.sql.as_deref().unwrap_or(""),
-                    params,
-                    step.timeout_ms,
-                    step.render.limit,
-                )
-                .await
-        })
-        .await
-        .map(|t| (t, None)),
-        Check::Ping => with_attempts(step, target, || async {
-            let took = target.ping().await?;
-            Ok(Table {
-                columns: vec!["target".into(), "latency_ms".into()],
-                rows: vec![vec![target.name.clone(), format!("{:.1}", took.as_secs_f64() * 1e3)]],
-                total: 1,
-            })
-        })
-        .await
-        .map(|t| (t, None)),
-        Check::HttpHealth => Ok(http_health(env).await).map(|(t, v)| (t, Some(v))),
+        Check::Sql => with_attempts(step, target, || sql(step, params, target))
+            .await
+            .map(|t| (t, None)),
+        Check::Ping => with_attempts(step, target, || ping(target)).await.map(|t| (t, None)),
+        Check::HttpHealth => Ok(checks::http_health(env).await).map(|(t, v)| (t, Some(v))),
+        Check::RlsVisibility => Ok(checks::rls_visibility(env).await).map(|(t, v)| (t, Some(v))),
     };
     match result {
         Ok((table, forced)) => {
             out.shown = shown_columns(&table.columns, &step.render.columns);
             out.verdict = forced.unwrap_or_else(|| judge(&step.judge, &table));
             out.table = table;
-            out.elapsed = started.elapsed();
-            out
         }
-        Err((attempts, e)) => failed(out, target, attempts, &e, started),
+        Err((attempts, e)) => {
+            out.note = Some(reason(&target.name, attempts, &e));
+            // A ping exists to test reachability: its failure is the finding.
+            out.verdict = match step.check {
+                Check::Ping => Verdict::Critical,
+                _ => Verdict::CouldNotCheck,
+            };
+            out.unreachable = matches!(e, StepError::Unreachable(_));
+        }
+    }
+    out.elapsed = started.elapsed();
+    out
+}
+
+async fn sql(step: &StepDef, params: &[args::Bound], target: &Target) -> Result<Table, StepError> {
+    let sql = step.sql.as_deref().unwrap_or("");
+    let (timeout, limit) = (step.timeout_ms, step.render.limit);
+    match &step.requires_extension {
+        Some(ext) => target.query_with_extension(ext, sql, params, timeout, limit).await,
+        None => target.query(sql, params, timeout, limit).await,
     }
 }
 
-fn failed(mut out: StepOutcome, target: &Target, attempts: u32, e: &StepError, started: Instant) -> StepOutcome {
+async fn ping(target: &Target) -> Result<Table, StepError> {
+    let took = target.ping().await?;
+    Ok(Table {
+        columns: vec!["target".into(), "latency_ms".into()],
+        rows: vec![vec![target.name.clone(), format!("{:.1}", took.as_secs_f64() * 1e3)]],
+        total: 1,
+    })
+}
+
+/// Why a step could not check, naming the target, never its URL.
+fn reason(name: &str, attempts: u32, e: &StepError) -> String {
     let tries = if attempts == 1 {
         "1 attempt".to_string()
     } else {
         format!("{attempts} attempts")
     };
-    out.note = Some(match e {
-        StepError::Unreachable(why) => format!("target {} unreachable after {tries}: {why}", target.name),
-        StepError::Timeout(ms) => format!(
-            "timed out after {ms} ms (statement_timeout) on {}, {tries}",
-            target.name
-        ),
-        StepError::Query(why) => format!("query failed on {}: {why}", target.name),
-        StepError::Conflict => format!("query failed on {}: {e}", target.name),
-    });
-    out.verdict = Verdict::Critical;
-    out.unreachable = matches!(e, StepError::Unreachable(_));
-    out.elapsed = started.elapsed();
-    out
+    match e {
+        StepError::Unreachable(why) => format!("target {name} unreachable after {tries}: {why}"),
+        StepError::Timeout(ms) => format!("timed out after {ms} ms (statement_timeout) on {name}, {tries}"),
+        StepError::Query { code, message } => {
+            let code_words = code.map(|c| format!(" ({c})")).unwrap_or_default();
+            format!("{message}{code_words} on {name}{}", hint(*code))
+        }
+        StepError::Conflict => format!("changed by a concurrent transaction on {name}"),
+        StepError::NotInstalled(ext) => format!("extension `{ext}` is not installed on {name}"),
+    }
+}
+
+/// What an operator should look at, for the failures a catalog step meets.
+fn hint(code: Option<SqlState>) -> &'static str {
+    match code {
+        Some(SqlState::INSUFFICIENT_PRIVILEGE) => "; the bot's role lacks a privilege",
+        Some(
+            SqlState::UNDEFINED_TABLE
+            | SqlState::UNDEFINED_COLUMN
+            | SqlState::UNDEFINED_FUNCTION
+            | SqlState::UNDEFINED_OBJECT
+            | SqlState::INVALID_SCHEMA_NAME,
+        ) => "; the catalog's SQL does not match this database",
+        Some(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE | SqlState::FEATURE_NOT_SUPPORTED) => {
+            "; the database is not set up for this query"
+        }
+        _ => "",
+    }
 }
 
 /// Retry transient failures with the runbooks' jittered backoff (about 0,
@@ -243,46 +252,6 @@ where
     Err(last.expect("at least one attempt"))
 }
 
-async fn extension_installed(target: &Target, ext: &str) -> Result<bool, StepError> {
-    let sql = "SELECT extname FROM pg_extension WHERE extname = $1";
-    let t = target
-        .query(sql, &[args::Bound::Text(Some(ext.to_string()))], 2000, 1)
-        .await?;
-    Ok(t.total > 0)
-}
-
-/// The runbooks' health-check script: every configured endpoint must answer
-/// 200, within its latency budget.
-async fn http_health(env: &Env<'_>) -> (Table, Verdict) {
-    let mut table = Table {
-        columns: vec![
-            "endpoint".into(),
-            "status".into(),
-            "latency_ms".into(),
-            "budget_ms".into(),
-        ],
-        ..Default::default()
-    };
-    let mut verdict = Verdict::Ok;
-    for h in env.health_checks {
-        let p = crate::probe::http(env.http, h).await;
-        let v = match (p.ok, p.slow) {
-            (true, _) => Verdict::Ok,
-            (false, true) => Verdict::Warning,
-            (false, false) => Verdict::Critical,
-        };
-        verdict = verdict.max(v);
-        table.rows.push(vec![
-            h.name.clone(),
-            p.status,
-            format!("{:.0}", p.latency_ms),
-            h.max_latency_ms.to_string(),
-        ]);
-    }
-    table.total = table.rows.len() as i64;
-    (table, verdict)
-}
-
 fn shown_columns(columns: &[String], wanted: &[String]) -> Vec<usize> {
     if wanted.is_empty() {
         return (0..columns.len()).collect();
@@ -293,97 +262,43 @@ fn shown_columns(columns: &[String], wanted: &[String]) -> Vec<usize> {
         .collect()
 }
 
-/// Apply a step's judge to its rows.
-pub fn judge(j: &Judge, table: &Table) -> Verdict {
-    let mut v = Verdict::Ok;
-    if table.total > j.rows_over
-        && let Some(s) = j.rows
-    {
-        v = v.max(s.into());
-    }
-    if table.total == 0
-        && let Some(s) = j.empty
-    {
-        v = v.max(s.into());
-    }
-    if let Some(col) = &j.column
-        && let Some(idx) = table.columns.iter().position(|c| c == col)
-    {
-        for row in &table.rows {
-            let Some(x) = row.get(idx).and_then(|s| s.parse::<f64>().ok()) else {
-                continue;
-            };
-            let over = |t: Option<f64>| t.is_some_and(|t| x > t);
-            let under = |t: Option<f64>| t.is_some_and(|t| x < t);
-            if over(j.critical_above) || under(j.critical_below) {
-                v = v.max(Verdict::Critical);
-            } else if over(j.warning_above) || under(j.warning_below) {
-                v = v.max(Verdict::Warning);
-            }
-        }
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn table(rows: &[&[&str]]) -> Table {
-        Table {
-            columns: vec!["name".into(), "pct".into()],
-            rows: rows.iter().map(|r| r.iter().map(|s| s.to_string()).collect()).collect(),
-            total: rows.len() as i64,
-        }
-    }
-
-    #[test]
-    fn rows_and_empty_verdicts() {
-        let j = Judge {
-            rows: Some(Severity::Warning),
-            ..Default::default()
-        };
-        assert_eq!(judge(&j, &table(&[])), Verdict::Ok);
-        assert_eq!(judge(&j, &table(&[&["a", "1"]])), Verdict::Warning);
-        let j = Judge {
-            rows: Some(Severity::Critical),
-            rows_over: 1,
-            ..Default::default()
-        };
-        assert_eq!(judge(&j, &table(&[&["a", "1"]])), Verdict::Ok);
-        assert_eq!(judge(&j, &table(&[&["a", "1"], &["b", "2"]])), Verdict::Critical);
-        let j = Judge {
-            empty: Some(Severity::Critical),
-            ..Default::default()
-        };
-        assert_eq!(judge(&j, &table(&[])), Verdict::Critical);
-        assert_eq!(judge(&j, &table(&[&["a", "1"]])), Verdict::Ok);
-    }
-
-    #[test]
-    fn column_thresholds() {
-        let j = Judge {
-            column: Some("pct".into()),
-            warning_above: Some(10.0),
-            critical_above: Some(20.0),
-            ..Default::default()
-        };
-        assert_eq!(judge(&j, &table(&[&["a", "5"]])), Verdict::Ok);
-        assert_eq!(judge(&j, &table(&[&["a", "5"], &["b", "15"]])), Verdict::Warning);
-        assert_eq!(judge(&j, &table(&[&["a", "25"], &["b", "NULL"]])), Verdict::Critical);
-        let j = Judge {
-            column: Some("pct".into()),
-            critical_below: Some(1.0),
-            ..Default::default()
-        };
-        assert_eq!(judge(&j, &table(&[&["hook", "0"]])), Verdict::Critical);
-        assert_eq!(judge(&j, &table(&[&["hook", "1"]])), Verdict::Ok);
-    }
 
     #[test]
     fn columns_to_show() {
         let cols = vec!["a".to_string(), "b".to_string(), "c".to_string()];
         assert_eq!(shown_columns(&cols, &[]), vec![0, 1, 2]);
         assert_eq!(shown_columns(&cols, &["c".into(), "a".into(), "zz".into()]), vec![2, 0]);
+    }
+
+    #[test]
+    fn hints_name_what_to_look_at() {
+        assert!(hint(Some(SqlState::UNDEFINED_COLUMN)).contains("catalog's SQL"));
+        assert!(hint(Some(SqlState::INSUFFICIENT_PRIVILEGE)).contains("privilege"));
+        assert!(hint(Some(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)).contains("not set up"));
+        assert_eq!(hint(None), "");
+    }
+
+    #[test]
+    fn reasons_name_the_target_the_cause_and_the_code() {
+        let q = StepError::Query {
+            code: Some(SqlState::UNDEFINED_TABLE),
+            message: "relation \"public.nope\" does not exist".into(),
+        };
+        assert_eq!(
+            reason("production", 1, &q),
+            "relation \"public.nope\" does not exist (42P01) on production; the catalog's SQL does not match this database"
+        );
+        assert_eq!(
+            reason("staging", 3, &StepError::Unreachable("connection refused".into())),
+            "target staging unreachable after 3 attempts: connection refused"
+        );
+        assert_eq!(
+            reason("production", 1, &StepError::NotInstalled("pg_stat_statements".into())),
+            "extension `pg_stat_statements` is not installed on production"
+        );
+        assert_eq!(reason("p", 1, &StepError::other("bad row")), "bad row on p");
     }
 }

@@ -103,12 +103,12 @@ async fn execute(state: &AppState, f: &Followup) -> Ran {
 /// statement was approved for them, and they are reported).
 async fn keyed(conn: &mut sqlx::PgConnection, a: &Approved) -> Result<String, StepError> {
     let Some(f) = &a.snapshot.def.followup else {
-        return Err(StepError::Query("the approved action has no follow-up".into()));
+        return Err(StepError::other("the approved action has no follow-up"));
     };
     let table = a
         .plan
         .table(&f.plan)
-        .ok_or_else(|| StepError::Query(format!("the plan has no step `{}`", f.plan)))?;
+        .ok_or_else(|| StepError::other(format!("the plan has no step `{}`", f.plan)))?;
     let key = table.key.clone().unwrap_or_default();
     let approved = table.keys();
     let mut tx = conn
@@ -129,7 +129,7 @@ async fn keyed(conn: &mut sqlx::PgConnection, a: &Approved) -> Result<String, St
         .filter_map(|r| col.and_then(|i| r[i].clone()))
         .collect();
     if let Some(stray) = done.iter().find(|k| !approved.contains(k)) {
-        return Err(StepError::Query(format!(
+        return Err(StepError::other(format!(
             "it returned a row the plan did not show ({key} {}); rolled back",
             visible(stray)
         )));

@@ -100,7 +100,7 @@ async fn fetch_rows(
         .map_err(|e| classify(&e, timeout_ms))?;
     let mut table = ExactTable::default();
     for (json, total) in rows {
-        let (columns, cells) = parse_row(&json).map_err(StepError::Query)?;
+        let (columns, cells) = parse_row(&json).map_err(StepError::other)?;
         if table.columns.is_empty() {
             table.columns = columns;
         }

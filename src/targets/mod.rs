@@ -6,6 +6,8 @@
 //! the target and the cause, never the URL or its password.
 
 pub mod exact;
+pub mod rls;
+pub mod sqlstate;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 use crate::catalog::args::Bound;
 use crate::config::TargetConfig;
 use crate::error::UserError;
+pub use sqlstate::SqlState;
 
 pub struct Target {
     pub name: String,
@@ -26,6 +29,8 @@ pub struct Target {
     options: PgConnectOptions,
     pub connect_timeout: Duration,
     pub attempts: u32,
+    /// What row-level security hides from this target's role, recently.
+    rls: rls::Cache,
 }
 
 #[derive(Default)]
@@ -54,6 +59,7 @@ impl Targets {
                     options,
                     connect_timeout: t.connect_timeout,
                     attempts: t.attempts,
+                    rls: rls::Cache::default(),
                 },
             );
         }
@@ -102,18 +108,38 @@ pub enum StepError {
     Unreachable(String),
     #[error("timed out after {0} ms (statement_timeout)")]
     Timeout(u64),
-    #[error("query failed: {0}")]
-    Query(String),
+    /// The database refused the statement; `code` says why in a way code
+    /// can match on, `message` in PostgreSQL's words.
+    #[error("query failed: {}", query_words(code.as_ref(), message))]
+    Query { code: Option<SqlState>, message: String },
     /// A serialization failure or deadlock: a concurrent transaction changed
     /// what this one read or wrote.
     #[error("changed by a concurrent transaction")]
     Conflict,
+    /// A step needs an extension the target does not have.
+    #[error("extension `{0}` is not installed")]
+    NotInstalled(String),
+}
+
+fn query_words(code: Option<&SqlState>, message: &str) -> String {
+    match code {
+        Some(c) => format!("{message} ({c})"),
+        None => message.to_string(),
+    }
 }
 
 impl StepError {
     /// Worth another attempt: the database may answer next time.
     pub fn transient(&self) -> bool {
         matches!(self, StepError::Unreachable(_) | StepError::Timeout(_))
+    }
+
+    /// A failure with no SQLSTATE (a driver or decoding problem).
+    pub fn other(message: impl Into<String>) -> StepError {
+        StepError::Query {
+            code: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -130,11 +156,39 @@ pub const TOTAL_COLUMN: &str = "__rb_total";
 impl Target {
     /// Run one read-only statement in its own `READ ONLY` transaction.
     pub async fn query(&self, sql: &str, params: &[Bound], timeout_ms: u64, limit: u32) -> Result<Table, StepError> {
+        self.read(None, sql, params, timeout_ms, limit).await
+    }
+
+    /// Like `query`, with `extension`'s schema on the search path, so that
+    /// catalog SQL need not know where it is installed (Supabase puts
+    /// extensions in `extensions`, which a bot role's path may lack).
+    pub async fn query_with_extension(
+        &self,
+        extension: &str,
+        sql: &str,
+        params: &[Bound],
+        timeout_ms: u64,
+        limit: u32,
+    ) -> Result<Table, StepError> {
+        self.read(Some(extension), sql, params, timeout_ms, limit).await
+    }
+
+    async fn read(
+        &self,
+        extension: Option<&str>,
+        sql: &str,
+        params: &[Bound],
+        timeout_ms: u64,
+        limit: u32,
+    ) -> Result<Table, StepError> {
         let mut conn = self.acquire().await?;
         let mut tx = conn
             .begin_with("BEGIN READ ONLY")
             .await
             .map_err(|e| classify(&e, timeout_ms))?;
+        if let Some(ext) = extension {
+            with_extension_schema(&mut tx, ext).await?;
+        }
         let table = query_on(&mut tx, sql, params, timeout_ms, limit).await?;
         let _ = tx.rollback().await;
         Ok(table)
@@ -185,6 +239,27 @@ impl Target {
             }
         }
     }
+}
+
+/// Append the schema `ext` is installed in to this transaction's search
+/// path (after the rest, so nothing that already resolves changes meaning).
+async fn with_extension_schema(conn: &mut PgConnection, ext: &str) -> Result<(), StepError> {
+    let schema: Option<String> = sqlx::query_scalar(
+        "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = $1",
+    )
+    .bind(ext)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| classify(&e, 0))?;
+    let schema = schema.ok_or_else(|| StepError::NotInstalled(ext.to_string()))?;
+    sqlx::query(
+        "SELECT set_config('search_path', concat_ws(', ', nullif(current_setting('search_path'), ''), quote_ident($1)), true)",
+    )
+    .bind(schema)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| classify(&e, 0))?;
+    Ok(())
 }
 
 pub(crate) fn bind_all<'q, Q: Bindable<'q>>(mut q: Q, params: &[Bound]) -> Q {
@@ -286,16 +361,24 @@ pub fn classify(e: &sqlx::Error, timeout_ms: u64) -> StepError {
         sqlx::Error::Tls(_) => StepError::Unreachable("TLS handshake failed".into()),
         sqlx::Error::PoolTimedOut => StepError::Unreachable("no connection within the connect timeout".into()),
         sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => StepError::Unreachable("connection pool closed".into()),
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            Some("57014") => StepError::Timeout(timeout_ms),
-            Some("40001") | Some("40P01") => StepError::Conflict,
-            Some("28P01") | Some("28000") => StepError::Unreachable("authentication failed".into()),
-            Some("3D000") => StepError::Unreachable("database does not exist".into()),
-            Some("57P03") => StepError::Unreachable("the database is starting up".into()),
-            Some("53300") => StepError::Unreachable("too many connections".into()),
-            code => StepError::Query(format!("{} ({})", db.message(), code.unwrap_or("?"))),
-        },
+        sqlx::Error::Database(db) => {
+            let code = db.code().as_deref().and_then(SqlState::parse);
+            match code {
+                Some(SqlState::QUERY_CANCELED) => StepError::Timeout(timeout_ms),
+                Some(SqlState::SERIALIZATION_FAILURE | SqlState::DEADLOCK_DETECTED) => StepError::Conflict,
+                Some(SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION) => {
+                    StepError::Unreachable("authentication failed".into())
+                }
+                Some(SqlState::INVALID_CATALOG_NAME) => StepError::Unreachable("database does not exist".into()),
+                Some(SqlState::CANNOT_CONNECT_NOW) => StepError::Unreachable("the database is starting up".into()),
+                Some(SqlState::TOO_MANY_CONNECTIONS) => StepError::Unreachable("too many connections".into()),
+                code => StepError::Query {
+                    code,
+                    message: db.message().chars().take(300).collect(),
+                },
+            }
+        }
         sqlx::Error::Configuration(_) => StepError::Unreachable("bad target configuration".into()),
-        other => StepError::Query(other.to_string().chars().take(200).collect()),
+        other => StepError::other(other.to_string().chars().take(200).collect::<String>()),
     }
 }

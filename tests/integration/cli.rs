@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runbook-bot"));
     for k in [
         "SLACK_SIGNING_SECRET",

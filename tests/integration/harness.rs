@@ -22,7 +22,7 @@ async fn a_panicking_test_leaves_no_supabase_database_or_role_behind() {
     let task = tokio::spawn(async move {
         let db = SupabaseDb::new(AppSchema::Care).await;
         let prefix = db.roles.owner.trim_end_matches("_owner").to_string();
-        assert_eq!(roles_exist(&prefix).await, 5);
+        assert_eq!(roles_exist(&prefix).await, 6);
         tx.send((db.name.clone(), prefix)).unwrap();
         panic!("a test failing while it holds its project");
     });

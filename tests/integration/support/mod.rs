@@ -3,6 +3,7 @@
 //! Slack client at the fake Slack, and send requests signed like Slack's.
 
 pub mod approvals;
+pub mod diagnose;
 pub mod fake_slack;
 pub mod supabase;
 

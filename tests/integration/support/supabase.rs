@@ -2,7 +2,9 @@
 //! `auth` schema, Supabase's roles and default privileges, and one
 //! runbook's application tables (`tests/fixtures/supabase/`). The bot
 //! connects as the project owner, which, as on hosted Supabase, is not a
-//! superuser (BYPASSRLS, pg_monitor, pg_read_all_data, pg_signal_backend).
+//! superuser (BYPASSRLS, pg_monitor, pg_read_all_data, pg_signal_backend),
+//! or, to see what row-level security does to it, as the reader (the same
+//! reading rights without BYPASSRLS).
 //!
 //! Roles are cluster-wide and tests run in parallel, so every test gets its
 //! own role names (a unique prefix) and removes them, with its database,
@@ -48,7 +50,7 @@ impl AppSchema {
     }
 }
 
-/// The five roles of one test's project.
+/// The six roles of one test's project.
 #[derive(Debug, Clone)]
 pub struct Roles {
     pub owner: String,
@@ -56,6 +58,8 @@ pub struct Roles {
     pub authenticated: String,
     pub service_role: String,
     pub auth_admin: String,
+    /// Reads everything but does not bypass row-level security.
+    pub reader: String,
 }
 
 impl Roles {
@@ -66,6 +70,7 @@ impl Roles {
             authenticated: format!("{prefix}_authenticated"),
             service_role: format!("{prefix}_service_role"),
             auth_admin: format!("{prefix}_auth_admin"),
+            reader: format!("{prefix}_reader"),
         }
     }
 
@@ -76,6 +81,7 @@ impl Roles {
             .replace("{{authenticated}}", &self.authenticated)
             .replace("{{service_role}}", &self.service_role)
             .replace("{{auth_admin}}", &self.auth_admin)
+            .replace("{{reader}}", &self.reader)
     }
 }
 
@@ -128,15 +134,14 @@ impl SupabaseDb {
         )
         .await;
         let (name, admin_url) = create_database("rb_supa").await;
-        let owner_url = admin_url.replacen("://postgres@", &format!("://{}@", roles.owner), 1);
-        assert_ne!(owner_url, admin_url, "TEST_POSTGRES_URL must connect as user postgres");
-        let db = SupabaseDb {
+        let mut db = SupabaseDb {
             guard: Guard(Some((name.clone(), roles.clone()))),
             name,
             roles,
             admin_url,
-            owner_url,
+            owner_url: String::new(),
         };
+        db.owner_url = db.url_as(&db.roles.owner);
         let (schema, seed) = app.files();
         for file in [
             include_str!("../../fixtures/supabase/base.sql"),
@@ -181,17 +186,31 @@ impl SupabaseDb {
 
     /// The target the bot is given: this database, as the project owner.
     pub fn target_config(&self) -> runbook_bot::config::TargetConfig {
-        runbook_bot::config::TargetConfig {
-            url: secrecy::SecretString::from(self.owner_url.clone()),
-            connect_timeout: std::time::Duration::from_millis(1500),
-            attempts: 3,
-        }
+        target_config(self.owner_url.clone())
     }
 
     /// The bot's `production` target (and default), as the project owner.
     pub fn attach(&self, cfg: &mut runbook_bot::config::Config) {
-        cfg.targets.insert("production".into(), self.target_config());
+        self.attach_as(cfg, &self.roles.owner);
+    }
+
+    /// The bot's `production` target (and default), as `role`; e.g. the
+    /// reader, which row-level security blinds.
+    pub fn attach_as(&self, cfg: &mut runbook_bot::config::Config, role: &str) {
+        cfg.targets.insert("production".into(), self.target_as(role));
         cfg.default_target = Some("production".into());
+    }
+
+    /// The database as one of this project's login roles.
+    pub fn url_as(&self, role: &str) -> String {
+        let url = self.admin_url.replacen("://postgres@", &format!("://{role}@"), 1);
+        assert_ne!(url, self.admin_url, "TEST_POSTGRES_URL must connect as user postgres");
+        url
+    }
+
+    /// A target that connects as `role`.
+    pub fn target_as(&self, role: &str) -> runbook_bot::config::TargetConfig {
+        target_config(self.url_as(role))
     }
 
     /// The b2b seed with runbook 000's anomalies planted (see b2b_anomalies.sql).
@@ -206,6 +225,15 @@ impl SupabaseDb {
         if let Some((name, roles)) = self.guard.0.take() {
             teardown(&name, &roles).await;
         }
+    }
+}
+
+/// How the tests connect to a target: a short connect timeout, three attempts.
+pub fn target_config(url: String) -> runbook_bot::config::TargetConfig {
+    runbook_bot::config::TargetConfig {
+        url: secrecy::SecretString::from(url),
+        connect_timeout: std::time::Duration::from_millis(1500),
+        attempts: 3,
     }
 }
 
