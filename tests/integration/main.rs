@@ -6,6 +6,7 @@ mod support;
 
 mod alerts;
 mod approvals;
+mod catalog_sql;
 mod cli;
 mod could_not_check;
 mod diagnostics;
