@@ -406,3 +406,16 @@ fn examples_run_on_a_fixture_with_the_schema_their_file_names() {
         .collect();
     assert_eq!(seen.len(), catalog.all().count());
 }
+
+#[test]
+fn the_slack_app_manifest_declares_every_command_the_bot_answers() {
+    let manifest = std::fs::read_to_string("deploy/slack-app-manifest.yaml").unwrap();
+    let declared: BTreeSet<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- command: "))
+        .collect();
+    let mut answered: BTreeSet<String> = catalog().all().map(|e| e.def.command.clone()).collect();
+    answered.extend(["/incident".to_string(), "/scheduled".to_string()]);
+    let answered: BTreeSet<&str> = answered.iter().map(String::as_str).collect();
+    assert_eq!(declared, answered);
+}
