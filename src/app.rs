@@ -75,7 +75,7 @@ impl App {
         });
         let followups = supervise("followups", cancel.clone(), {
             let state = state.clone();
-            move |cancel| crate::followup::worker::run(state.clone(), cancel)
+            move |cancel| crate::approval::followup::worker::run(state.clone(), cancel)
         });
         let health = supervise("health", cancel.clone(), {
             let state = state.clone();

@@ -16,7 +16,6 @@ pub mod config;
 pub mod diagnose;
 pub mod dispatch;
 pub mod error;
-pub mod followup;
 pub mod http;
 pub mod incident;
 pub mod metrics;

@@ -11,6 +11,7 @@ pub mod auth_admin;
 pub mod deploy;
 pub mod effects;
 pub mod executor;
+pub mod followup;
 pub mod notify;
 pub mod plan;
 pub mod render;

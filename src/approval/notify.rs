@@ -138,7 +138,7 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
 /// Schedule the follow-up an applied action declares (the GDPR hard delete),
 /// in the transaction that records it applied; what the thread is told.
 async fn scheduled_followup(conn: &mut AnyConnection, r: &Request, now: i64) -> anyhow::Result<String> {
-    Ok(match crate::followup::schedule_for(conn, r, now).await? {
+    Ok(match crate::approval::followup::schedule_for(conn, r, now).await? {
         Some((id, due_at)) => format!(
             "\nScheduled follow-up #{id} for {} (`/scheduled cancel {id}` stops it).",
             crate::incident::render::utc(due_at)

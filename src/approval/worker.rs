@@ -140,7 +140,7 @@ async fn resolve_abandoned(state: &AppState, r: &Request) -> anyhow::Result<()> 
         return Ok(());
     }
     if to == State::Applied
-        && let Some((id, _)) = crate::followup::schedule_for(&mut tx, r, now).await?
+        && let Some((id, _)) = crate::approval::followup::schedule_for(&mut tx, r, now).await?
     {
         text.push_str(&format!("; scheduled follow-up #{id} (`/scheduled list`)"));
     }

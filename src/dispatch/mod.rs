@@ -64,7 +64,7 @@ async fn run(state: &Arc<AppState>, origin: &Origin, inv: Invocation, name: &str
         ))),
         Invocation::Incident(cmd) => cmd.run(state, origin).await,
         Invocation::CatalogHelp { command } => Ok(Reply::new(parse::catalog_help(&command, &state.catalog))),
-        Invocation::ScheduledHelp => Ok(Reply::new(crate::followup::cmd::USAGE)),
+        Invocation::ScheduledHelp => Ok(Reply::new(crate::approval::followup::cmd::USAGE)),
         Invocation::Scheduled(cmd) => cmd.run(state, origin).await,
         Invocation::Catalog {
             entry,

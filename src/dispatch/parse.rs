@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::catalog::args::{Value, bind_args};
 use crate::catalog::{Catalog, Entry};
 use crate::error::UserError;
-pub use crate::followup::cmd::ScheduledCmd;
+pub use crate::approval::followup::cmd::ScheduledCmd;
 pub use crate::incident::cmd::IncidentCmd;
 use crate::slack::text::{decode_command_text, escape};
 
