@@ -68,8 +68,10 @@ pub enum PlanError {
     Target(#[from] StepError),
     #[error("the plan touches {touched} rows, more than this action's limit of {max}; narrow it down")]
     TooLarge { touched: i64, max: i64 },
-    #[error("the plan is empty: there is nothing to change")]
-    Empty,
+    /// Nothing to change; `why` is what the action's context steps (those
+    /// with `counts = false`) found, e.g. the rows it leaves alone and why.
+    #[error("the plan is empty: there is nothing to change{why}")]
+    Empty { why: String },
     #[error("plan step `{step}` has no column `{key}` (its key)")]
     NoKeyColumn { step: String, key: String },
     #[error("plan step `{step}` has a row whose key `{key}` is NULL")]
@@ -151,9 +153,42 @@ pub async fn compute(
         });
     }
     if plan.touched == 0 {
-        return Err(PlanError::Empty);
+        return Err(PlanError::Empty {
+            why: context_of_empty(&plan),
+        });
     }
     Ok(plan)
+}
+
+/// What the context steps of an empty plan show, in a few words: the first
+/// rows of each, so "nothing to change" also says what was left and why.
+fn context_of_empty(plan: &Plan) -> String {
+    let mut out = String::new();
+    for t in plan.tables.iter().filter(|t| !t.counts && !t.rows.is_empty()) {
+        let rows: Vec<String> = t
+            .rows
+            .iter()
+            .take(3)
+            .map(|r| {
+                let cells: Vec<String> = r.iter().map(|v| shown(v.as_deref().unwrap_or("NULL"))).collect();
+                cells.join(" ")
+            })
+            .collect();
+        let more = t.rows.len().saturating_sub(3);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(". {}: {}{more}", t.title, rows.join("; ")));
+    }
+    out
+}
+
+/// A database value in a refusal: written out, escaped for Slack, short.
+fn shown(v: &str) -> String {
+    use crate::slack::text::{escape, fit, visible};
+    escape(&fit(visible(v), 80))
 }
 
 /// Every row of a keyed step has a key, and no key names two rows.
@@ -261,6 +296,28 @@ mod tests {
         no_key.key = Some("id".into());
         assert!(matches!(check_keys(&no_key), Err(PlanError::NoKeyColumn { .. })));
         assert_eq!(table(&["a"]).row_of("a").unwrap()[0].as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn an_empty_plan_says_what_its_context_steps_left_alone() {
+        let mut context = table(&["a", "b<!channel>\nforged", "c", "d"]);
+        context.counts = false;
+        context.title = "Left deleted".into();
+        let mut p = plan(&[]);
+        assert_eq!(context_of_empty(&p), "");
+        p.tables.push(context);
+        let why = context_of_empty(&p);
+        assert!(why.starts_with(". Left deleted: a 2026-11-22"), "{why}");
+        assert!(why.ends_with(" and 1 more"), "{why}");
+        assert!(
+            !why.contains("<!channel>") && !why.contains('\n'),
+            "escaped and one line: {why}"
+        );
+        let e = PlanError::Empty { why };
+        assert!(
+            e.to_string()
+                .starts_with("the plan is empty: there is nothing to change. Left deleted")
+        );
     }
 
     #[test]

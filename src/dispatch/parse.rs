@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use crate::approval::followup::cmd::ScheduledCmd;
 use crate::catalog::args::{Value, bind_args};
 use crate::catalog::{Catalog, Entry};
 use crate::error::UserError;
-pub use crate::approval::followup::cmd::ScheduledCmd;
 pub use crate::incident::cmd::IncidentCmd;
 use crate::slack::text::{decode_command_text, escape};
 

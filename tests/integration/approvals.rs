@@ -226,6 +226,48 @@ async fn ban_blocks_sign_in_ends_sessions_and_records_the_reason_and_unban_lifts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_ban_becomes_permanent_and_ends_the_sessions() {
+    let db = SupabaseDb::new(AppSchema::Ops).await;
+    // Someone banned Quinn for a day from the dashboard.
+    db.as_superuser("UPDATE auth.users SET banned_until = now() + interval '24 hours' WHERE id = 'b0000000-0000-4000-8000-000000000003'")
+        .await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    request_and_apply(&t, "/user", &format!("ban {QUINN} account takeover")).await;
+    let card: String = t.slack.calls().iter().map(|c| c.body.to_string()).collect();
+    assert!(card.contains("a temporary ban becomes permanent"), "{card}");
+    assert_eq!(
+        target_scalar(&db, "SELECT (banned_until > now() + interval '99 years')::text FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000003'").await,
+        "true"
+    );
+    assert_eq!(
+        target_scalar(
+            &db,
+            "SELECT count(*)::text FROM auth.sessions WHERE user_id = 'b0000000-0000-4000-8000-000000000003'"
+        )
+        .await,
+        "0"
+    );
+    done(db, t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_user_stays_banned_and_the_refusal_says_why() {
+    let db = SupabaseDb::new(AppSchema::Ops).await;
+    let t = app_on(&db, Backend::Sqlite).await;
+    request_and_apply(&t, "/user", &format!("delete {QUINN}")).await;
+    let reply = t.slash(L2, "/user", &format!("unban {QUINN}")).await;
+    assert!(
+        reply.contains("nothing to change") && reply.contains("Left banned: the user is deleted"),
+        "{reply}"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT (banned_until > now() + interval '99 years')::text FROM auth.users WHERE id = 'b0000000-0000-4000-8000-000000000003'").await,
+        "true"
+    );
+    done(db, t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_admin_promotes_a_member_and_never_demotes_an_owner() {
     let db = SupabaseDb::new(AppSchema::Ops).await;
     let t = app_on(&db, Backend::Sqlite).await;
@@ -319,6 +361,13 @@ async fn gdpr_delete_blocks_sign_in_now_keeps_a_private_backup_and_hard_deletes_
     t.command(L2, "p2 GDPR erasure request").await;
     let reply = request_and_apply(&t, "/user", &format!("delete {OLIVIA}")).await;
     assert!(reply.contains("touches"), "{reply}");
+    // The plan is kept and shown: it names the person, not the data erased.
+    let card: String = t.slack.calls().iter().map(|c| c.body.to_string()).collect();
+    assert!(card.contains("ol…@emotionscare.test"), "{card}");
+    assert!(
+        !card.contains("olivia@emotionscare.test") && !card.contains("Olivia Martin"),
+        "{card}"
+    );
     // Sign-in is blocked for every provider, now: banned and soft-deleted,
     // with no email, phone, metadata, session or live refresh token left.
     assert_eq!(
@@ -378,6 +427,11 @@ async fn gdpr_delete_blocks_sign_in_now_keeps_a_private_backup_and_hard_deletes_
         )
         .await,
         "0"
+    );
+    assert_eq!(
+        target_scalar(&db, "SELECT count(*)::text FROM runbook_bot_legal_hold.deleted_users").await,
+        "0",
+        "the hard delete takes the legal-hold backup with it"
     );
     t.drained(10).await;
     let thread: String = t
@@ -595,7 +649,7 @@ async fn plan_drift_and_failed_verification_change_nothing() {
     .await;
     let before = target_scalar(
         &db,
-        "SELECT updated_at::text FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000003'",
+        "SELECT xmin::text FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000003'",
     )
     .await;
     t.slash(L2, "/user", &format!("grant-admin {QUINN}")).await;
@@ -608,7 +662,7 @@ async fn plan_drift_and_failed_verification_change_nothing() {
     assert!(result.contains("verification failed: the user is an admin"), "{result}");
     let after = target_scalar(
         &db,
-        "SELECT updated_at::text FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000003'",
+        "SELECT xmin::text FROM public.user_roles WHERE user_id = 'b0000000-0000-4000-8000-000000000003'",
     )
     .await;
     assert_eq!(before, after, "the UPDATE rolled back with the failed verification");

@@ -353,6 +353,10 @@ async fn followup_runs(t: &TestApp) {
             .unwrap();
         assert!(!states.is_empty(), "nothing was scheduled");
         if states.iter().all(|(s, _)| s == "done") {
+            for (_, result) in &states {
+                let result = result.as_deref().unwrap_or_default();
+                assert!(!result.contains("done for 0"), "it ran but changed nothing: {result}");
+            }
             return;
         }
         assert!(

@@ -40,12 +40,12 @@ type = "identifier_list"
 id = "flags"
 title = "Flags that will be turned off"
 key = "flag_name"
-sql = "SELECT flag_name, is_enabled, updated_at FROM public.feature_flags WHERE flag_name = ANY($1) AND is_enabled ORDER BY flag_name"
+sql = "SELECT flag_name, is_enabled, created_at FROM public.feature_flags WHERE flag_name = ANY($1) AND is_enabled ORDER BY flag_name"
 params = ["names"]
 
 [[apply]]
 plan = "flags"
-sql = "UPDATE public.feature_flags SET is_enabled = false, updated_at = now() WHERE flag_name = ANY($1::text[]) AND is_enabled RETURNING flag_name"
+sql = "UPDATE public.feature_flags SET is_enabled = false WHERE flag_name = ANY($1::text[]) AND is_enabled RETURNING flag_name"
 params = ["plan.flags"]
 
 [[verify]]
@@ -169,7 +169,7 @@ async fn a_catalog_edit_between_approval_and_apply_is_refused() {
     // Someone edits the action (say, what it sets) and the bot restarts.
     std::fs::write(
         dir.path().join("rollback/flag.toml"),
-        FLAG.replace("updated_at = now()", "updated_at = now(), description = 'off'"),
+        FLAG.replace("SET is_enabled = false", "SET is_enabled = false, created_at = now()"),
     )
     .unwrap();
     t.restart().await;
@@ -457,10 +457,8 @@ async fn kill_idle_connections_ends_only_the_planned_idle_session_it_may_signal(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_values_cannot_forge_lines_in_slack_or_the_terminal() {
     let db = SupabaseDb::new(AppSchema::Hotel).await;
-    db.as_owner("UPDATE public.feature_flags SET description = 'x' WHERE flag_name = 'new-tenant-flow'")
-        .await;
     let forged = FLAG.replace(
-        "SELECT flag_name, is_enabled, updated_at FROM",
+        "SELECT flag_name, is_enabled, created_at FROM",
         "SELECT flag_name, is_enabled, E'fine\\nenhanced-invite-system  false\\n\\u001b[2J' AS note FROM",
     );
     let dir = catalog(&[("rollback/flag.toml", &forged)]);
