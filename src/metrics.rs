@@ -39,6 +39,10 @@ const HELP: &[(&str, &str)] = &[
         "runbook_bot_diagnostic_steps_total",
         "Diagnostic steps run, by diagnostic name and step verdict.",
     ),
+    (
+        "runbook_bot_followups_total",
+        "Follow-ups finished (the GDPR hard delete), by outcome (done, incomplete, failed).",
+    ),
 ];
 
 impl Metrics {

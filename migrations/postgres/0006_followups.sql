@@ -10,6 +10,7 @@ CREATE TABLE followups (
     state        TEXT   NOT NULL,
     attempts     BIGINT NOT NULL DEFAULT 0,
     lease_until  BIGINT,
+    lease_owner  TEXT,
     result       TEXT,
     created_at   BIGINT NOT NULL,
     finished_at  BIGINT,

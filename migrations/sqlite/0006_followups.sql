@@ -10,6 +10,7 @@ CREATE TABLE followups (
     state        TEXT   NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
     lease_until  INTEGER,
+    lease_owner  TEXT,
     result       TEXT,
     created_at   INTEGER NOT NULL,
     finished_at  INTEGER,

@@ -8,6 +8,7 @@
 //! and refusal is audited.
 
 pub mod auth_admin;
+mod consequences;
 pub mod deploy;
 pub mod effects;
 pub mod executor;
@@ -135,12 +136,13 @@ async fn compute_plan(
         .execute(&mut *tx)
         .await
         .map_err(|e| unreachable(classify(&e, 0)))?;
-    let plan = plan::compute(&mut tx, &snapshot.def, values, 10_000)
+    let mut plan = plan::compute(&mut tx, &snapshot.def, values, 10_000)
         .await
         .map_err(|e| match e {
             PlanError::Target(t) => UserError::new(format!("Target {}: {t}; nothing was requested.", target.name)),
             other => UserError::new(format!("Refusing: {other}.")),
         })?;
+    plan.database = consequences::of(&mut tx, &snapshot.def, &plan, 10_000).await;
     let _ = tx.rollback().await;
     Ok(plan)
 }

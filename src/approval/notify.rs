@@ -119,8 +119,11 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
     } else {
         " (this result arrived after the request was reported interrupted)"
     };
-    let scheduled = match (on_time, to) {
-        (true, State::Applied) => scheduled_followup(&mut tx, r, now).await?,
+    // Late or not, an applied action's follow-up is due: a result that
+    // arrives after the request was reported interrupted still schedules it
+    // (once; scheduling is idempotent).
+    let scheduled = match to {
+        State::Applied => scheduled_followup(&mut tx, r, now).await?,
         _ => String::new(),
     };
     let reply = format!(

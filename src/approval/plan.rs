@@ -60,6 +60,10 @@ pub struct Plan {
     pub tables: Vec<PlanTable>,
     /// Rows the action will change (the counted tables).
     pub touched: i64,
+    /// What the database does on its own for those rows (cascades,
+    /// triggers), as found at request time; shown, not hashed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub database: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,8 +102,12 @@ impl Plan {
 /// SHA-256 over everything the approver approves: every planned row at full
 /// precision and the action's whole definition (SQL, script text, hook).
 pub fn request_hash(plan: &Plan, snapshot: &Snapshot) -> String {
+    let rows = Plan {
+        database: Vec::new(),
+        ..plan.clone()
+    };
     let mut h = Sha256::new();
-    h.update(serde_json::to_string(plan).unwrap_or_default().as_bytes());
+    h.update(serde_json::to_string(&rows).unwrap_or_default().as_bytes());
     h.update([0]);
     h.update(snapshot.canonical().as_bytes());
     hex::encode(h.finalize())
@@ -126,6 +134,7 @@ pub async fn compute(
     let mut plan = Plan {
         tables: Vec::new(),
         touched: 0,
+        database: Vec::new(),
     };
     for p in &def.plan {
         let params: Vec<_> = p.params.iter().map(|n| args::bound(&def.args, values, n)).collect();
@@ -238,6 +247,7 @@ pub fn for_deploy(service: &str, method: &str, url: &str) -> Plan {
             counts: true,
         }],
         touched: 1,
+        database: Vec::new(),
     }
 }
 
@@ -263,6 +273,7 @@ mod tests {
         Plan {
             tables: vec![table(rows)],
             touched: rows.len() as i64,
+            database: Vec::new(),
         }
     }
 

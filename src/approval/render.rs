@@ -168,10 +168,20 @@ pub fn warnings(snapshot: &Snapshot) -> Vec<String> {
     out
 }
 
+/// Everything the card warns about: the action's own warnings, then what
+/// the database does on its own for the planned rows.
+pub fn all_warnings(plan: Option<&Plan>, snapshot: Option<&Snapshot>) -> Vec<String> {
+    let mut out = snapshot.map(warnings).unwrap_or_default();
+    if let Some(p) = plan {
+        out.extend(p.database.iter().cloned());
+    }
+    out
+}
+
 /// The plan, warnings and whole script, for `runbook-bot exec`.
 pub fn plan_terminal(plan: &Plan, snapshot: &Snapshot) -> String {
     let mut out = plan_text(plan, 50);
-    for w in warnings(snapshot) {
+    for w in all_warnings(Some(plan), Some(snapshot)) {
         out.push_str(&format!("\n! {w}"));
     }
     if let Some(s) = &snapshot.script {
@@ -240,14 +250,16 @@ pub fn card(r: &Request, votes: &[String], now: i64) -> SlackMessageContent {
         SlackBlock::Header(SlackHeaderBlock::new(SlackBlockPlainTextOnly::from(header))),
         facts(r, votes, now),
     ];
-    if let Ok(p) = serde_json::from_str::<Plan>(&r.plan) {
-        blocks.push(plan_section(r, &p));
+    let plan = serde_json::from_str::<Plan>(&r.plan).ok();
+    if let Some(p) = &plan {
+        blocks.push(plan_section(r, p));
     }
     let snapshot = r
         .snapshot
         .as_deref()
         .and_then(|s| serde_json::from_str::<Snapshot>(s).ok());
-    if let Some(w) = snapshot.as_ref().map(warnings).filter(|w| !w.is_empty()) {
+    let w = all_warnings(plan.as_ref(), snapshot.as_ref());
+    if !w.is_empty() {
         let lines: Vec<String> = w.iter().map(|w| format!(":warning: {}", escape_entities(w))).collect();
         blocks.push(md(fit(lines.join("\n"), SECTION_MAX)));
     }
@@ -364,6 +376,7 @@ mod tests {
                 counts: true,
             }],
             touched: rows as i64,
+            database: vec!["DELETE on t also runs its triggers: <!channel>".into()],
         };
         let snapshot = Snapshot::for_tests("UPDATE t SET a = 1 WHERE name = ANY($1) RETURNING name");
         Request {
@@ -400,6 +413,7 @@ mod tests {
             ACTION_DENY,
             "\"confirm\"",
             "in 30 m",
+            "DELETE on t also runs its triggers: &lt;!channel&gt;",
         ] {
             assert!(j.contains(part), "missing {part}: {j}");
         }

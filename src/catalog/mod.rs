@@ -80,7 +80,13 @@ impl Catalog {
                         ));
                         continue;
                     }
-                    let reads = Reads::of(&def);
+                    let reads = match Reads::of(&def) {
+                        Ok(r) => r,
+                        Err(why) => {
+                            problems.push(problem(&file, "sql", format!("cannot tell what it reads: {why}")));
+                            continue;
+                        }
+                    };
                     catalog.reads.extend(reads.all());
                     names.insert(def.name.clone(), Arc::new(Entry { file, def, reads }));
                 }

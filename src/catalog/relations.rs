@@ -143,28 +143,44 @@ pub struct Reads {
     pub plan: Vec<BTreeSet<Relation>>,
     /// Verifications and effect rechecks.
     pub checks: BTreeSet<Relation>,
+    /// What its keyed apply statements and follow-up write (and read).
+    pub writes: BTreeSet<Relation>,
 }
 
 impl Reads {
-    /// Validation has parsed every one of these statements already, so a
-    /// parse failure here cannot happen for a loaded file.
-    pub fn of(def: &CommandFile) -> Reads {
-        let read = |sql: &str| relations(sql).unwrap_or_default();
-        Reads {
-            steps: def
-                .steps
-                .iter()
-                .map(|s| s.sql.as_deref().map(read).unwrap_or_default())
-                .collect(),
-            plan: def.plan.iter().map(|p| read(&p.sql)).collect(),
-            checks: def
-                .verify
-                .iter()
-                .map(|v| read(&v.sql))
-                .chain(def.effects.iter().map(|e| read(&e.recheck)))
-                .flatten()
-                .collect(),
+    /// Every statement was parsed by validation already; one that cannot be
+    /// read here is still a problem with the file, never "reads nothing"
+    /// (which would switch off the row-level security survey for it).
+    pub fn of(def: &CommandFile) -> Result<Reads, String> {
+        let read = |sql: &str| relations(sql);
+        let mut steps = Vec::new();
+        for s in &def.steps {
+            steps.push(match s.sql.as_deref() {
+                Some(sql) => read(sql)?,
+                None => BTreeSet::new(),
+            });
         }
+        let plan = def.plan.iter().map(|p| read(&p.sql)).collect::<Result<_, _>>()?;
+        let mut checks = BTreeSet::new();
+        for sql in def
+            .verify
+            .iter()
+            .map(|v| &v.sql)
+            .chain(def.effects.iter().map(|e| &e.recheck))
+        {
+            checks.extend(read(sql)?);
+        }
+        let mut writes = BTreeSet::new();
+        let keyed = def.apply.iter().filter(|a| a.plan.is_some()).map(|a| &a.sql);
+        for sql in keyed.chain(def.followup.iter().map(|f| &f.sql)) {
+            writes.extend(read(sql)?);
+        }
+        Ok(Reads {
+            steps,
+            plan,
+            checks,
+            writes,
+        })
     }
 
     pub fn step(&self, i: usize) -> &BTreeSet<Relation> {
@@ -181,6 +197,7 @@ impl Reads {
         let mut all = self.plan_all();
         all.extend(self.steps.iter().flatten().cloned());
         all.extend(self.checks.iter().cloned());
+        all.extend(self.writes.iter().cloned());
         all
     }
 }
@@ -284,7 +301,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let reads = Reads::of(&def);
+        let reads = Reads::of(&def).unwrap();
         assert_eq!(reads.plan[1].iter().next().unwrap().to_string(), "auth.sessions");
         let plan: Vec<String> = reads.plan_all().iter().map(ToString::to_string).collect();
         assert_eq!(plan, ["auth.sessions", "auth.users"]);

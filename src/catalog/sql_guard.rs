@@ -12,7 +12,9 @@
 //! to a plan's keys. A statement the parser cannot read is refused: an
 //! unknown statement does not run against production.
 
-use sqlparser::ast::{BinaryOperator, Expr, SelectItem, Statement, Value};
+use sqlparser::ast::{
+    BinaryOperator, Expr, FromTable, SelectItem, Statement, TableFactor, TableObject, TableWithJoins, Value,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
@@ -299,6 +301,57 @@ pub fn apply_shape(sql: &str) -> Result<ApplyShape, String> {
     })
 }
 
+/// How a statement writes its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Write {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Write::Insert => "INSERT",
+            Write::Update => "UPDATE",
+            Write::Delete => "DELETE",
+        }
+    }
+}
+
+/// The table an INSERT, UPDATE or DELETE writes, as the SQL names it
+/// (`auth.users`), and how; `None` for any other statement.
+pub fn written(sql: &str) -> Option<(Write, String)> {
+    match parse_one(one_statement(sql).ok()?).ok()? {
+        Statement::Insert(i) => match i.table {
+            TableObject::TableName(name) => Some((Write::Insert, name.to_string())),
+            _ => None,
+        },
+        Statement::Update(u) => Some((Write::Update, relation_name(&u.table)?)),
+        Statement::Delete(d) => match d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => {
+                Some((Write::Delete, relation_name(t.first()?)?))
+            }
+        },
+        _ => None,
+    }
+}
+
+/// The table an UPDATE or DELETE writes; `None` for any other statement.
+pub fn written_table(sql: &str) -> Option<String> {
+    match written(sql)? {
+        (Write::Insert, _) => None,
+        (_, table) => Some(table),
+    }
+}
+
+fn relation_name(t: &TableWithJoins) -> Option<String> {
+    match &t.relation {
+        TableFactor::Table { name, .. } => Some(name.to_string()),
+        _ => None,
+    }
+}
+
 fn statement_kind(s: &Statement) -> String {
     s.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
@@ -364,6 +417,24 @@ fn returned_names(items: Option<&[SelectItem]>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_the_table_an_update_or_delete_writes() {
+        assert_eq!(
+            written_table("DELETE FROM auth.users WHERE id = ANY($1::uuid[]) RETURNING id").as_deref(),
+            Some("auth.users")
+        );
+        assert_eq!(
+            written_table("UPDATE public.users u SET name = NULL WHERE u.id = ANY($1) RETURNING id").as_deref(),
+            Some("public.users")
+        );
+        assert_eq!(written_table("SELECT 1"), None);
+        assert_eq!(
+            written("INSERT INTO public.profiles (id) SELECT unnest($1::uuid[]) RETURNING id"),
+            Some((Write::Insert, "public.profiles".to_string()))
+        );
+        assert_eq!(written_table("DELETE FROM a; DELETE FROM b"), None);
+    }
+
     use super::*;
 
     #[test]

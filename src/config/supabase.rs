@@ -49,7 +49,7 @@ pub(super) fn auth(raw: &BTreeMap<String, RawTarget>, push: Push<'_>) -> BTreeMa
                     Err(raw) if raw.contains("${") => {}
                     Err(_) => push(
                         &field("supabase_url"),
-                        "must be an http(s) URL like https://<ref>.supabase.co (no query, no credentials)".into(),
+                        "must be an https URL like https://<ref>.supabase.co (http only to localhost; no query, no credentials)".into(),
                     ),
                     Ok(url) if key_ok => {
                         let service_role_key = key.clone();
@@ -63,11 +63,19 @@ pub(super) fn auth(raw: &BTreeMap<String, RawTarget>, push: Push<'_>) -> BTreeMa
     out
 }
 
-/// An http(s) URL with a host and nothing a base URL must not carry (user
-/// info, a query, a fragment), without its trailing `/`.
+/// An https URL (plain http only to this machine: a local Supabase or a
+/// test) with a host and nothing a base URL must not carry (user info, a
+/// query, a fragment), without its trailing `/`. The service role key and
+/// the recovery links it fetches never cross a network in clear text.
 fn base_url(raw: &str) -> Option<String> {
     let u = url::Url::parse(raw.trim()).ok()?;
-    let plain = matches!(u.scheme(), "http" | "https")
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let plain = (u.scheme() == "https" || (u.scheme() == "http" && loopback))
         && u.host_str().is_some_and(|h| !h.is_empty())
         && u.username().is_empty()
         && u.password().is_none()
@@ -128,7 +136,7 @@ mod tests {
             "{e:?}"
         );
         assert!(
-            e[1].starts_with("targets.production.supabase_url: must be an http(s) URL"),
+            e[1].starts_with("targets.production.supabase_url: must be an https URL"),
             "{e:?}"
         );
         let e = problems("supabase_url = \"https://abcd.supabase.co\"\n", &[]);
@@ -157,6 +165,8 @@ mod tests {
             Some("http://127.0.0.1:54321")
         );
         for bad in [
+            "http://abcd.supabase.co",
+            "http://10.0.0.5:8000",
             "abcd.supabase.co",
             "ftp://abcd.supabase.co",
             "https://user:pw@abcd.supabase.co",

@@ -14,13 +14,13 @@ pub async fn schedule_for(
     r: &crate::approval::store::Request,
     now: i64,
 ) -> anyhow::Result<Option<(i64, i64)>> {
-    let Some(snapshot) = r
-        .snapshot
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<crate::approval::snapshot::Snapshot>(s).ok())
-    else {
+    let Some(text) = r.snapshot.as_deref() else {
         return Ok(None);
     };
+    // A snapshot that does not decode would silently drop a legally
+    // required deletion: that is an error, not "no follow-up".
+    let snapshot: crate::approval::snapshot::Snapshot = serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("request {}: its stored snapshot does not decode: {e}", r.id))?;
     let Some(f) = &snapshot.def.followup else {
         return Ok(None);
     };

@@ -56,44 +56,91 @@ pub async fn due(conn: &mut AnyConnection, now: i64) -> anyhow::Result<Vec<Follo
     .await?)
 }
 
-/// Take a due follow-up for `lease_ms`; false when another instance has it.
-pub async fn claim(conn: &mut AnyConnection, id: i64, now: i64, lease_ms: i64) -> anyhow::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE followups SET state = 'running', lease_until = $1, attempts = attempts + 1
-         WHERE id = $2 AND ((state = 'scheduled' AND due_at <= $3) OR (state = 'running' AND lease_until < $3))",
+/// Take a due follow-up for `lease_ms` as `owner`; the attempt this is
+/// (1 for the first), or `None` when another instance has it.
+pub async fn claim(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+) -> anyhow::Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE followups SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1
+         WHERE id = $3 AND ((state = 'scheduled' AND due_at <= $4) OR (state = 'running' AND lease_until < $4))
+         RETURNING attempts",
     )
+    .bind(owner)
     .bind(now + lease_ms)
     .bind(id)
     .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Extend `owner`'s lease; false when it lapsed and another instance took it.
+pub async fn renew(conn: &mut AnyConnection, id: i64, owner: &str, until: i64) -> anyhow::Result<bool> {
+    let done =
+        sqlx::query("UPDATE followups SET lease_until = $1 WHERE id = $2 AND state = 'running' AND lease_owner = $3")
+            .bind(until)
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// `running → done | failed`.
-pub async fn finish(conn: &mut AnyConnection, id: i64, state: &str, result: &str, now: i64) -> anyhow::Result<bool> {
+/// `running → done | failed`, by the lease's owner only.
+pub async fn finish(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: &str,
+    state: &str,
+    result: &str,
+    now: i64,
+) -> anyhow::Result<bool> {
     let done = sqlx::query(
-        "UPDATE followups SET state = $1, result = $2, finished_at = $3, lease_until = NULL
-         WHERE id = $4 AND state = 'running'",
+        "UPDATE followups SET state = $1, result = $2, finished_at = $3, lease_until = NULL, lease_owner = NULL
+         WHERE id = $4 AND state = 'running' AND lease_owner = $5",
     )
     .bind(state)
     .bind(result)
     .bind(now)
     .bind(id)
+    .bind(owner)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// `running → scheduled` again, later (the target could not be reached).
-pub async fn retry_at(conn: &mut AnyConnection, id: i64, due_at: i64, why: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE followups SET state = 'scheduled', due_at = $1, result = $2, lease_until = NULL WHERE id = $3 AND state = 'running'")
-        .bind(due_at)
-        .bind(why)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+/// `running → scheduled` again, later (the target could not be reached),
+/// by the lease's owner only.
+pub async fn retry_at(conn: &mut AnyConnection, id: i64, owner: &str, due_at: i64, why: &str) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE followups SET state = 'scheduled', due_at = $1, result = $2, lease_until = NULL, lease_owner = NULL
+         WHERE id = $3 AND state = 'running' AND lease_owner = $4",
+    )
+    .bind(due_at)
+    .bind(why)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `failed → scheduled`, due now, with its attempts counted afresh (a tech
+/// lead fixed what made it fail); false unless it had failed.
+pub async fn retry(conn: &mut AnyConnection, id: i64, now: i64) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE followups SET state = 'scheduled', due_at = $1, attempts = 0, finished_at = NULL
+         WHERE id = $2 AND state = 'failed'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// `scheduled → cancelled`; false when it already ran or was cancelled.
@@ -118,14 +165,21 @@ pub async fn get(conn: &mut AnyConnection, id: i64) -> anyhow::Result<Option<Fol
     )
 }
 
-/// What is still to run, soonest first.
-pub async fn scheduled(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<Vec<Followup>> {
-    Ok(sqlx::query_as(concat!(
+/// What is still to run, soonest first, then what failed (it needs a
+/// person); at most `limit` of them, and how many there are in all.
+pub async fn listed(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<(Vec<Followup>, i64)> {
+    let rows = sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
-        " FROM followups WHERE state IN ('scheduled', 'running') ORDER BY due_at, id LIMIT $1"
+        " FROM followups WHERE state IN ('scheduled', 'running', 'failed')
+          ORDER BY CASE WHEN state = 'failed' THEN 1 ELSE 0 END, due_at, id LIMIT $1"
     ))
     .bind(limit)
     .fetch_all(&mut *conn)
-    .await?)
+    .await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM followups WHERE state IN ('scheduled', 'running', 'failed')")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok((rows, total))
 }

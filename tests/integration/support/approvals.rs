@@ -84,3 +84,18 @@ pub async fn request_and_apply(t: &TestApp, command: &str, text: &str) -> String
     wait_state(t, id, "applied").await;
     reply
 }
+
+/// Everything Slack got once approval `id`'s card has been posted (the
+/// card goes through the outbox, so it may trail the command's reply).
+pub async fn with_card(t: &TestApp, id: i64) -> String {
+    let card = format!("Approval #{id}: ");
+    t.slack
+        .wait_for(10, "the approval card", |c| {
+            c.iter()
+                .any(|c| c.ok && c.method == "chat.postMessage" && c.body.to_string().contains(&card))
+        })
+        .await
+        .iter()
+        .map(|c| c.body.to_string())
+        .collect()
+}
