@@ -4,9 +4,14 @@
 //! never loses a message and never blocks a command; a restart resumes where
 //! the last instance stopped.
 //!
-//! Rows are grouped in lanes (a channel, or one response_url) and a lane is
-//! delivered strictly in id order, so a thread reply never precedes its root
-//! and updates land in the order they were made.
+//! Rows are grouped in lanes (a channel, or one response_url), paced per
+//! lane. Within a lane, rows with the same order key (everything about one
+//! incident: its root, updates and thread; or one message and its updates)
+//! are delivered strictly in id order, so a thread reply never precedes its
+//! root and updates land in the order they were made. Between order keys,
+//! what a person caused goes before automated posts (alerts, automatic
+//! diagnostics): during an alert storm a person's incident is not queued
+//! behind a hundred alert posts.
 
 mod delivery;
 pub mod pacing;
@@ -119,6 +124,9 @@ pub struct Outgoing {
     /// The content is a secret for its recipient (a recovery link): the
     /// stored payload is replaced by a placeholder once delivered or given up.
     pub sensitive: bool,
+    /// Caused by monitoring, not a person: delivered after what people
+    /// caused in the same channel.
+    pub automated: bool,
 }
 
 impl Outgoing {
@@ -161,6 +169,7 @@ impl Outgoing {
             response_url: None,
             content,
             sensitive: false,
+            automated: false,
         }
     }
     /// A direct message to `user`: `chat.postMessage` takes a user id as its
@@ -185,6 +194,7 @@ impl Outgoing {
             response_url: None,
             content,
             sensitive: false,
+            automated: false,
         }
     }
     pub fn respond(response_url: &str, content: SlackMessageContent) -> Self {
@@ -198,7 +208,28 @@ impl Outgoing {
             response_url: Some(response_url.to_string()),
             content,
             sensitive: false,
+            automated: false,
         }
+    }
+
+    /// Rows that must keep their relative order: everything about one
+    /// incident, else one thread or one message and its updates, else the
+    /// lane's unkeyed posts.
+    fn order_key(&self) -> String {
+        match self.incident_id {
+            Some(id) => incident_root_key(id),
+            None => self
+                .thread_key
+                .clone()
+                .or_else(|| self.message_key.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Mark as caused by monitoring rather than a person.
+    pub fn automated(mut self) -> Self {
+        self.automated = true;
+        self
     }
 
     fn lane(&self) -> String {
@@ -227,8 +258,8 @@ pub async fn enqueue(
         let payload = serde_json::to_string(&m.content)?;
         sqlx::query(
             "INSERT INTO outbox (lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url,
-               payload, status, attempts, next_attempt_at, created_at, sensitive)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $12)",
+               payload, status, attempts, next_attempt_at, created_at, sensitive, priority, order_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $12, $13, $14)",
         )
         .bind(m.lane())
         .bind(m.kind.as_str())
@@ -242,6 +273,8 @@ pub async fn enqueue(
         .bind(payload)
         .bind(now_ms)
         .bind(i64::from(m.sensitive))
+        .bind(i64::from(m.automated))
+        .bind(m.order_key())
         .execute(&mut *conn)
         .await?;
     }

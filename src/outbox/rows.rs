@@ -40,16 +40,23 @@ impl From<String> for Kind {
     }
 }
 
-/// Rows due now. Only the oldest pending row of each lane is eligible: that
-/// is what keeps lanes in order.
+/// Rows due now. Only the oldest pending row of each order key of a lane
+/// is eligible: that is what keeps an incident's messages in order. What a
+/// person caused comes first (priority 0), then automated posts; the worker
+/// paces each lane in this order, so people take a channel's tokens first.
+/// A row goes with the best priority waiting behind it under its order key,
+/// so a person's reply is never stuck behind an alert post of its thread.
 pub async fn due(store: &Store, now: i64) -> anyhow::Result<Vec<OutboxRow>> {
     let rows = sqlx::query_as(
         "SELECT id, lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url, payload, attempts
          FROM outbox o
          WHERE status = 'pending' AND next_attempt_at <= $1
            AND (lease_until IS NULL OR lease_until < $1)
-           AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.lane = o.lane AND p.status = 'pending' AND p.id < o.id)
-         ORDER BY id LIMIT 64",
+           AND NOT EXISTS (SELECT 1 FROM outbox p
+                           WHERE p.lane = o.lane AND p.order_key = o.order_key AND p.status = 'pending' AND p.id < o.id)
+         ORDER BY (SELECT min(w.priority) FROM outbox w
+                   WHERE w.lane = o.lane AND w.order_key = o.order_key AND w.status = 'pending'), id
+         LIMIT 64",
     )
     .bind(now)
     .fetch_all(&store.pool)

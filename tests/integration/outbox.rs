@@ -203,7 +203,96 @@ async fn sensitive_messages_are_delivered_and_leave_no_copy_behind(backend: Back
     t.finish().await;
 }
 
+/// Queue `n` automated posts (alerts) in the incident channel, top level,
+/// or in `incident`'s thread.
+async fn queue_alert_posts(t: &TestApp, n: usize, incident: Option<i64>) {
+    use runbook_bot::clock::Clock;
+    use runbook_bot::outbox::{Outgoing, enqueue, text_content};
+    let channel = runbook_bot::slack::ids::ChannelId::parse(CHANNEL).unwrap();
+    let posts: Vec<Outgoing> = (0..n)
+        .map(|i| {
+            let content = text_content(format!("alert post {i}"));
+            match incident {
+                Some(id) => Outgoing::thread(id, &channel, content),
+                None => Outgoing::post(&channel, None, content),
+            }
+            .automated()
+        })
+        .collect();
+    let mut tx = t.state().store.begin().await.unwrap();
+    enqueue(&mut tx, &posts, None, t.clock.now_ms()).await.unwrap();
+    t.state().outbox.commit(tx).await.unwrap();
+}
+
+/// Index of the first post whose text contains `needle`.
+fn position(t: &TestApp, needle: &str) -> Option<usize> {
+    texts(&t.slack.ok_calls("chat.postMessage"))
+        .iter()
+        .position(|x| x.contains(needle))
+}
+
+async fn a_persons_incident_goes_before_queued_alert_posts(backend: Backend) {
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.outbox.per_channel_per_second = 2.0;
+        cfg.outbox.burst = 1;
+    })
+    .await;
+    queue_alert_posts(&t, 30, None).await;
+    t.command(L2, "p1 Checkout down").await;
+    t.slack
+        .wait_for(10, "the person's incident", |c| {
+            c.iter().any(|c| c.ok && c.body.to_string().contains("Checkout down"))
+        })
+        .await;
+    let root = position(&t, "Checkout down").unwrap();
+    assert!(root <= 3, "the root went out after {root} of 30 queued alert posts");
+    t.finish().await;
+}
+
+async fn a_thread_keeps_its_order_and_a_person_behind_an_alert_post_is_not_held_up(backend: Backend) {
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.outbox.per_channel_per_second = 2.0;
+        cfg.outbox.burst = 1;
+    })
+    .await;
+    t.command(L2, "p2 Search slow").await;
+    t.drained(10).await;
+    // A storm in the channel, and one alert post in the incident's thread,
+    // then a person's status update in that thread.
+    queue_alert_posts(&t, 30, None).await;
+    queue_alert_posts(&t, 1, Some(1)).await;
+    t.command(L2, "status rolling back").await;
+    t.slack
+        .wait_for(10, "the status update", |c| {
+            c.iter().any(|c| c.ok && c.body.to_string().contains("rolling back"))
+        })
+        .await;
+    let (alert, status) = (
+        position(&t, "alert post 0").unwrap(),
+        position(&t, "rolling back").unwrap(),
+    );
+    let in_thread = texts(&t.slack.ok_calls("chat.postMessage"))
+        .iter()
+        .position(|x| x == "alert post 0")
+        .unwrap();
+    assert!(
+        alert <= in_thread && in_thread < status,
+        "thread order kept: {in_thread} before {status}"
+    );
+    let storm_before = texts(&t.slack.ok_calls("chat.postMessage"))[..status]
+        .iter()
+        .filter(|x| x.starts_with("alert post"))
+        .count();
+    assert!(
+        storm_before <= 4,
+        "{storm_before} alert posts went before the person's update"
+    );
+    t.finish().await;
+}
+
 both_backends!(
+    a_persons_incident_goes_before_queued_alert_posts,
+    a_thread_keeps_its_order_and_a_person_behind_an_alert_post_is_not_held_up,
     rate_limited_messages_arrive_once_in_order_across_a_restart,
     server_errors_and_retryable_slack_errors_are_retried,
     permanent_errors_fail_visibly_without_retrying,
