@@ -245,9 +245,9 @@ async fn a_script_is_shown_whole_and_an_edit_after_the_request_is_refused() {
     let id = request_id(&t.slash(L2, "/rollback", &format!("migration {version}")).await);
     let calls = t
         .slack
-        .wait_for(10, "the script and the card", |c| {
-            c.iter()
-                .any(|c| c.ok && c.body.to_string().contains(&format!("Approval #{id}: /rollback")))
+        .wait_for(10, "the card and the whole script in its thread", |c| {
+            let has = |needle: &str| c.iter().any(|c| c.ok && c.body.to_string().contains(needle));
+            has(&format!("Approval #{id}: /rollback")) && has("-- step 299 of the rollback")
         })
         .await;
     let posted: String = calls.iter().map(|c| c.body.to_string()).collect();
