@@ -120,7 +120,7 @@ impl App {
                 tracing::warn!("a task did not stop within 20 s");
             }
         }
-        self.state.store.pool.close().await;
+        self.state.store.close().await;
     }
 }
 

@@ -213,7 +213,7 @@ pub async fn exec(cfg: Config, user: &str, channel: Option<&str>, line: &str) ->
         },
     };
     let reply = dispatch::dispatch(&state, &origin, &command, &text).await;
-    state.store.pool.close().await;
+    state.store.close().await;
     Ok(to_terminal(&reply.text))
 }
 

@@ -20,7 +20,7 @@ pub async fn accept(state: &AppState, source: Source, alerts: &[Alert]) -> anyho
             .bind(source.as_str())
             .bind(serde_json::to_string(alerts)?)
             .bind(now)
-            .fetch_one(&state.store.pool)
+            .fetch_one(&state.store.writer)
             .await?;
     state.alerts_wake.notify_one();
     Ok(id)

@@ -91,7 +91,7 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
                 .bind(state.clock.now_ms())
                 .bind(format!("{e:#}").chars().take(500).collect::<String>())
                 .bind(id)
-                .execute(&state.store.pool)
+                .execute(&state.store.writer)
                 .await?;
                 failures.remove(&id);
             }

@@ -83,7 +83,7 @@ impl LeaseKeeper {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 let renewed = async {
-                    let mut conn = store.pool.acquire().await?;
+                    let mut conn = store.writer.acquire().await?;
                     store::renew_lease(&mut conn, id, clock.now_ms(), lease.as_millis() as i64).await
                 };
                 match renewed.await {

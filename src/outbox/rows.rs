@@ -74,7 +74,7 @@ pub async fn claim(store: &Store, owner: &str, id: i64, now: i64) -> anyhow::Res
     .bind(now + LEASE_MS)
     .bind(id)
     .bind(now)
-    .execute(&store.pool)
+    .execute(&store.writer)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -131,7 +131,7 @@ pub async fn retry_at(
     .bind(error.map(str::to_string))
     .bind(id)
     .bind(owner)
-    .execute(&store.pool)
+    .execute(&store.writer)
     .await?;
     Ok(())
 }
@@ -147,7 +147,7 @@ pub async fn mark_superseded(store: &Store, owner: &str, id: i64, now: i64) -> a
     .bind(id)
     .bind(owner)
     .bind(SCRUBBED)
-    .execute(&store.pool)
+    .execute(&store.writer)
     .await?;
     Ok(())
 }

@@ -30,19 +30,19 @@ pub async fn run(store: Store, clock: Arc<dyn Clock>, cancel: CancellationToken)
 pub async fn sweep(store: &Store, now: i64) -> anyhow::Result<(u64, u64)> {
     let events = sqlx::query("DELETE FROM slack_events WHERE received_at < $1")
         .bind(now - KEEP_EVENTS_MS)
-        .execute(&store.pool)
+        .execute(&store.writer)
         .await
         .context("forgetting old Events API ids")?
         .rows_affected();
     let sent = sqlx::query("DELETE FROM outbox WHERE status IN ('sent', 'superseded') AND finished_at < $1")
         .bind(now - KEEP_SENT_MS)
-        .execute(&store.pool)
+        .execute(&store.writer)
         .await
         .context("deleting delivered outbox rows")?
         .rows_affected();
     sqlx::query("DELETE FROM alert_inbox WHERE processed_at < $1 AND error IS NULL")
         .bind(now - KEEP_SENT_MS)
-        .execute(&store.pool)
+        .execute(&store.writer)
         .await
         .context("deleting processed alert payloads")?;
     Ok((events, sent))

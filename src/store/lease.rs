@@ -15,7 +15,7 @@ pub async fn acquire(store: &Store, name: &str, owner: &str, now: i64, ttl_ms: i
     .bind(owner)
     .bind(now + ttl_ms)
     .bind(now)
-    .execute(&store.pool)
+    .execute(&store.writer)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -25,7 +25,7 @@ pub async fn release(store: &Store, name: &str, owner: &str) -> anyhow::Result<(
     sqlx::query("DELETE FROM leases WHERE name = $1 AND owner = $2")
         .bind(name)
         .bind(owner)
-        .execute(&store.pool)
+        .execute(&store.writer)
         .await?;
     Ok(())
 }

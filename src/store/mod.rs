@@ -1,7 +1,16 @@
 //! The bot's own state store: SQLite (default, one replica) or PostgreSQL
-//! (several replicas). One `AnyPool` and portable SQL (`$n` placeholders,
+//! (several replicas). `AnyPool`s and portable SQL (`$n` placeholders,
 //! `ON CONFLICT`, `RETURNING`) keep both backends on the same code path; the
 //! schema differs only in its migrations folder.
+//!
+//! SQLite has one writer at a time. Writers that each hold a connection
+//! wait for one another inside SQLite's busy handler, which sleeps in
+//! growing steps (hundreds of milliseconds under load), so on SQLite every
+//! write goes through one connection (`writer`): writers queue for it in
+//! order, in the pool's fair queue, and readers use their own connections
+//! (WAL lets them read while a write is under way). Reader connections are
+//! `query_only`, so a write sent to the wrong pool fails instead of
+//! contending. On PostgreSQL both are the same pool.
 
 pub mod events;
 pub mod janitor;
@@ -24,7 +33,10 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Reads.
     pub pool: AnyPool,
+    /// Writes: one connection on SQLite, the same pool on PostgreSQL.
+    pub writer: AnyPool,
     pub backend: Backend,
 }
 
@@ -50,23 +62,42 @@ impl Store {
         };
         // Never put the URL in an error: it may carry a password.
         let opts = AnyConnectOptions::from_str(&url).context("state store URL does not parse")?;
-        let mut pool = AnyPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(5))
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 });
-        if backend == Backend::Sqlite {
-            pool = pool.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
-                        .await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = pool
-            .connect_with(opts)
-            .await
-            .with_context(|| format!("cannot connect to the {backend:?} state store"))?;
-        Ok(Store { pool, backend })
+        let connect = |max: u32, read_only: bool| {
+            let mut pool = AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(5))
+                .max_connections(max);
+            if backend == Backend::Sqlite {
+                pool = pool.after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                            .await?;
+                        if read_only {
+                            conn.execute("PRAGMA query_only = ON;").await?;
+                        }
+                        Ok(())
+                    })
+                });
+            }
+            pool.connect_with(opts.clone())
+        };
+        let unreachable = || format!("cannot connect to the {backend:?} state store");
+        let store = match backend {
+            Backend::Sqlite => {
+                // The writer first: it creates the file and switches it to WAL.
+                let writer = connect(1, false).await.with_context(unreachable)?;
+                let pool = connect(4, true).await.with_context(unreachable)?;
+                Store { pool, writer, backend }
+            }
+            Backend::Postgres => {
+                let pool = connect(10, false).await.with_context(unreachable)?;
+                Store {
+                    writer: pool.clone(),
+                    pool,
+                    backend,
+                }
+            }
+        };
+        Ok(store)
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -74,7 +105,7 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATOR,
             Backend::Postgres => &POSTGRES_MIGRATOR,
         };
-        migrator.run(&self.pool).await.context("state store migration failed")
+        migrator.run(&self.writer).await.context("state store migration failed")
     }
 
     /// Start a write transaction. SQLite gets `BEGIN IMMEDIATE` so the write
@@ -82,9 +113,15 @@ impl Store {
     /// otherwise fail with SQLITE_BUSY when another writer committed meanwhile.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
+    }
+
+    /// Close both pools.
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {

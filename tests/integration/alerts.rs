@@ -432,7 +432,7 @@ async fn a_refire_after_its_incident_resolved_opens_a_new_one(backend: Backend) 
 async fn a_payload_that_keeps_failing_is_set_aside(backend: Backend) {
     let t = TestApp::spawn(backend).await;
     sqlx::query("INSERT INTO alert_inbox (source, alerts, received_at) VALUES ('generic', 'not json', 0)")
-        .execute(&t.state().store.pool)
+        .execute(&t.state().store.writer)
         .await
         .unwrap();
     t.alert(

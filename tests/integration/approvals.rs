@@ -790,7 +790,7 @@ async fn a_crash_while_applying_is_reported_as_interrupted_not_reapplied() {
     sqlx::query("UPDATE approval_requests SET state = 'applying', decided_by = $1, applying_at = $2 WHERE id = 1")
         .bind(L3)
         .bind(t.clock.now_ms())
-        .execute(&t.state().store.pool)
+        .execute(&t.state().store.writer)
         .await
         .unwrap();
     t.restart().await;

@@ -189,7 +189,7 @@ async fn health_readiness_and_metrics(backend: Backend) {
     let m = t.metrics().await;
     assert!(m.contains("runbook_bot_outbox_pending 0"), "{m}");
     // Readiness follows the state store.
-    t.state().store.pool.close().await;
+    t.state().store.close().await;
     let r = t.http.get(format!("{}/readyz", t.addr)).send().await.unwrap();
     assert_eq!(r.status(), 503);
     t.finish().await;

@@ -285,7 +285,7 @@ async fn an_approval_not_applied_before_it_expires_is_expired_never_applied() {
         .bind(L3)
         .bind(t.clock.now_ms())
         .bind(id)
-        .execute(&t.state().store.pool)
+        .execute(&t.state().store.writer)
         .await
         .unwrap();
     t.clock.advance(31 * 60_000);
@@ -357,7 +357,7 @@ async fn abandon(t: &TestApp, id: i64, xid: &str) {
     .bind(t.clock.now_ms() - 60_000)
     .bind(xid)
     .bind(id)
-    .execute(&t.state().store.pool)
+    .execute(&t.state().store.writer)
     .await
     .unwrap();
 }

@@ -127,7 +127,7 @@ async fn leases_are_exclusive_and_owned_and_cancel_never_races_a_run(backend: Ba
     // worker, on the test clock, finds nothing due meanwhile.
     let day = t.clock.now_ms() + DAY + 60_000;
     let lease = 600_000;
-    let mut c = t.state().store.pool.acquire().await.unwrap();
+    let mut c = t.state().store.writer.acquire().await.unwrap();
     assert_eq!(store::claim(&mut c, 1, "a", day, lease).await.unwrap(), Some(1));
     assert_eq!(
         store::claim(&mut c, 1, "b", day, lease).await.unwrap(),
@@ -344,7 +344,7 @@ async fn a_late_applied_result_still_schedules_its_follow_up() {
     // The request was reported interrupted (its instance's lease lapsed);
     // then that instance's commit turns out to have happened.
     sqlx::query("UPDATE approval_requests SET state = 'interrupted' WHERE id = 1")
-        .execute(&t.state().store.pool)
+        .execute(&t.state().store.writer)
         .await
         .unwrap();
     let r = {

@@ -94,7 +94,7 @@ async fn leased(state: &AppState, id: i64, owner: &str, work: impl std::future::
             ran = &mut work => return ran,
             _ = tokio::time::sleep(RENEW) => {
                 let until = state.clock.now_ms() + LEASE_MS;
-                let renewed = match state.store.pool.acquire().await {
+                let renewed = match state.store.writer.acquire().await {
                     Ok(mut conn) => store::renew(&mut conn, id, owner, until).await.unwrap_or(false),
                     Err(_) => false,
                 };
