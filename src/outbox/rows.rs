@@ -48,14 +48,15 @@ impl From<String> for Kind {
 /// so a person's reply is never stuck behind an alert post of its thread.
 pub async fn due(store: &Store, now: i64) -> anyhow::Result<Vec<OutboxRow>> {
     let rows = sqlx::query_as(
-        "SELECT id, lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url, payload, attempts
-         FROM outbox o
-         WHERE status = 'pending' AND next_attempt_at <= $1
-           AND (lease_until IS NULL OR lease_until < $1)
-           AND NOT EXISTS (SELECT 1 FROM outbox p
-                           WHERE p.lane = o.lane AND p.order_key = o.order_key AND p.status = 'pending' AND p.id < o.id)
-         ORDER BY (SELECT min(w.priority) FROM outbox w
-                   WHERE w.lane = o.lane AND w.order_key = o.order_key AND w.status = 'pending'), id
+        "WITH heads AS (
+           SELECT min(id) AS id, min(priority) AS priority FROM outbox
+           WHERE status = 'pending' GROUP BY lane, order_key
+         )
+         SELECT o.id, o.lane, o.kind, o.channel, o.incident_id, o.thread_ts, o.thread_key, o.message_key,
+                o.response_url, o.notify_url, o.payload, o.attempts
+         FROM heads h JOIN outbox o ON o.id = h.id
+         WHERE o.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1)
+         ORDER BY h.priority, o.id
          LIMIT 64",
     )
     .bind(now)

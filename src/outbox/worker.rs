@@ -26,6 +26,11 @@ use crate::metrics::Metrics;
 use crate::slack::client::SlackApi;
 
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Looking for due rows reads the head of every pending queue: thousands
+/// during an alert storm, while commits wake the worker hundreds of times a
+/// second. One look per gap at most bounds that work; a message waits at most
+/// this much longer, next to Slack's pace of one post per second.
+const MIN_GAP: Duration = Duration::from_millis(25);
 
 /// The handles the worker uses, and nothing else.
 pub struct Worker {
@@ -39,7 +44,13 @@ impl Worker {
     pub async fn run(self, cancel: CancellationToken) {
         let owner = uuid::Uuid::new_v4().to_string();
         let mut pacer = Pacer::new(self.config.per_channel_per_second, self.config.burst);
+        let mut looked = tokio::time::Instant::now() - MIN_GAP;
         loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(looked + MIN_GAP) => {}
+            }
+            looked = tokio::time::Instant::now();
             match self.drain(&owner, &mut pacer, &cancel).await {
                 Ok(true) => continue,
                 Ok(false) => {}

@@ -69,7 +69,7 @@ impl Store {
             if backend == Backend::Sqlite {
                 pool = pool.after_connect(move |conn, _| {
                     Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;")
                             .await?;
                         if read_only {
                             conn.execute("PRAGMA query_only = ON;").await?;
