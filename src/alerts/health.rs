@@ -103,5 +103,6 @@ fn alert(fingerprint: &str, ok: bool, title: &str, detail: String, url: &str) ->
         },
         starts_at: None,
         ends_at: None,
+        group: None,
     }
 }
