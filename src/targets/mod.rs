@@ -39,6 +39,8 @@ pub struct Target {
     pool: PgPool,
     /// One permit per connection the target may have open (see `slots.rs`).
     slots: std::sync::Arc<Semaphore>,
+    /// Held by the one caller probing a cold pool.
+    cold: tokio::sync::Mutex<()>,
     options: PgConnectOptions,
     pub connect_timeout: Duration,
     pub attempts: u32,
@@ -70,6 +72,7 @@ impl Targets {
                     name: name.clone(),
                     pool,
                     slots: std::sync::Arc::new(Semaphore::new(MAX_CONNECTIONS as usize)),
+                    cold: tokio::sync::Mutex::new(()),
                     options,
                     connect_timeout: t.connect_timeout,
                     attempts: t.attempts,

@@ -12,6 +12,8 @@
 //!   connections at most as there are slots;
 //! - the direct attempt is made only while holding *every* slot and only
 //!   when the pool has no connection at all, so it is then the only one.
+//!   One caller at a time makes it (`cold`); the others wait for it and
+//!   then find the pool warm, rather than each queueing for every slot.
 //!
 //! Waiting longer than the connect timeout for a slot is `StepError::Busy`:
 //! the step could not check, which says nothing about the data and nothing
@@ -48,8 +50,10 @@ impl DerefMut for TargetConn {
 impl Target {
     /// A connection from the pool, never one beside it.
     pub async fn acquire(&self) -> Result<TargetConn, StepError> {
-        if self.pool.size() == 0 {
-            return self.acquire_cold().await;
+        if self.pool.size() == 0
+            && let Some(conn) = self.acquire_cold().await?
+        {
+            return Ok(conn);
         }
         let slot = self.take_slots(1).await?;
         self.pooled(slot).await
@@ -80,22 +84,21 @@ impl Target {
 
     /// The pool has no connection: try one directly (fast, and it names the
     /// cause) while holding every slot, then take the pool's first one.
-    async fn acquire_cold(&self) -> Result<TargetConn, StepError> {
+    /// `None` when another caller warmed the pool meanwhile.
+    async fn acquire_cold(&self) -> Result<Option<TargetConn>, StepError> {
+        // The caller ahead makes at most a probe and a connection, each
+        // within the connect timeout.
+        let Ok(_gate) = tokio::time::timeout(self.connect_timeout * 2, self.cold.lock()).await else {
+            return Err(no_answer(self));
+        };
+        if self.pool.size() > 0 {
+            return Ok(None);
+        }
         let mut all = self.take_slots(MAX_CONNECTIONS).await?;
         let slot = all.split(1).expect("MAX_CONNECTIONS is at least 1");
-        if self.pool.size() > 0 {
-            // Someone warmed the pool while we waited for the slots.
-            drop(all);
-            return self.pooled(slot).await;
-        }
         let probe = tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await;
         match probe {
-            Err(_) => {
-                return Err(StepError::Unreachable(format!(
-                    "no answer within {} ms",
-                    self.connect_timeout.as_millis()
-                )));
-            }
+            Err(_) => return Err(no_answer(self)),
             Ok(Err(e)) => return Err(classify(&e, 0)),
             Ok(Ok(c)) => {
                 let _ = c.close().await;
@@ -105,6 +108,10 @@ impl Target {
         // nobody else probes meanwhile.
         let conn = self.pooled(slot).await;
         drop(all);
-        conn
+        conn.map(Some)
     }
+}
+
+fn no_answer(t: &Target) -> StepError {
+    StepError::Unreachable(format!("no answer within {} ms", t.connect_timeout.as_millis()))
 }
