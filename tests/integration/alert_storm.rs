@@ -134,6 +134,27 @@ async fn a_60_alert_group_is_one_incident_and_one_message_updated_in_place(backe
     t.finish().await;
 }
 
+async fn a_small_group_posts_each_alert_and_opens_one_incident(backend: Backend) {
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.alerts.routes = vec![declaring(&[], StormLimit::default())];
+    })
+    .await;
+    // Three new alerts (the threshold): one post each, as without groups,
+    // but no `service` label no longer means an incident each.
+    send(&t, &notification("HighErrorRate", alerts("pod-", 3, 0, "critical"))).await;
+    inbox_done(&t).await;
+    send(&t, &notification("HighErrorRate", alerts("pod-", 5, 0, "critical"))).await;
+    inbox_done(&t).await;
+    t.drained(15).await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents").await, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM alerts WHERE incident_id = 1").await, 5);
+    let p = posts(&t);
+    let firing = p.iter().filter(|c| text(c).contains("[FIRING] pod-")).count();
+    assert_eq!((p.len(), firing), (7, 5), "{:#?}", fake_slack::summary(&p));
+    assert!(!p.iter().any(|c| text(c).contains("Alert group")));
+    t.finish().await;
+}
+
 async fn a_persons_incident_reaches_slack_within_seconds_during_the_storm(backend: Backend) {
     let t = TestApp::spawn_configured(backend, |cfg| {
         cfg.alerts.routes = vec![declaring(&[], StormLimit::default())];
@@ -416,6 +437,7 @@ async fn target_connections_never_exceed_the_pool(backend: Backend) {
 
 both_backends!(
     a_60_alert_group_is_one_incident_and_one_message_updated_in_place,
+    a_small_group_posts_each_alert_and_opens_one_incident,
     a_persons_incident_reaches_slack_within_seconds_during_the_storm,
     storm_mode_attaches_groups_beyond_the_limit_and_says_so_once,
     auto_diagnose_runs_once_per_incident_and_the_cap_holds,
