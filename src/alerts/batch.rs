@@ -90,12 +90,32 @@ async fn grouped(
         }
     }
     let view = view(tx, &g, lead, place.incident_id).await?;
-    let content = grouped::message(&view, now);
+    publish(tx, &place, &key, created, &view, &tally, now).await?;
+    let labels = format!("source=\"{}\",outcome=\"grouped\"", lead.source.as_str());
+    state.metrics.add("runbook_bot_alerts_total", labels, tally.joined);
+    if tally.joined > 0 {
+        out.extend(place.auto_diagnose(&key));
+    }
+    Ok(out)
+}
+
+/// Post or update the grouped message; when its last alert resolved, say
+/// so once in its thread; sum the notification up on the timeline.
+async fn publish(
+    tx: &mut AnyConnection,
+    place: &Place,
+    key: &str,
+    created: bool,
+    view: &View,
+    tally: &Tally,
+    now: i64,
+) -> anyhow::Result<()> {
+    let content = grouped::message(view, now);
     let mut msgs = vec![
         if created {
-            Outgoing::post_keyed(&place.channel, place.thread_key.clone(), Some(key.clone()), content)
+            Outgoing::post_keyed(&place.channel, place.thread_key.clone(), Some(key.to_string()), content)
         } else {
-            Outgoing::update(&place.channel, &key, content)
+            Outgoing::update(&place.channel, key, content)
         }
         .automated(),
     ];
@@ -104,7 +124,7 @@ async fn grouped(
             ":white_check_mark: All {} alerts of this group resolved.",
             view.resolved
         );
-        let thread = place.thread_key.clone().unwrap_or_else(|| key.clone());
+        let thread = place.thread_key.clone().unwrap_or_else(|| key.to_string());
         msgs.push(
             Outgoing::post_keyed(&place.channel, Some(thread), None, crate::incident::render::reply(text)).automated(),
         );
@@ -121,12 +141,7 @@ async fn grouped(
         );
         single::event(tx, place.incident_id, now, &text).await?;
     }
-    let labels = format!("source=\"{}\",outcome=\"grouped\"", lead.source.as_str());
-    state.metrics.add("runbook_bot_alerts_total", labels, tally.joined);
-    if tally.joined > 0 {
-        out.extend(place.auto_diagnose(&key));
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// Where the group's message already is.

@@ -38,13 +38,17 @@ pub struct Batch<'a> {
 }
 
 /// Split a notification into its groups, in the order each first appears;
-/// an alert without a group is a batch of its own.
+/// an alert without a group is a batch of its own. A fingerprint twice in
+/// one group counts once, as its later status.
 pub fn partition<'a>(routes: &[Route], alerts: &'a [Alert]) -> Vec<Batch<'a>> {
     let mut out: Vec<Batch<'a>> = Vec::new();
     for a in alerts {
         match key(a, routes::pick(routes, a)) {
             Some(k) => match out.iter_mut().find(|b| b.key.as_deref() == Some(k.as_str())) {
-                Some(b) => b.alerts.push(a),
+                Some(b) => match b.alerts.iter_mut().find(|x| x.fingerprint == a.fingerprint) {
+                    Some(seen) => *seen = a,
+                    None => b.alerts.push(a),
+                },
                 None => out.push(Batch {
                     key: Some(k),
                     alerts: vec![a],
@@ -223,13 +227,17 @@ mod tests {
 
     #[test]
     fn partition_keeps_groups_together_in_first_seen_order() {
+        let mut again = alert("a1", Some("A"), &[]);
+        again.status = Status::Resolved;
         let alerts = [
             alert("a1", Some("A"), &[]),
             alert("lone", None, &[]),
             alert("b1", Some("B"), &[]),
             alert("a2", Some("A"), &[]),
+            again,
         ];
         let batches = partition(&[], &alerts);
+        assert_eq!(batches[0].alerts[0].status, Status::Resolved, "the later status counts");
         let seen: Vec<(Option<&str>, Vec<&str>)> = batches
             .iter()
             .map(|b| {

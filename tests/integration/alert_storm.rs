@@ -293,7 +293,7 @@ fn auto(t: &TestApp, name: &str, outcome: &str) -> u64 {
 
 async fn auto_diagnose_runs_once_per_incident_and_the_cap_holds(backend: Backend) {
     let target = SupabaseDb::b2b_planted().await;
-    let dir = catalog(1.5);
+    let dir = catalog(4.0);
     let many = StormLimit {
         incidents: 50,
         minutes: 10,
@@ -348,7 +348,7 @@ async fn auto_diagnose_runs_once_per_incident_and_the_cap_holds(backend: Backend
     }
     inbox_done(&t).await;
     t.slack
-        .wait_for(20, "the skipped notices and the two results", |c| {
+        .wait_for(30, "the skipped notices and the two results", |c| {
             let n = |s: &str| c.iter().filter(|c| c.ok && text(c).contains(s)).count();
             n("Not run automatically") == 2 && n("/diagnose slow on") == 2
         })
@@ -391,7 +391,7 @@ async fn peak_connections(target: &SupabaseDb, busy: impl std::future::Future<Ou
 
 async fn target_connections_never_exceed_the_pool(backend: Backend) {
     let target = SupabaseDb::new(AppSchema::B2b).await;
-    let dir = catalog(1.0);
+    let dir = catalog(2.0);
     let t = TestApp::spawn_configured(backend, |cfg| {
         target.attach(cfg);
         cfg.commands_dir = dir.path().to_path_buf();
@@ -412,7 +412,7 @@ async fn target_connections_never_exceed_the_pool(backend: Backend) {
             send(&t, &body).await;
         }
         t.slack
-            .wait_for(30, "twelve results", |c| {
+            .wait_for(40, "twelve results", |c| {
                 c.iter()
                     .filter(|c| c.ok && text(c).contains("/diagnose slow on"))
                     .count()
@@ -421,16 +421,11 @@ async fn target_connections_never_exceed_the_pool(backend: Backend) {
             .await;
     };
     let peak = peak_connections(&target, storm).await;
+    // Twelve two-second checks at once fill the pool, and go no further:
+    // those that wait out the connect timeout could not check instead.
     let max = i64::from(runbook_bot::targets::MAX_CONNECTIONS);
-    assert!(
-        peak > 0 && peak <= max,
-        "{peak} connections open at once (pool of {max})"
-    );
+    assert_eq!(peak, max, "{peak} connections open at once (pool of {max})");
     assert_eq!(auto(&t, "slow", "started"), 12);
-    // The pool was saturated: some checks waited out the connect timeout and
-    // could not check rather than open a connection beside it.
-    let busy = posts(&t).iter().filter(|c| text(c).contains("stayed busy")).count();
-    assert!(busy > 0, "the storm never saturated the pool");
     t.finish().await;
     target.cleanup().await;
 }
