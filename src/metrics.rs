@@ -40,6 +40,18 @@ const HELP: &[(&str, &str)] = &[
         "Diagnostic steps run, by diagnostic name and step verdict.",
     ),
     (
+        "runbook_bot_alerts_total",
+        "Alerts handled, by source and outcome (posted on their own, grouped into one message, failed).",
+    ),
+    (
+        "runbook_bot_alert_storm_total",
+        "Alert groups attached to a route's newest open incident because the route was over its storm limit.",
+    ),
+    (
+        "runbook_bot_auto_diagnose_total",
+        "Automatic diagnostics by name and outcome (started, skipped over the concurrency cap, deduplicated within the window).",
+    ),
+    (
         "runbook_bot_followups_total",
         "Follow-ups finished (the GDPR hard delete), by outcome (done, incomplete, failed).",
     ),
@@ -50,6 +62,12 @@ impl Metrics {
     pub fn inc(&self, name: &'static str, labels: String) {
         let mut map = self.counters.lock().expect("metrics lock");
         *map.entry((name, labels)).or_default() += 1;
+    }
+
+    /// Add `n` at once (a count of many events of one kind).
+    pub fn add(&self, name: &'static str, labels: String, n: u64) {
+        let mut map = self.counters.lock().expect("metrics lock");
+        *map.entry((name, labels)).or_default() += n;
     }
 
     pub fn get(&self, name: &'static str, labels: &str) -> u64 {

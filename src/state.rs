@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, Entry};
@@ -36,6 +36,9 @@ pub struct AppState {
     pub targets: Targets,
     /// For HTTP health checks and deploy hooks.
     pub http: reqwest::Client,
+    /// Automatic diagnostics running now, bot-wide; one permit each. A run
+    /// that finds none is skipped, not queued (`diagnose::auto`).
+    pub auto_diagnose: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -56,7 +59,9 @@ impl AppState {
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let slack = SlackApi::new(&config.slack.api_url, &config.slack.bot_token)?;
+        let auto_diagnose = Arc::new(Semaphore::new(config.alerts.auto_diagnose.max_concurrent as usize));
         Ok(Arc::new(AppState {
+            auto_diagnose,
             outbox: Outbox::new(store.clone(), clock.clone()),
             roles: RoleResolver::new(clock.clone()),
             config,

@@ -68,6 +68,8 @@ pub async fn poll(state: &AppState) -> anyhow::Result<()> {
         let Some(t) = state.targets.get(name) else { continue };
         let (ok, detail) = match tokio::time::timeout(Duration::from_secs(10), t.ping()).await {
             Ok(Ok(d)) => (true, format!("answered in {:.1} ms", d.as_secs_f64() * 1e3)),
+            // Every connection in use says nothing either way: neither fire nor resolve.
+            Ok(Err(crate::targets::StepError::Busy(_))) => continue,
             Ok(Err(e)) => (false, e.to_string()),
             Err(_) => (false, "no answer within 10 s".into()),
         };
@@ -101,5 +103,6 @@ fn alert(fingerprint: &str, ok: bool, title: &str, detail: String, url: &str) ->
         },
         starts_at: None,
         ends_at: None,
+        group: None,
     }
 }

@@ -3,11 +3,17 @@
 //! path); one instance at a time turns them, in order, into posts, updates,
 //! thread replies, incidents and read-only diagnostics.
 
+mod batch;
+pub mod group;
+pub mod grouped;
 pub mod health;
 pub mod normalize;
+mod place;
 pub mod process;
 pub mod render;
 pub mod routes;
+mod single;
+pub mod storm;
 
 use crate::state::AppState;
 use normalize::{Alert, Source};

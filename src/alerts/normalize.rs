@@ -41,6 +41,10 @@ pub struct Alert {
     pub links: Vec<(String, String)>,
     pub starts_at: Option<String>,
     pub ends_at: Option<String>,
+    /// The source's own group (Alertmanager's and Grafana's `groupKey`);
+    /// absent in payloads stored before groups existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Alert {
@@ -79,12 +83,13 @@ pub fn parse(source: Source, body: &[u8], sentry_resource: Option<&str>) -> Resu
     };
     for a in &mut alerts {
         a.fingerprint = fingerprint_key(&a.fingerprint);
+        a.group = a.group.as_deref().map(fingerprint_key);
     }
     Ok(alerts)
 }
 
-/// Fingerprints are an index key: long ones are replaced by their hash.
-fn fingerprint_key(f: &str) -> String {
+/// Fingerprints and group keys are index keys: long ones are replaced by their hash.
+pub fn fingerprint_key(f: &str) -> String {
     if f.len() <= 200 {
         return f.to_string();
     }
@@ -101,6 +106,8 @@ struct PromPayload {
     common_labels: BTreeMap<String, String>,
     #[serde(default, rename = "externalURL")]
     external_url: Option<String>,
+    #[serde(default, rename = "groupKey")]
+    group_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +198,7 @@ fn prometheus_style(source: Source, v: &Value) -> Result<Vec<Alert>, ShapeError>
             // Alertmanager sends 0001-01-01 for "not ended".
             ends_at: a.ends_at.filter(|e| !e.starts_with("0001-")),
             starts_at: a.starts_at,
+            group: p.group_key.clone().filter(|g| !g.trim().is_empty()),
         });
     }
     Ok(out)
@@ -275,6 +283,7 @@ fn sentry(v: &Value, resource: Option<&str>) -> Result<Vec<Alert>, ShapeError> {
             .unwrap_or_default(),
         starts_at: None,
         ends_at: None,
+        group: None,
     }])
 }
 
@@ -316,6 +325,7 @@ fn generic(v: &Value) -> Result<Alert, ShapeError> {
             .unwrap_or_default(),
         starts_at: None,
         ends_at: None,
+        group: None,
     })
 }
 
@@ -350,6 +360,7 @@ mod tests {
         assert_eq!(a.title, "invite-user error rate 15%");
         assert_eq!(a.service(), Some("auth"));
         assert_eq!(a.labels["function"], "invite-user");
+        assert_eq!(a.group.as_deref(), Some("{}:{alertname=\"HighErrorRate\"}"));
         assert_eq!(
             a.links,
             vec![(

@@ -112,6 +112,7 @@ mod tests {
             links: vec![("link".into(), "https://x.io/a>b|<!channel>".into())],
             starts_at: None,
             ends_at: None,
+            group: None,
         }
     }
 

@@ -10,10 +10,29 @@ pub fn matches(route: &Route, alert: &Alert) -> bool {
         && m.labels.iter().all(|(k, v)| alert.labels.get(k) == Some(v))
 }
 
-/// The route for an alert; the default attaches to open incidents and
-/// posts in the incident channel.
-pub fn pick<'a>(routes: &'a [Route], alert: &Alert) -> Option<&'a Route> {
-    routes.iter().find(|r| matches(r, alert))
+/// A route and its place in the config: the place names it in the state
+/// store (each route's storm limit counts its own incidents).
+#[derive(Debug, Clone, Copy)]
+pub struct Picked<'a> {
+    pub index: usize,
+    pub route: &'a Route,
+}
+
+impl Picked<'_> {
+    /// How the route is named in the state store and in messages.
+    pub fn key(&self) -> String {
+        format!("routes[{}]", self.index)
+    }
+}
+
+/// The route for an alert; without one, alerts attach to open incidents
+/// and post in the incident channel.
+pub fn pick<'a>(routes: &'a [Route], alert: &Alert) -> Option<Picked<'a>> {
+    routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| matches(r, alert))
+        .map(|(index, route)| Picked { index, route })
 }
 
 #[cfg(test)]
@@ -34,6 +53,7 @@ mod tests {
             links: vec![],
             starts_at: None,
             ends_at: None,
+            group: None,
         }
     }
 
@@ -48,6 +68,7 @@ mod tests {
             declare: declare.map(String::from),
             attach: true,
             diagnose: vec![],
+            ..Route::default()
         }
     }
 
@@ -58,11 +79,15 @@ mod tests {
             route(None, &["critical"], &[("service", "auth")], Some("p1")),
             route(None, &["warning", "critical"], &[], None),
         ];
+        let auth = pick(&routes, &alert("CRITICAL", "auth")).unwrap();
         assert_eq!(
-            pick(&routes, &alert("CRITICAL", "auth")).unwrap().declare.as_deref(),
-            Some("p1")
+            (auth.route.declare.as_deref(), auth.key().as_str()),
+            (Some("p1"), "routes[1]")
         );
-        assert_eq!(pick(&routes, &alert("critical", "billing")).unwrap().declare, None);
+        assert_eq!(
+            pick(&routes, &alert("critical", "billing")).unwrap().route.declare,
+            None
+        );
         assert!(pick(&routes, &alert("info", "auth")).is_none());
     }
 }

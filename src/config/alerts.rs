@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::alert_limits::{self, AutoDiagnoseBudget, Grouping, RawAutoDiagnose, RawGrouping, StormLimit};
 use crate::slack::ids::{ChannelId, RoleSubject};
 
 /// The monitoring sources alerts come from. Config owns the closed set so
@@ -52,6 +53,10 @@ pub(super) struct RawAlerts {
     #[serde(default)]
     routes: Vec<Route>,
     health_poll_seconds: Option<u64>,
+    #[serde(default)]
+    grouping: RawGrouping,
+    #[serde(default)]
+    auto_diagnose: RawAutoDiagnose,
 }
 
 /// Where matching alerts go and what they set off. The first route whose
@@ -74,6 +79,28 @@ pub struct Route {
     /// Read-only diagnostics to run when the alert fires.
     #[serde(default)]
     pub diagnose: Vec<String>,
+    /// Labels whose values make an alert group, for sources without one
+    /// of their own (Alertmanager's and Grafana's `groupKey` wins).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Declare at most this many incidents in this window (storm mode).
+    #[serde(default)]
+    pub storm: StormLimit,
+}
+
+/// Matches everything, posts in the incident channel, attaches, declares nothing.
+impl Default for Route {
+    fn default() -> Self {
+        Route {
+            matcher: Matcher::default(),
+            channel: None,
+            declare: None,
+            attach: true,
+            diagnose: Vec::new(),
+            group_by: Vec::new(),
+            storm: StormLimit::default(),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -101,6 +128,8 @@ pub struct AlertsConfig {
     pub routes: Vec<Route>,
     /// How often the health poller probes endpoints and targets (0: off).
     pub health_poll: Duration,
+    pub grouping: Grouping,
+    pub auto_diagnose: AutoDiagnoseBudget,
 }
 
 impl Default for AlertsConfig {
@@ -111,6 +140,8 @@ impl Default for AlertsConfig {
             sentry_secret: None,
             routes: Vec::new(),
             health_poll: Duration::from_secs(300),
+            grouping: Grouping::default(),
+            auto_diagnose: AutoDiagnoseBudget::default(),
         }
     }
 }
@@ -192,6 +223,8 @@ pub(super) fn build(
         sentry_secret: raw_alerts.sentry_secret,
         routes: raw_alerts.routes,
         health_poll: Duration::from_secs(raw_alerts.health_poll_seconds.unwrap_or(300)),
+        grouping: alert_limits::grouping(raw_alerts.grouping, push),
+        auto_diagnose: alert_limits::auto_diagnose(raw_alerts.auto_diagnose, push),
     };
     check_secrets(&alerts, push);
     for (i, r) in alerts.routes.iter().enumerate() {
@@ -217,6 +250,7 @@ pub(super) fn build(
                 format!("`{s}` is not alertmanager, grafana, sentry, generic or health"),
             );
         }
+        alert_limits::check_route(i, &r.group_by, &r.storm, push);
     }
     let mut escalation = EscalationConfig::default();
     for (i, id) in raw_escalation.stakeholders.iter().enumerate() {

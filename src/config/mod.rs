@@ -2,10 +2,12 @@
 //! environment overrides named in PRODUCT.md. This is the only module that
 //! reads the process environment; everything else receives a `Config`.
 
+mod alert_limits;
 mod alerts;
 mod build;
 mod supabase;
 
+pub use alert_limits::{AutoDiagnoseBudget, Grouping, StormLimit};
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
 pub use supabase::SupabaseAuth;

@@ -2,6 +2,7 @@
 //! steps, thread the result under the channel's open incident (or post it in
 //! the channel), and record it on the incident's timeline.
 
+pub mod auto;
 mod checks;
 pub mod render;
 mod rls;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 
 use crate::catalog::Entry;
 use crate::catalog::args::Value;
-use crate::catalog::schema::Kind;
 use crate::error::CommandError;
 use crate::incident::store as incidents;
 use crate::origin::{Origin, Reply, Via};
@@ -71,6 +71,7 @@ async fn execute(
         channel: &origin.channel,
         thread_key: incident.as_ref().map(|i| crate::incident::root_key(i.id)),
         incident_id: incident.map(|i| i.id),
+        automated: false,
     };
     publish(
         &mut tx,
@@ -128,6 +129,8 @@ struct Place<'a> {
     channel: &'a ChannelId,
     thread_key: Option<String>,
     incident_id: Option<i64>,
+    /// Run for an alert, not a person: yields to people's messages.
+    automated: bool,
 }
 
 async fn publish(
@@ -143,48 +146,9 @@ async fn publish(
         let text = format!("{} ({})", render::headline(outcome), render::tally(outcome));
         incidents::add_event(tx, i, now, actor, "diagnostic", &text).await?;
     }
-    let msg = Outgoing::post_keyed(place.channel, place.thread_key.clone(), None, render::blocks(outcome));
-    outbox::enqueue(tx, &[msg], notify_url, now).await
-}
-
-/// Diagnostics an alert route asks for, run after the alert's transaction
-/// commits, threaded where the alert is.
-pub struct AutoDiagnose {
-    pub names: Vec<String>,
-    pub channel: ChannelId,
-    pub incident_id: Option<i64>,
-    pub thread_key: String,
-}
-
-/// Diagnostics an alert route asks for, threaded where the alert is, before
-/// anyone arrives. Only read-only catalog diagnostics: actions never run
-/// without approval, and config validation refuses them in routes.
-pub async fn auto(state: Arc<AppState>, d: AutoDiagnose) {
-    for name in &d.names {
-        let Some(entry) = state
-            .catalog
-            .get("/diagnose", name)
-            .filter(|e| e.def.kind == Kind::Diagnostic)
-        else {
-            tracing::warn!(diagnostic = %name, "alert route names a diagnostic the catalog lacks");
-            continue;
-        };
-        let result = async {
-            let values = crate::catalog::args::bind_args(&entry.def.args, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let target = state.target_for(&entry, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let outcome = run_on(&state, &entry, &values, &target.name).await?;
-            let mut tx = state.store.begin().await?;
-            let place = Place {
-                channel: &d.channel,
-                thread_key: Some(d.thread_key.clone()),
-                incident_id: d.incident_id,
-            };
-            publish(&mut tx, &state, &outcome, &place, "bot", None).await?;
-            state.outbox.commit(tx).await?;
-            anyhow::Ok(())
-        };
-        if let Err(e) = result.await {
-            tracing::warn!(diagnostic = %name, error = %e, "automatic diagnostic failed");
-        }
+    let mut msg = Outgoing::post_keyed(place.channel, place.thread_key.clone(), None, render::blocks(outcome));
+    if place.automated {
+        msg = msg.automated();
     }
+    outbox::enqueue(tx, &[msg], notify_url, now).await
 }

@@ -157,8 +157,10 @@ async fn run_step(step: &StepDef, params: &[args::Bound], target: &Target, env: 
         Err((attempts, e)) => {
             out.note = Some(reason(&target.name, attempts, &e));
             // A ping exists to test reachability: its failure is the finding.
-            out.verdict = match step.check {
-                Check::Ping => Verdict::Critical,
+            // Busy connections say nothing about reachability.
+            out.verdict = match (step.check, &e) {
+                (Check::Ping, StepError::Busy(_)) => Verdict::CouldNotCheck,
+                (Check::Ping, _) => Verdict::Critical,
                 _ => Verdict::CouldNotCheck,
             };
             out.unreachable = matches!(e, StepError::Unreachable(_));
@@ -202,6 +204,9 @@ fn reason(name: &str, attempts: u32, e: &StepError) -> String {
         }
         StepError::Conflict => format!("changed by a concurrent transaction on {name}"),
         StepError::NotInstalled(ext) => format!("extension `{ext}` is not installed on {name}"),
+        StepError::Busy(n) => {
+            format!("all {n} connections to {name} stayed busy; not run (the pool is never exceeded)")
+        }
     }
 }
 
@@ -300,5 +305,9 @@ mod tests {
             "extension `pg_stat_statements` is not installed on production"
         );
         assert_eq!(reason("p", 1, &StepError::other("bad row")), "bad row on p");
+        assert_eq!(
+            reason("p", 1, &StepError::Busy(4)),
+            "all 4 connections to p stayed busy; not run (the pool is never exceeded)"
+        );
     }
 }

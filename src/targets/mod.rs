@@ -4,9 +4,14 @@
 //! starting) with a short connect timeout. Diagnostics run in a `READ ONLY`
 //! transaction with `statement_timeout` from the step, and a failure names
 //! the target and the cause, never the URL or its password.
+//!
+//! A target never has more than `MAX_CONNECTIONS` connections open: every
+//! connection, pooled or the cold-start probe, is taken under one of that
+//! many slots (`slots.rs`), so no caller can open one beside the pool.
 
 pub mod exact;
 pub mod rls;
+mod slots;
 pub mod sqlstate;
 pub mod values;
 
@@ -17,15 +22,25 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+use tokio::sync::Semaphore;
 
 use crate::catalog::args::Bound;
 use crate::config::TargetConfig;
 use crate::error::UserError;
+pub use slots::TargetConn;
 pub use sqlstate::SqlState;
+
+/// Connections one target may have open at once, whoever asks: diagnostics,
+/// automatic diagnostics, approvals, follow-ups and the health poller share them.
+pub const MAX_CONNECTIONS: u32 = 4;
 
 pub struct Target {
     pub name: String,
-    pub pool: PgPool,
+    pool: PgPool,
+    /// One permit per connection the target may have open (see `slots.rs`).
+    slots: std::sync::Arc<Semaphore>,
+    /// Held by the one caller probing a cold pool.
+    cold: tokio::sync::Mutex<()>,
     options: PgConnectOptions,
     pub connect_timeout: Duration,
     pub attempts: u32,
@@ -46,7 +61,7 @@ impl Targets {
                 .map_err(|_| anyhow::anyhow!("target {name}: the URL does not parse"))?
                 .application_name("runbook-bot");
             let pool = PgPoolOptions::new()
-                .max_connections(4)
+                .max_connections(MAX_CONNECTIONS)
                 .min_connections(0)
                 .acquire_timeout(t.connect_timeout)
                 .idle_timeout(Duration::from_secs(300))
@@ -56,6 +71,8 @@ impl Targets {
                 Target {
                     name: name.clone(),
                     pool,
+                    slots: std::sync::Arc::new(Semaphore::new(MAX_CONNECTIONS as usize)),
+                    cold: tokio::sync::Mutex::new(()),
                     options,
                     connect_timeout: t.connect_timeout,
                     attempts: t.attempts,
@@ -119,6 +136,10 @@ pub enum StepError {
     /// A step needs an extension the target does not have.
     #[error("extension `{0}` is not installed")]
     NotInstalled(String),
+    /// Every one of the target's connections stayed in use for the whole
+    /// connect timeout: the step did not run, which says nothing about the data.
+    #[error("all {0} connections to the target stayed busy; not run")]
+    Busy(u32),
 }
 
 fn query_words(code: Option<&SqlState>, message: &str) -> String {
@@ -202,42 +223,9 @@ impl Target {
         Ok(started.elapsed())
     }
 
-    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StepError> {
-        // A cold pool answers a refused connection only after its whole
-        // acquire timeout; one direct attempt first fails fast and names why.
-        if self.pool.size() == 0 {
-            let probe = tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await;
-            match probe {
-                Err(_) => {
-                    return Err(StepError::Unreachable(format!(
-                        "no answer within {} ms",
-                        self.connect_timeout.as_millis()
-                    )));
-                }
-                Ok(Err(e)) => return Err(classify(&e, 0)),
-                Ok(Ok(c)) => {
-                    let _ = c.close().await;
-                }
-            }
-        }
-        match self.pool.acquire().await {
-            Ok(c) => Ok(c),
-            // The pool retries refused connections until its deadline and then
-            // reports only "timed out"; one direct attempt recovers the cause.
-            Err(sqlx::Error::PoolTimedOut) => Err(self.probe().await),
-            Err(e) => Err(classify(&e, 0)),
-        }
-    }
-
-    async fn probe(&self) -> StepError {
-        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await {
-            Err(_) => StepError::Unreachable(format!("no answer within {} ms", self.connect_timeout.as_millis())),
-            Ok(Err(e)) => classify(&e, 0),
-            Ok(Ok(c)) => {
-                let _ = c.close().await;
-                StepError::Unreachable("all connections are busy".into())
-            }
-        }
+    /// Connections open now (pooled, idle or in use), for tests and `/metrics`.
+    pub fn open_connections(&self) -> u32 {
+        self.pool.size()
     }
 }
 

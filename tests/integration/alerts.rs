@@ -24,9 +24,11 @@ fn am_alert(fp: &str, status: &str, severity: &str, service: &str) -> Value {
     })
 }
 
+/// A notification of Alertmanager grouping by `service` (the first alert's).
 fn am_payload(alerts: Vec<Value>) -> String {
+    let service = alerts[0]["labels"]["service"].as_str().unwrap_or("").to_string();
     json!({
-        "version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "runbook-bot",
+        "version": "4", "groupKey": format!("{{}}:{{service=\"{service}\"}}"), "status": "firing", "receiver": "runbook-bot",
         "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
         "externalURL": "http://alertmanager:9093", "alerts": alerts
     })
@@ -213,6 +215,7 @@ async fn routes_declare_attach_and_diagnose(backend: Backend) {
             declare: Some("p1".into()),
             attach: true,
             diagnose: vec!["orphans".into()],
+            ..Route::default()
         }];
     })
     .await;
@@ -395,6 +398,7 @@ async fn a_refire_after_its_incident_resolved_opens_a_new_one(backend: Backend) 
             declare: Some("p1".into()),
             attach: true,
             diagnose: vec![],
+            ..Route::default()
         }];
     })
     .await;

@@ -549,7 +549,7 @@ async fn connecting_is_lazy_so_a_down_target_does_not_stop_the_bot() {
     )
     .unwrap();
     assert_eq!(t.names().collect::<Vec<_>>(), ["production"]);
-    assert_eq!(t.get("production").unwrap().pool.size(), 0);
+    assert_eq!(t.get("production").unwrap().open_connections(), 0);
 }
 
 #[tokio::test]

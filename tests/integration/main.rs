@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alert_storm;
 mod alerts;
 mod approvals;
 mod catalog_sql;

@@ -46,6 +46,7 @@ impl Declare {
             severity: self.severity,
             by: ctx.origin.user.as_str(),
             service: None,
+            automated: false,
         };
         let i = declare(&mut ctx.tx, ctx.state, new, ctx.origin.response_url.as_deref(), ctx.now).await?;
         Ok(Reply::new(format!(
@@ -62,6 +63,9 @@ pub struct NewIncident<'a> {
     pub by: &'a str,
     /// The `service` label alerts attach by.
     pub service: Option<&'a str>,
+    /// Opened by monitoring, not a person: its messages yield to what
+    /// people cause in the channel (see `outbox`).
+    pub automated: bool,
 }
 
 /// Open an incident in the incident channel: its row, timeline event, root
@@ -94,7 +98,8 @@ pub async fn declare(
     let msgs = [
         Outgoing::root(i.id, channel, render::root(&i, now)),
         Outgoing::thread(i.id, channel, render::reply(render::status_page_investigating(&i))),
-    ];
+    ]
+    .map(|m| if new.automated { m.automated() } else { m });
     outbox::enqueue(tx, &msgs, notify_url, now).await?;
     state.metrics.inc(
         "runbook_bot_incidents_declared_total",
