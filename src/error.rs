@@ -8,7 +8,7 @@
 //!   handled, with a short correlation id; the person sees only a generic
 //!   line carrying that id so an operator can find the log.
 //! * HTTP edge failures (signature, body size, malformed payload) are
-//!   `EdgeError` and map to 401 / 413 / 400 with a plain reason.
+//!   `EdgeError` and map to 401 / 413 / 408 / 400 with a plain reason.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -64,6 +64,8 @@ pub enum EdgeError {
     Unauthorized,
     #[error("request body exceeds 1 MiB")]
     TooLarge,
+    #[error("request body not received in time")]
+    BodyTimeout,
     #[error("malformed request: {0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -75,6 +77,7 @@ impl IntoResponse for EdgeError {
         let status = match &self {
             EdgeError::Unauthorized => StatusCode::UNAUTHORIZED,
             EdgeError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::Internal(e) => {
                 let id = correlation_id();

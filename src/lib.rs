@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod origin;
 pub mod outbox;
 pub mod probe;
+pub mod readiness;
 pub mod roles;
 pub mod severity;
 pub mod slack;

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::UserError;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::readiness::Readiness;
 use crate::roles::RoleResolver;
 use crate::slack::client::SlackApi;
 use crate::store::Store;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub targets: Targets,
     /// For HTTP health checks and deploy hooks.
     pub http: reqwest::Client,
+    /// The state store as last checked, for `/readyz` and `/metrics`.
+    pub readiness: Readiness,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ impl AppState {
             catalog,
             targets,
             http: reqwest::Client::builder().user_agent("runbook-bot").build()?,
+            readiness: Readiness::default(),
         }))
     }
 

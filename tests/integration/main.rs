@@ -15,6 +15,7 @@ mod engine;
 mod followups;
 mod harness;
 mod incidents;
+mod limits;
 mod outbox;
 mod reset_password;
 mod rls_blindness;
