@@ -65,7 +65,8 @@ impl App {
         });
         let janitor = supervise("janitor", cancel.clone(), {
             let (store, clock) = (state.store.clone(), state.clock.clone());
-            move |cancel| crate::store::janitor::run(store.clone(), clock.clone(), cancel)
+            let retention = state.config.retention.clone();
+            move |cancel| crate::store::janitor::run(store.clone(), clock.clone(), retention.clone(), cancel)
         });
         let approvals = supervise("approvals", cancel.clone(), {
             let state = state.clone();

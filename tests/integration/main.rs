@@ -18,4 +18,5 @@ mod incidents;
 mod limits;
 mod outbox;
 mod reset_password;
+mod retention;
 mod rls_blindness;
