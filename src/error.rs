@@ -30,6 +30,10 @@ pub enum CommandError {
     User(#[from] UserError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+    /// Refused again within the window in which the person was already told
+    /// why (`throttle`): nothing is recorded and nothing need be said.
+    #[error("refused again within the refusal window")]
+    Throttled,
 }
 
 impl From<sqlx::Error> for CommandError {
@@ -43,6 +47,7 @@ impl CommandError {
     pub fn into_user_text(self, context: &str) -> String {
         match self {
             CommandError::User(u) => u.0,
+            CommandError::Throttled => "Refused, as before; wait a minute before trying again.".into(),
             CommandError::Internal(e) => {
                 let id = correlation_id();
                 tracing::error!(correlation_id = %id, context, error = ?e, "internal error");

@@ -30,6 +30,7 @@ pub mod state;
 pub mod store;
 pub mod targets;
 pub mod telemetry;
+pub mod throttle;
 
 pub use app::App;
 pub use config::Config;

@@ -40,6 +40,14 @@ const HELP: &[(&str, &str)] = &[
         "Diagnostic steps run, by diagnostic name and step verdict.",
     ),
     (
+        "runbook_bot_http_connections_total",
+        "HTTP connections, by event (accepted, over_capacity: answered 503, dropped: closed unanswered, idle_closed).",
+    ),
+    (
+        "runbook_bot_throttled_total",
+        "Acts dropped by a per-user limit, by what (refused_click, mention).",
+    ),
+    (
         "runbook_bot_followups_total",
         "Follow-ups finished (the GDPR hard delete), by outcome (done, incomplete, failed).",
     ),

@@ -19,6 +19,7 @@ use crate::roles::RoleResolver;
 use crate::slack::client::SlackApi;
 use crate::store::Store;
 use crate::targets::{Target, Targets};
+use crate::throttle::Throttle;
 
 pub struct AppState {
     pub config: Config,
@@ -39,6 +40,11 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The state store as last checked, for `/readyz` and `/metrics`.
     pub readiness: Readiness,
+    /// Clicks refused for want of level, per user: recorded and answered
+    /// once per `abuse.refusal_window`.
+    pub refusals: Throttle,
+    /// @mentions answered, per user.
+    pub mentions: Throttle,
 }
 
 impl AppState {
@@ -59,6 +65,9 @@ impl AppState {
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let slack = SlackApi::new(&config.slack.api_url, &config.slack.bot_token)?;
+        let abuse = &config.abuse;
+        let refusals = Throttle::new(1, abuse.refusal_window, abuse.max_tracked_users);
+        let mentions = Throttle::new(abuse.mention_burst, abuse.mention_refill, abuse.max_tracked_users);
         Ok(Arc::new(AppState {
             outbox: Outbox::new(store.clone(), clock.clone()),
             roles: RoleResolver::new(clock.clone()),
@@ -73,6 +82,8 @@ impl AppState {
             targets,
             http: reqwest::Client::builder().user_agent("runbook-bot").build()?,
             readiness: Readiness::default(),
+            refusals,
+            mentions,
         }))
     }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod abuse;
 mod alerts;
 mod approvals;
 mod catalog_sql;
