@@ -54,7 +54,11 @@ pub async fn serve(
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    // Answers are small and a person waits on them: no Nagle delay.
+                    let _ = stream.set_nodelay(true);
+                    stream
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: let it pass.
                     tracing::warn!(error = %e, "accepting a connection failed");
