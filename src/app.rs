@@ -37,13 +37,19 @@ impl App {
         let cancel = CancellationToken::new();
         warn_blind_targets(&state);
 
-        let router = crate::http::router(state.clone());
-        let server_cancel = cancel.clone();
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(server_cancel.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = ?e, "HTTP server stopped with an error");
-            }
+        // Ready from the first request: one check now, then in the background.
+        state.readiness.check(&state.outbox).await;
+        let server = tokio::spawn(crate::http::serve::serve(
+            listener,
+            crate::http::router(state.clone()),
+            state.config.http.clone(),
+            state.metrics.clone(),
+            cancel.clone(),
+        ));
+        let readiness = supervise("readiness", cancel.clone(), {
+            let (readiness, outbox) = (state.readiness.clone(), state.outbox.clone());
+            let every = state.config.http.readiness_check;
+            move |cancel| crate::readiness::run(readiness.clone(), outbox.clone(), every, cancel)
         });
         let outbox = supervise("outbox", cancel.clone(), {
             let state = state.clone();
@@ -59,7 +65,8 @@ impl App {
         });
         let janitor = supervise("janitor", cancel.clone(), {
             let (store, clock) = (state.store.clone(), state.clock.clone());
-            move |cancel| crate::store::janitor::run(store.clone(), clock.clone(), cancel)
+            let retention = state.config.retention.clone();
+            move |cancel| crate::store::janitor::run(store.clone(), clock.clone(), retention.clone(), cancel)
         });
         let approvals = supervise("approvals", cancel.clone(), {
             let state = state.clone();
@@ -83,7 +90,7 @@ impl App {
         });
         tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
         let tasks = vec![
-            server, outbox, janitor, approvals, alerts, escalation, followups, health,
+            server, readiness, outbox, janitor, approvals, alerts, escalation, followups, health,
         ];
         Ok(App {
             addr,

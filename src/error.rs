@@ -8,7 +8,7 @@
 //!   handled, with a short correlation id; the person sees only a generic
 //!   line carrying that id so an operator can find the log.
 //! * HTTP edge failures (signature, body size, malformed payload) are
-//!   `EdgeError` and map to 401 / 413 / 400 with a plain reason.
+//!   `EdgeError` and map to 401 / 413 / 408 / 400 with a plain reason.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,10 @@ pub enum CommandError {
     User(#[from] UserError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+    /// Refused again within the window in which the person was already told
+    /// why (`throttle`): nothing is recorded and nothing need be said.
+    #[error("refused again within the refusal window")]
+    Throttled,
 }
 
 impl From<sqlx::Error> for CommandError {
@@ -43,6 +47,7 @@ impl CommandError {
     pub fn into_user_text(self, context: &str) -> String {
         match self {
             CommandError::User(u) => u.0,
+            CommandError::Throttled => "Refused, as before; wait a minute before trying again.".into(),
             CommandError::Internal(e) => {
                 let id = correlation_id();
                 tracing::error!(correlation_id = %id, context, error = ?e, "internal error");
@@ -64,6 +69,8 @@ pub enum EdgeError {
     Unauthorized,
     #[error("request body exceeds 1 MiB")]
     TooLarge,
+    #[error("request body not received in time")]
+    BodyTimeout,
     #[error("malformed request: {0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -75,6 +82,7 @@ impl IntoResponse for EdgeError {
         let status = match &self {
             EdgeError::Unauthorized => StatusCode::UNAUTHORIZED,
             EdgeError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::Internal(e) => {
                 let id = correlation_id();

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod origin;
 pub mod outbox;
 pub mod probe;
+pub mod readiness;
 pub mod roles;
 pub mod severity;
 pub mod slack;
@@ -29,6 +30,7 @@ pub mod state;
 pub mod store;
 pub mod targets;
 pub mod telemetry;
+pub mod throttle;
 
 pub use app::App;
 pub use config::Config;

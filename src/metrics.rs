@@ -52,6 +52,14 @@ const HELP: &[(&str, &str)] = &[
         "Automatic diagnostics by name and outcome (started, skipped over the concurrency cap, deduplicated within the window).",
     ),
     (
+        "runbook_bot_http_connections_total",
+        "HTTP connections, by event (accepted, over_capacity: answered 503, dropped: closed unanswered, idle_closed).",
+    ),
+    (
+        "runbook_bot_throttled_total",
+        "Acts dropped by a per-user limit, by what (refused_click, mention).",
+    ),
+    (
         "runbook_bot_followups_total",
         "Follow-ups finished (the GDPR hard delete), by outcome (done, incomplete, failed).",
     ),

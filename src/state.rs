@@ -14,10 +14,12 @@ use crate::config::Config;
 use crate::error::UserError;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::readiness::Readiness;
 use crate::roles::RoleResolver;
 use crate::slack::client::SlackApi;
 use crate::store::Store;
 use crate::targets::{Target, Targets};
+use crate::throttle::Throttle;
 
 pub struct AppState {
     pub config: Config,
@@ -39,6 +41,13 @@ pub struct AppState {
     /// Automatic diagnostics running now, bot-wide; one permit each. A run
     /// that finds none is skipped, not queued (`diagnose::auto`).
     pub auto_diagnose: Arc<Semaphore>,
+    /// The state store as last checked, for `/readyz` and `/metrics`.
+    pub readiness: Readiness,
+    /// Clicks refused for want of level, per user: recorded and answered
+    /// once per `abuse.refusal_window`.
+    pub refusals: Throttle,
+    /// @mentions answered, per user.
+    pub mentions: Throttle,
 }
 
 impl AppState {
@@ -60,6 +69,9 @@ impl AppState {
         store.migrate().await?;
         let slack = SlackApi::new(&config.slack.api_url, &config.slack.bot_token)?;
         let auto_diagnose = Arc::new(Semaphore::new(config.alerts.auto_diagnose.max_concurrent as usize));
+        let abuse = &config.abuse;
+        let refusals = Throttle::new(1, abuse.refusal_window, abuse.max_tracked_users);
+        let mentions = Throttle::new(abuse.mention_burst, abuse.mention_refill, abuse.max_tracked_users);
         Ok(Arc::new(AppState {
             auto_diagnose,
             outbox: Outbox::new(store.clone(), clock.clone()),
@@ -74,6 +86,9 @@ impl AppState {
             catalog,
             targets,
             http: reqwest::Client::builder().user_agent("runbook-bot").build()?,
+            readiness: Readiness::default(),
+            refusals,
+            mentions,
         }))
     }
 

@@ -35,6 +35,7 @@ use crate::incident::store as incidents;
 use crate::origin::{Origin, Reply, Via};
 use crate::state::AppState;
 use crate::targets::{StepError, classify};
+use crate::throttle::Verdict;
 use plan::{Plan, PlanError};
 use snapshot::Snapshot;
 use store::{Request, State};
@@ -155,6 +156,15 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
         .approver_level_of(&state.config.roles, &state.slack, user)
         .await;
     let now = state.clock.now_ms();
+    let mut click = Click {
+        origin,
+        user,
+        level,
+        approve,
+        now,
+        unrecorded: 0,
+    };
+    click.unrecorded = throttle_refusal(state, &click, id).await?;
     let mut tx = state.store.begin().await?;
     // Serialize decisions on this request (a row lock on PostgreSQL; SQLite's
     // write lock already does): concurrent approvers then see each other's
@@ -163,13 +173,6 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
     let r = store::get(&mut tx, id)
         .await?
         .ok_or_else(|| UserError::new(format!("There is no approval #{id}.")))?;
-    let click = Click {
-        origin,
-        user,
-        level,
-        approve,
-        now,
-    };
     if let Some(why) = refusal(&r, &click) {
         return Err(refuse(tx, &click, &r, why).await);
     }
@@ -187,11 +190,39 @@ struct Click<'a> {
     level: Option<Level>,
     approve: bool,
     now: i64,
+    /// Refusals of this user's clicks dropped by the throttle since the last
+    /// one recorded; said in the next one recorded.
+    unrecorded: u32,
 }
 
 impl Click<'_> {
     fn verb(&self) -> &'static str {
         if self.approve { "approve" } else { "deny" }
+    }
+}
+
+/// A click by someone below the approver level is refused whatever else
+/// holds; such refusals are recorded and answered once per window per user
+/// (`abuse.refusal_window`), so a person hammering a button they may not
+/// press writes no rows and holds no writer. Decided on a read, before the
+/// write transaction. Returns how many were dropped since the last recorded.
+async fn throttle_refusal(state: &AppState, click: &Click<'_>, id: i64) -> Result<u32, CommandError> {
+    let mut conn = state.store.pool.acquire().await?;
+    let Some(r) = store::get(&mut conn, id).await? else {
+        return Ok(0);
+    };
+    drop(conn);
+    if click.level >= Some(r.approver_level) || refusal(&r, click).is_none() {
+        return Ok(0);
+    }
+    match state.refusals.check(click.user, click.now) {
+        Verdict::Allow { suppressed } => Ok(suppressed),
+        Verdict::Suppress => {
+            state
+                .metrics
+                .inc("runbook_bot_throttled_total", "what=\"refused_click\"".into());
+            Err(CommandError::Throttled)
+        }
     }
 }
 
@@ -283,7 +314,13 @@ async fn vote(
 
 /// Audit a refused click, commit that, and return the refusal to show.
 async fn refuse(mut tx: Transaction<'static, Any>, c: &Click<'_>, r: &Request, why: String) -> CommandError {
-    let detail = format!("refused to {} #{}: {why}", c.verb(), r.id);
+    let mut detail = format!("refused to {} #{}: {why}", c.verb(), r.id);
+    if c.unrecorded > 0 {
+        detail.push_str(&format!(
+            " ({} more refused clicks since the last recorded one were not recorded)",
+            c.unrecorded
+        ));
+    }
     let event = Event::new(c.origin, "approval_refused", &detail).about(Some(r.id), r.incident_id);
     let recorded = async {
         audit::record(&mut tx, event, c.now).await?;
@@ -339,6 +376,7 @@ mod tests {
             level,
             approve,
             now,
+            unrecorded: 0,
         }
     }
 

@@ -46,7 +46,15 @@ pub(super) fn build(file: &str, raw: RawConfig, env: Env<'_>, problems: &mut Vec
     let env_token = env_nonempty(env, "ALERT_WEBHOOK_TOKEN").map(SecretString::from);
     let (alerts, escalation) = alerts::build(raw.alerts, raw.escalation, env_token, &mut push);
     let approvals = approvals(raw.approvals, &mut push);
+    let http = super::limits::http(raw.http, &mut push);
+    let metrics = super::limits::metrics(raw.metrics, &mut push);
+    let retention = super::retention::retention(raw.retention, &mut push);
+    let abuse = super::retention::abuse(raw.abuse, &mut push);
     Some(Config {
+        http,
+        metrics,
+        retention,
+        abuse,
         alerts,
         escalation,
         approvals,

@@ -5,11 +5,17 @@
 mod alert_limits;
 mod alerts;
 mod build;
+mod limits;
+mod retention;
 mod supabase;
 
 pub use alert_limits::{AutoDiagnoseBudget, Grouping, StormLimit};
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
+pub use limits::{HttpConfig, MetricsConfig};
+use limits::{RawHttp, RawMetrics};
+pub use retention::{AbuseConfig, RetentionConfig};
+use retention::{RawAbuse, RawRetention};
 pub use supabase::SupabaseAuth;
 
 use std::collections::BTreeMap;
@@ -101,6 +107,14 @@ struct RawConfig {
     escalation: RawEscalation,
     #[serde(default)]
     approvals: RawApprovals,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    abuse: RawAbuse,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,6 +246,10 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub escalation: EscalationConfig,
     pub approvals: ApprovalsConfig,
+    pub http: HttpConfig,
+    pub metrics: MetricsConfig,
+    pub retention: RetentionConfig,
+    pub abuse: AbuseConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -385,6 +403,10 @@ impl Config {
             alerts: AlertsConfig::default(),
             escalation: EscalationConfig::default(),
             approvals: ApprovalsConfig::default(),
+            http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
+            retention: RetentionConfig::default(),
+            abuse: AbuseConfig::default(),
         }
     }
 }

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::catalog::schema::Kind;
-use crate::error::CommandError;
+use crate::error::{CommandError, UserError};
 use crate::incident;
 pub use crate::origin::{Origin, Reply, Via};
 use crate::state::AppState;
+use crate::throttle::Verdict;
 use crate::{approval, diagnose};
 use parse::Invocation;
 
@@ -48,14 +49,22 @@ pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, tex
 }
 
 async fn run(state: &Arc<AppState>, origin: &Origin, inv: Invocation, name: &str) -> Result<Reply, CommandError> {
+    authorize(state, origin, &inv, name).await?;
+    execute(state, origin, inv).await
+}
+
+/// Whether this person's level allows the invocation.
+async fn authorize(state: &AppState, origin: &Origin, inv: &Invocation, name: &str) -> Result<(), UserError> {
     let level = state
         .roles
         .level_of(&state.config.roles, &state.slack, origin.user.as_str())
         .await;
-    if let Err(e) = policy::authorize(policy::required(&inv), level, &display_name(name)) {
+    policy::authorize(policy::required(inv), level, &display_name(name)).inspect_err(|_| {
         tracing::info!(slack.user_id = %origin.user, command.name = name, "refused: level too low");
-        return Err(e.into());
-    }
+    })
+}
+
+async fn execute(state: &Arc<AppState>, origin: &Origin, inv: Invocation) -> Result<Reply, CommandError> {
     match inv {
         Invocation::IncidentHelp => Ok(Reply::new(format!(
             "{}\n*Severities*\n{}",
@@ -83,26 +92,51 @@ fn display_name(name: &str) -> String {
 }
 
 /// A button click: incident buttons follow the same rules as the equivalent
-/// command; approval buttons follow the approval rules.
-pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, value: &str) -> Reply {
+/// command; approval buttons follow the approval rules. `None`: the click
+/// was refused again within the window in which this person was already
+/// told why (`throttle`), so nothing is said.
+pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, value: &str) -> Option<Reply> {
     let Some(id) = value.parse::<i64>().ok().filter(|id| *id > 0) else {
-        return Reply::new("This button carries no valid incident or request.");
+        return Some(Reply::new("This button carries no valid incident or request."));
     };
-    if let Some(cmd) = incident::cmd::IncidentCmd::from_button(action_id, id) {
+    let (name, result) = if let Some(cmd) = incident::cmd::IncidentCmd::from_button(action_id, id) {
         let name = cmd.name();
-        let result = run(state, origin, Invocation::Incident(cmd), name).await;
-        record(state, name, &result);
-        return result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)));
+        let inv = Invocation::Incident(cmd);
+        let result = match authorize(state, origin, &inv, name).await {
+            Ok(()) => execute(state, origin, inv).await,
+            Err(refused) => throttle_refusal(state, origin, refused),
+        };
+        (name, result)
+    } else if matches!(
+        action_id,
+        approval::render::ACTION_APPROVE | approval::render::ACTION_DENY
+    ) {
+        let approve = action_id == approval::render::ACTION_APPROVE;
+        let name = if approve { "approval.approve" } else { "approval.deny" };
+        (name, approval::decide(state, origin, id, approve).await)
+    } else {
+        return Some(Reply::new(
+            "This button is not one of ours any more; run the command instead.",
+        ));
+    };
+    record(state, name, &result);
+    match result {
+        Ok(reply) => Some(reply),
+        Err(CommandError::Throttled) => None,
+        Err(e) => Some(Reply::new(e.into_user_text(name))),
     }
-    match action_id {
-        approval::render::ACTION_APPROVE | approval::render::ACTION_DENY => {
-            let approve = action_id == approval::render::ACTION_APPROVE;
-            let name = if approve { "approval.approve" } else { "approval.deny" };
-            let result = approval::decide(state, origin, id, approve).await;
-            record(state, name, &result);
-            result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
+}
+
+/// A button refused for want of level is answered once per window per user.
+fn throttle_refusal(state: &AppState, origin: &Origin, refused: UserError) -> Result<Reply, CommandError> {
+    match state.refusals.check(origin.user.as_str(), state.clock.now_ms()) {
+        Verdict::Allow { .. } => Err(refused.into()),
+        Verdict::Suppress => {
+            state
+                .metrics
+                .inc("runbook_bot_throttled_total", "what=\"refused_click\"".into());
+            Err(CommandError::Throttled)
         }
-        _ => Reply::new("This button is not one of ours any more; run the command instead."),
     }
 }
 
@@ -110,6 +144,7 @@ fn record(state: &AppState, name: &str, result: &Result<Reply, CommandError>) {
     let outcome = match result {
         Ok(_) => "ok",
         Err(CommandError::User(_)) => "refused",
+        Err(CommandError::Throttled) => "throttled",
         Err(CommandError::Internal(_)) => "error",
     };
     state.metrics.inc(

@@ -1,6 +1,7 @@
 //! `POST /slack/events`: the Events API. `url_verification` echoes the
 //! challenge; `event_callback` is claimed by `event_id` first, so Slack's
 //! retries (`X-Slack-Retry-Num`) are acknowledged without acting twice.
+//! Mentions are answered a few times per user, then dropped for a while.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::error::EdgeError;
 use crate::outbox::{self, plain};
 use crate::slack::ids::ChannelId;
 use crate::state::AppState;
+use crate::throttle::Verdict;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/slack/events", post(handle))
@@ -32,6 +34,11 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
         }
         SlackPushEvent::EventCallback(cb) => {
             let now = state.clock.now_ms();
+            if let SlackEventCallbackBody::AppMention(m) = &cb.event
+                && !mention_allowed(&state, m, now)
+            {
+                return Ok(StatusCode::OK.into_response());
+            }
             let mut tx = state.store.begin().await.map_err(anyhow::Error::from)?;
             if !crate::store::events::claim(&mut tx, cb.event_id.as_ref(), now).await? {
                 state.metrics.inc(
@@ -50,6 +57,21 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
             }
             state.outbox.commit(tx).await.map_err(anyhow::Error::from)?;
             Ok(StatusCode::OK.into_response())
+        }
+    }
+}
+
+/// Mentions answered per user are limited (`abuse.mention_*`): one person
+/// repeating @bot cannot fill the channel's lane or the dedupe table. Over
+/// the limit, nothing is stored, not even the event id.
+fn mention_allowed(state: &AppState, m: &SlackAppMentionEvent, now: i64) -> bool {
+    match state.mentions.check(m.user.as_ref(), now) {
+        Verdict::Allow { .. } => true,
+        Verdict::Suppress => {
+            state
+                .metrics
+                .inc("runbook_bot_throttled_total", "what=\"mention\"".into());
+            false
         }
     }
 }

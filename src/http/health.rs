@@ -1,13 +1,17 @@
-//! Liveness, readiness (the state store answers) and Prometheus metrics.
+//! Liveness, readiness and Prometheus metrics. Readiness and the outbox
+//! gauge come from the background check in `readiness` (no query per
+//! request); `/metrics` wants the bearer token when `metrics.token` is set.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::bearer::token_ok;
+use crate::readiness::Status;
 use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -18,22 +22,31 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = ?e, "readiness: state store unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "state store unreachable\n")
-        }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "state store timed out\n"),
+    match state.readiness.status(state.config.http.readiness_check) {
+        Status::Ready { .. } => (StatusCode::OK, "ready\n".to_string()),
+        Status::NotReady(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let pending = state.outbox.pending_count().await.unwrap_or(-1);
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics.token
+        && !token_ok(&headers, token)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "metrics need a bearer token\n",
+        )
+            .into_response();
+    }
+    let pending = match state.readiness.status(state.config.http.readiness_check) {
+        Status::Ready { pending } => pending,
+        Status::NotReady(_) => -1,
+    };
     let body = state.metrics.render(&[(
         "runbook_bot_outbox_pending",
-        "Slack writes waiting to be delivered (-1: state store unreachable).",
+        "Slack writes waiting to be delivered, as of the last readiness check (-1: state store unreachable).",
         pending,
     )]);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -68,7 +68,7 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
         action.value.as_deref().unwrap_or(""),
     )
     .await;
-    if let Some(url) = response_url {
+    if let (Some(url), Some(reply)) = (response_url, reply) {
         state.outbox.respond(&url, reply.text).await?;
     }
     Ok(StatusCode::OK.into_response())

@@ -1,10 +1,15 @@
 //! The HTTP edge: one router per area, merged here. Slack routes verify the
-//! signature before anything else looks at the request.
+//! signature before anything else looks at the request; `serve` runs the
+//! server with the limits of `[http]`.
 
 mod alerts;
+mod bearer;
+mod body;
 mod events;
 mod health;
+mod idle;
 mod interactions;
+pub mod serve;
 mod slack_commands;
 mod verified;
 

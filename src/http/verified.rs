@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
 use secrecy::ExposeSecret;
 
 use crate::error::EdgeError;
@@ -29,17 +28,20 @@ impl FromRequest<Arc<AppState>> for VerifiedBody {
             };
             (header("x-slack-request-timestamp"), header("x-slack-signature"))
         };
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let limits = (super::BODY_LIMIT, state.config.http.body_timeout);
+        let body = super::body::read(req.into_body(), limits.0, limits.1)
+            .await
+            .inspect_err(|e| {
+                let outcome = match e {
+                    EdgeError::TooLarge => "too_large",
+                    EdgeError::BodyTimeout => "body_timeout",
+                    _ => return,
+                };
                 state.metrics.inc(
                     "runbook_bot_slack_requests_total",
-                    format!("route=\"{route}\",outcome=\"too_large\""),
+                    format!("route=\"{route}\",outcome=\"{outcome}\""),
                 );
-                EdgeError::TooLarge
-            } else {
-                EdgeError::BadRequest(e.body_text())
-            }
-        })?;
+            })?;
         // serve refuses to start without a secret; exec never builds a router.
         let Some(secret) = &state.config.slack.signing_secret else {
             return Err(EdgeError::Unauthorized);

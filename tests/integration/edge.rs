@@ -188,10 +188,22 @@ async fn health_readiness_and_metrics(backend: Backend) {
     }
     let m = t.metrics().await;
     assert!(m.contains("runbook_bot_outbox_pending 0"), "{m}");
-    // Readiness follows the state store.
+    // Readiness follows the state store, as of the next background check.
     t.state().store.close().await;
-    let r = t.http.get(format!("{}/readyz", t.addr)).send().await.unwrap();
-    assert_eq!(r.status(), 503);
+    let deadline = std::time::Instant::now() + 3 * t.config.http.readiness_check;
+    loop {
+        let r = t.http.get(format!("{}/readyz", t.addr)).send().await.unwrap();
+        if r.status() == 503 {
+            assert_eq!(r.text().await.unwrap(), "state store unreachable\n");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still ready with the store closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(t.metrics().await.contains("runbook_bot_outbox_pending -1"));
     t.finish().await;
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod abuse;
 mod alert_storm;
 mod alerts;
 mod approvals;
@@ -16,6 +17,8 @@ mod engine;
 mod followups;
 mod harness;
 mod incidents;
+mod limits;
 mod outbox;
 mod reset_password;
+mod retention;
 mod rls_blindness;

@@ -1,0 +1,111 @@
+//! Readiness, checked in the background: a worker asks the state store
+//! every `http.readiness_check` and keeps the answer here; `/readyz` and
+//! `/metrics` read it. A scrape or probe storm therefore costs no query,
+//! and an unauthenticated client cannot make the bot query its store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::Outbox;
+
+/// How long one check may take before it counts as a failure.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The last check's result, shared by the worker and the handlers.
+#[derive(Clone)]
+pub struct Readiness(Arc<watch::Sender<Option<Check>>>);
+
+#[derive(Clone, Debug)]
+struct Check {
+    at: Instant,
+    /// Slack writes pending, or why the store did not answer.
+    outcome: Result<i64, &'static str>,
+}
+
+/// What `/readyz` says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The store answered; this many Slack writes are pending.
+    Ready {
+        pending: i64,
+    },
+    NotReady(&'static str),
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness(Arc::new(watch::Sender::new(None)))
+    }
+}
+
+impl Readiness {
+    /// The last answer, unless it is older than three check intervals (the
+    /// worker is stuck or gone: that is not ready either).
+    pub fn status(&self, every: Duration) -> Status {
+        let last = self.0.borrow().clone();
+        match last {
+            None => Status::NotReady("state store not checked yet"),
+            Some(c) if c.at.elapsed() > every * 3 + CHECK_TIMEOUT => Status::NotReady("state store check is stale"),
+            Some(Check { outcome: Ok(n), .. }) => Status::Ready { pending: n },
+            Some(Check { outcome: Err(why), .. }) => Status::NotReady(why),
+        }
+    }
+
+    /// Ask the store once and remember the answer.
+    pub async fn check(&self, outbox: &Outbox) {
+        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, outbox.pending_count()).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => {
+                tracing::warn!(error = ?e, "readiness: state store unreachable");
+                Err("state store unreachable")
+            }
+            Err(_) => Err("state store timed out"),
+        };
+        self.0.send_replace(Some(Check {
+            at: Instant::now(),
+            outcome,
+        }));
+    }
+}
+
+/// Check every `every` until shutdown.
+pub async fn run(readiness: Readiness, outbox: Outbox, every: Duration, cancel: CancellationToken) {
+    loop {
+        readiness.check(&outbox).await;
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchecked_failed_and_stale_are_not_ready() {
+        let r = Readiness::default();
+        let every = Duration::from_secs(2);
+        assert_eq!(r.status(every), Status::NotReady("state store not checked yet"));
+        r.0.send_replace(Some(Check {
+            at: Instant::now(),
+            outcome: Ok(3),
+        }));
+        assert_eq!(r.status(every), Status::Ready { pending: 3 });
+        r.0.send_replace(Some(Check {
+            at: Instant::now(),
+            outcome: Err("state store unreachable"),
+        }));
+        assert_eq!(r.status(every), Status::NotReady("state store unreachable"));
+        r.0.send_replace(Some(Check {
+            at: Instant::now() - Duration::from_secs(60),
+            outcome: Ok(0),
+        }));
+        assert_eq!(r.status(every), Status::NotReady("state store check is stale"));
+    }
+}
