@@ -81,10 +81,14 @@ impl App {
             let state = state.clone();
             move |cancel| crate::alerts::health::run(state.clone(), cancel)
         });
-        tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
-        let tasks = vec![
+        let mut tasks = vec![
             server, outbox, janitor, approvals, alerts, escalation, followups, health,
         ];
+        tasks.extend(socket_mode(&state, &cancel)?);
+        tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
+        for feature in state.config.features() {
+            tracing::info!(feature = feature.name, on = feature.on, "{feature}");
+        }
         Ok(App {
             addr,
             state,
@@ -122,6 +126,24 @@ impl App {
         }
         self.state.store.close().await;
     }
+}
+
+/// With an app token, Slack's requests also arrive over Socket Mode
+/// connections, handled by the same code as the HTTP routes.
+fn socket_mode(state: &Arc<AppState>, cancel: &CancellationToken) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let Some(token) = &state.config.slack.app_token else {
+        return Ok(None);
+    };
+    let api = crate::slack::client::SlackApi::new(&state.config.slack.api_url, token)?;
+    let socket = crate::slack::socket::SocketMode::new(
+        api,
+        state.config.slack.socket_connections,
+        crate::inbound::socket::handler(state.clone()),
+        state.metrics.clone(),
+    );
+    Ok(Some(supervise("socket", cancel.clone(), move |cancel| {
+        socket.clone().run(cancel)
+    })))
 }
 
 /// Say which targets row-level security blinds, in the background: a slow
