@@ -18,3 +18,4 @@ mod incidents;
 mod outbox;
 mod reset_password;
 mod rls_blindness;
+mod socket;
