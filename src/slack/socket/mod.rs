@@ -33,6 +33,7 @@ use anyhow::Context;
 use futures_util::future::BoxFuture;
 use slack_morphism::prelude::*;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use self::backoff::Backoff;
@@ -49,6 +50,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// A connection that lasted this long was healthy: the backoff starts over.
 const HEALTHY: Duration = Duration::from_secs(30);
+/// Like the HTTP routes' body limit; Slack's envelopes are a few KiB.
+const MAX_MESSAGE: usize = 1024 * 1024;
 /// For `apps.connections.open` and for the WebSocket handshake.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -137,7 +140,11 @@ impl SocketMode {
             .context("apps.connections.open timed out")?
             .context("apps.connections.open failed")?;
         let url = opened.url.0.to_string();
-        let (ws, _) = tokio::time::timeout(OPEN_TIMEOUT, tokio_tungstenite::connect_async(url))
+        let limits = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(limits), true);
+        let (ws, _) = tokio::time::timeout(OPEN_TIMEOUT, connect)
             .await
             .context("the WebSocket handshake timed out")?
             .context("the WebSocket handshake failed")?;
