@@ -12,6 +12,7 @@ mod could_not_check;
 mod diagnostics;
 mod edge;
 mod engine;
+mod first_run;
 mod followups;
 mod harness;
 mod incidents;
