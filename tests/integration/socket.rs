@@ -273,3 +273,22 @@ both_backends!(
     a_button_click_over_the_socket_acknowledges_the_incident,
     garbage_frames_do_not_kill_the_connection,
 );
+
+/// The Socket Mode manifest is the HTTP one without URLs: same commands,
+/// scopes and events, so the two cannot drift apart.
+#[test]
+fn the_socket_manifest_declares_what_the_http_manifest_does() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let (http, socket) = (read("slack-app-manifest.yaml"), read("slack-app-manifest-socket.yaml"));
+    let body = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter(|l| !l.contains("url:") && !l.contains("socket_mode_enabled"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(body(&http), body(&socket));
+    assert!(http.contains("socket_mode_enabled: false") && socket.contains("socket_mode_enabled: true"));
+    assert!(!socket.contains("url:"), "Socket Mode needs no request URLs");
+}
