@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use slack_morphism::prelude::*;
 
-use super::{INLINE_BUDGET, Transport};
+use super::{INLINE_BUDGET, Transport, claimed};
 use crate::dispatch::{self, Origin, Reply, Via};
 use crate::error::{CommandError, EdgeError};
 use crate::slack::ids::{ChannelId, UserId};
 use crate::state::AppState;
-use crate::store::events;
 
 /// The inline reply, or `None` for a redelivery that was already handled
-/// (acknowledged with nothing to show: its first delivery answered).
+/// (acknowledged with nothing to show: its first delivery answered). The
+/// claim runs inside the budget too: on SQLite it waits for the one writer.
 pub async fn handle(
     state: &Arc<AppState>,
     event: SlackCommandEvent,
@@ -24,18 +24,6 @@ pub async fn handle(
     let user = UserId::parse(event.user_id.as_ref()).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
     let channel = ChannelId::parse(event.channel_id.as_ref()).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
     let keys = transport.redelivery_keys(event.trigger_id.as_ref());
-    if !events::claim_now(&state.store, &keys, state.clock.now_ms()).await? {
-        state.metrics.inc(
-            "runbook_bot_slack_requests_total",
-            "route=\"commands\",outcome=\"duplicate\"".into(),
-        );
-        tracing::info!(?transport, "duplicate slash command delivery ignored");
-        return Ok(None);
-    }
-    state.metrics.inc(
-        "runbook_bot_slack_requests_total",
-        "route=\"commands\",outcome=\"accepted\"".into(),
-    );
     let response_url = event.response_url.0.to_string();
     let origin = Origin {
         user,
@@ -43,20 +31,25 @@ pub async fn handle(
         response_url: Some(response_url.clone()),
         via: Via::Slack,
     };
-    let command = event.command.0;
-    let text = event.text.unwrap_or_default();
+    let (command, text) = (event.command.0, event.text.unwrap_or_default());
     let task_state = state.clone();
-    let mut work = state
-        .tasks
-        .spawn(async move { dispatch::dispatch(&task_state, &origin, &command, &text).await });
+    let mut work = state.tasks.spawn(async move {
+        if !claimed(&task_state, "commands", &keys).await? {
+            return Ok(None);
+        }
+        anyhow::Ok(Some(dispatch::dispatch(&task_state, &origin, &command, &text).await))
+    });
     match tokio::time::timeout(INLINE_BUDGET, &mut work).await {
-        Ok(Ok(reply)) => Ok(Some(ephemeral(reply))),
+        Ok(Ok(Ok(reply))) => Ok(reply.map(ephemeral)),
+        Ok(Ok(Err(e))) => Err(EdgeError::Internal(e)),
         Ok(Err(join)) => Err(EdgeError::Internal(anyhow::anyhow!("command task failed: {join}"))),
         Err(_) => {
             let late_state = state.clone();
             state.tasks.spawn(async move {
                 let reply = match work.await {
-                    Ok(r) => r,
+                    Ok(Ok(Some(r))) => r,
+                    Ok(Ok(None)) => return,
+                    Ok(Err(e)) => Reply::new(CommandError::Internal(e).into_user_text("late reply")),
                     Err(e) => Reply::new(
                         CommandError::Internal(anyhow::anyhow!("command task failed: {e}"))
                             .into_user_text("late reply"),

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use slack_morphism::prelude::*;
 
-use super::{INLINE_BUDGET, Transport};
+use super::{INLINE_BUDGET, Transport, claimed};
 use crate::dispatch::{self, Origin, Via};
 use crate::error::EdgeError;
 use crate::slack::ids::{ChannelId, UserId};
 use crate::state::AppState;
-use crate::store::events;
 
 pub async fn handle(
     state: &Arc<AppState>,
@@ -41,18 +40,6 @@ pub async fn handle(
         .ok_or_else(|| bad("block_actions without an action".into()))?;
     let (action_id, value) = (action.action_id.to_string(), action.value.clone().unwrap_or_default());
     let keys = transport.redelivery_keys(ev.trigger_id.as_ref());
-    if !events::claim_now(&state.store, &keys, state.clock.now_ms()).await? {
-        state.metrics.inc(
-            "runbook_bot_slack_requests_total",
-            "route=\"interactions\",outcome=\"duplicate\"".into(),
-        );
-        tracing::info!(?transport, "duplicate click delivery ignored");
-        return Ok(());
-    }
-    state.metrics.inc(
-        "runbook_bot_slack_requests_total",
-        "route=\"interactions\",outcome=\"accepted\"".into(),
-    );
     let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
     let origin = Origin {
         user,
@@ -61,7 +48,11 @@ pub async fn handle(
         via: Via::Slack,
     };
     let task_state = state.clone();
+    // The claim runs inside the budget too: on SQLite it waits for the one writer.
     let mut work = state.tasks.spawn(async move {
+        if !claimed(&task_state, "interactions", &keys).await? {
+            return Ok(());
+        }
         let reply = dispatch::click(&task_state, &origin, &action_id, &value).await;
         match response_url {
             Some(url) => task_state.outbox.respond(&url, reply.text).await,

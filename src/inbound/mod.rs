@@ -12,6 +12,9 @@ pub mod socket;
 
 use std::time::Duration;
 
+use crate::state::AppState;
+use crate::store::events::claim_now;
+
 /// Answer inline if the work finishes this fast; Slack gives up at 3 s.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(2000);
 
@@ -45,6 +48,22 @@ impl Transport {
             Transport::Socket { envelope_id } => Some(format!("envelope:{envelope_id}")),
         }
     }
+}
+
+/// Claim a command's or click's delivery ids and count it on `route`; false
+/// for a redelivery. Committed before the work starts, which runs its own
+/// transactions (see `store::events::claim_now`).
+async fn claimed(state: &AppState, route: &str, keys: &[String]) -> anyhow::Result<bool> {
+    let first = claim_now(&state.store, keys, state.clock.now_ms()).await?;
+    let outcome = if first { "accepted" } else { "duplicate" };
+    state.metrics.inc(
+        "runbook_bot_slack_requests_total",
+        format!("route=\"{route}\",outcome=\"{outcome}\""),
+    );
+    if !first {
+        tracing::info!(route, "duplicate Slack delivery ignored");
+    }
+    Ok(first)
 }
 
 #[cfg(test)]

@@ -115,6 +115,44 @@ async fn a_slash_command_is_acked_in_time_with_its_reply_and_acted_on_once(backe
     assert_eq!(socket.connects(), connects, "reconnected after shutdown");
 }
 
+async fn a_slow_command_is_acked_in_time_and_replies_later(backend: Backend) {
+    let (t, socket) = spawn_socket(backend).await;
+    // Hold the state store's write lock (SQLite) or the incidents table
+    // (PostgreSQL) so neither the claim nor the command can finish inline.
+    let mut blocker = t.state().store.begin().await.unwrap();
+    if matches!(backend, Backend::Postgres) {
+        sqlx::query("LOCK TABLE incidents IN EXCLUSIVE MODE")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+    }
+    let ack = send_and_ack(
+        &socket,
+        0,
+        &command_envelope(&t, "env-slow", L2, "p1 Slow over the socket"),
+    )
+    .await;
+    assert!(
+        ack["payload"]["text"].as_str().unwrap().contains("Working on it"),
+        "{ack}"
+    );
+    blocker.rollback().await.unwrap();
+    let calls = t
+        .slack
+        .wait_for(10, "late reply", |c| {
+            c.iter().any(|c| c.method == "response_url" && c.ok)
+        })
+        .await;
+    let late = calls.iter().find(|c| c.method == "response_url").unwrap();
+    assert!(
+        late.body.to_string().contains("Declared incident *#1*"),
+        "{:?}",
+        late.body
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents").await, 1);
+    t.finish().await;
+}
+
 async fn one_envelope_delivered_twice_and_over_two_connections_is_acted_on_once(backend: Backend) {
     let (t, socket) = spawn_socket(backend).await;
     let envelope = command_envelope(&t, "env-twice", L2, "p2 Delivered thrice");
@@ -268,6 +306,7 @@ async fn garbage_frames_do_not_kill_the_connection(backend: Backend) {
 
 both_backends!(
     a_slash_command_is_acked_in_time_with_its_reply_and_acted_on_once,
+    a_slow_command_is_acked_in_time_and_replies_later,
     one_envelope_delivered_twice_and_over_two_connections_is_acted_on_once,
     reconnects_after_a_close_a_disconnect_message_and_a_failed_open,
     a_button_click_over_the_socket_acknowledges_the_incident,
