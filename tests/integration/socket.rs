@@ -199,6 +199,27 @@ async fn one_envelope_delivered_twice_and_over_two_connections_is_acted_on_once(
     t.finish().await;
 }
 
+async fn two_replicas_on_one_store_act_on_an_envelope_once(backend: Backend) {
+    let (t, socket) = spawn_socket(backend).await;
+    // A second instance on the same state store, fake Slack and app token.
+    let replica = runbook_bot::App::build_with_clock(t.config.clone(), t.clock.clone())
+        .await
+        .expect("replica builds");
+    let open = socket.wait_open(4, 4, 10).await;
+    let envelope = command_envelope(&t, "env-replicas", L2, "p1 Seen by every replica");
+    for conn in &open {
+        socket.send(*conn, &envelope);
+    }
+    let acks = socket.wait_acks("env-replicas", 4, 5).await;
+    let answered = acks.iter().filter(|a| !a.frame["payload"].is_null()).count();
+    assert_eq!(answered, 1, "{acks:?}");
+    t.drained(10).await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents").await, 1);
+    assert_eq!(roots(&t, "Seen by every replica"), 1);
+    replica.shutdown().await;
+    t.finish().await;
+}
+
 async fn reconnects_after_a_close_a_disconnect_message_and_a_failed_open(backend: Backend) {
     let (t, socket) = spawn_socket(backend).await;
     socket.close(0);
@@ -308,6 +329,7 @@ both_backends!(
     a_slash_command_is_acked_in_time_with_its_reply_and_acted_on_once,
     a_slow_command_is_acked_in_time_and_replies_later,
     one_envelope_delivered_twice_and_over_two_connections_is_acted_on_once,
+    two_replicas_on_one_store_act_on_an_envelope_once,
     reconnects_after_a_close_a_disconnect_message_and_a_failed_open,
     a_button_click_over_the_socket_acknowledges_the_incident,
     garbage_frames_do_not_kill_the_connection,
