@@ -35,6 +35,8 @@ impl App {
             .with_context(|| format!("cannot listen on {bind}"))?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
+        // Built before anything is spawned, so a failure leaves nothing running.
+        let socket = socket_mode(&state)?;
         warn_blind_targets(&state);
 
         let router = crate::http::router(state.clone());
@@ -84,7 +86,11 @@ impl App {
         let mut tasks = vec![
             server, outbox, janitor, approvals, alerts, escalation, followups, health,
         ];
-        tasks.extend(socket_mode(&state, &cancel)?);
+        if let Some(socket) = socket {
+            tasks.push(supervise("socket", cancel.clone(), move |cancel| {
+                socket.clone().run(cancel)
+            }));
+        }
         tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
         for feature in state.config.features() {
             tracing::info!(feature = feature.name, on = feature.on, "{feature}");
@@ -130,20 +136,17 @@ impl App {
 
 /// With an app token, Slack's requests also arrive over Socket Mode
 /// connections, handled by the same code as the HTTP routes.
-fn socket_mode(state: &Arc<AppState>, cancel: &CancellationToken) -> anyhow::Result<Option<JoinHandle<()>>> {
+fn socket_mode(state: &Arc<AppState>) -> anyhow::Result<Option<crate::slack::socket::SocketMode>> {
     let Some(token) = &state.config.slack.app_token else {
         return Ok(None);
     };
     let api = crate::slack::client::SlackApi::new(&state.config.slack.api_url, token)?;
-    let socket = crate::slack::socket::SocketMode::new(
+    Ok(Some(crate::slack::socket::SocketMode::new(
         api,
         state.config.slack.socket_connections,
         crate::inbound::socket::handler(state.clone()),
         state.metrics.clone(),
-    );
-    Ok(Some(supervise("socket", cancel.clone(), move |cancel| {
-        socket.clone().run(cancel)
-    })))
+    )))
 }
 
 /// Say which targets row-level security blinds, in the background: a slow
