@@ -35,6 +35,8 @@ impl App {
             .with_context(|| format!("cannot listen on {bind}"))?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
+        // Built before anything is spawned, so a failure leaves nothing running.
+        let socket = socket_mode(&state)?;
         warn_blind_targets(&state);
 
         // Ready from the first request: one check now, then in the background.
@@ -88,10 +90,18 @@ impl App {
             let state = state.clone();
             move |cancel| crate::alerts::health::run(state.clone(), cancel)
         });
-        tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
-        let tasks = vec![
+        let mut tasks = vec![
             server, readiness, outbox, janitor, approvals, alerts, escalation, followups, health,
         ];
+        if let Some(socket) = socket {
+            tasks.push(supervise("socket", cancel.clone(), move |cancel| {
+                socket.clone().run(cancel)
+            }));
+        }
+        tracing::info!(%addr, backend = ?state.store.backend, "runbook-bot listening");
+        for feature in state.config.features() {
+            tracing::info!(feature = feature.name, on = feature.on, "{feature}");
+        }
         Ok(App {
             addr,
             state,
@@ -129,6 +139,21 @@ impl App {
         }
         self.state.store.close().await;
     }
+}
+
+/// With an app token, Slack's requests also arrive over Socket Mode
+/// connections, handled by the same code as the HTTP routes.
+fn socket_mode(state: &Arc<AppState>) -> anyhow::Result<Option<crate::slack::socket::SocketMode>> {
+    let Some(token) = &state.config.slack.app_token else {
+        return Ok(None);
+    };
+    let api = crate::slack::client::SlackApi::new(&state.config.slack.api_url, token)?;
+    Ok(Some(crate::slack::socket::SocketMode::new(
+        api,
+        state.config.slack.socket_connections,
+        crate::inbound::socket::handler(state.clone()),
+        state.metrics.clone(),
+    )))
 }
 
 /// Say which targets row-level security blinds, in the background: a slow

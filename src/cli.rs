@@ -151,6 +151,9 @@ async fn check(config: Option<PathBuf>) -> ExitCode {
                     catalog.all().count(),
                     cfg.commands_dir.display()
                 );
+                for feature in cfg.features() {
+                    println!("  {feature}");
+                }
             }
         }
         Err(mut problems) => p.append(&mut problems),

@@ -1,6 +1,7 @@
 //! runbook-bot: a ChatOps bot for Slack incident channels.
 //!
-//! Data flows one way: `http` (verify → decode → ack) → `dispatch` (parse →
+//! Data flows one way: `http` (verify → decode → ack) or Socket Mode
+//! (`slack::socket`), both through `inbound` → `dispatch` (parse →
 //! authorize → run) → `incident` / `diagnose` (state changes in the `store`,
 //! read-only queries on `targets`) → `outbox`
 //! (persisted Slack writes, drained by a worker).
@@ -17,6 +18,7 @@ pub mod diagnose;
 pub mod dispatch;
 pub mod error;
 pub mod http;
+pub mod inbound;
 pub mod incident;
 pub mod metrics;
 pub mod origin;

@@ -80,17 +80,36 @@ fn bind(env: Env<'_>, raw: Option<String>, push: Push<'_>) -> Option<SocketAddr>
         .ok()
 }
 
-/// `[slack]`, with `SLACK_SIGNING_SECRET`, `SLACK_BOT_TOKEN` and `SLACK_API_URL`.
+/// `[slack]`, with `SLACK_SIGNING_SECRET`, `SLACK_BOT_TOKEN`, `SLACK_APP_TOKEN`,
+/// `SLACK_API_URL` and `SLACK_INCIDENT_CHANNEL`.
 fn slack(env: Env<'_>, raw: RawSlack, push: Push<'_>) -> Option<SlackConfig> {
-    let signing_secret = env_nonempty(env, "SLACK_SIGNING_SECRET")
-        .map(SecretString::from)
-        .or(raw.signing_secret)
-        .filter(|s| !s.expose_secret().trim().is_empty());
-    let bot_token = env_nonempty(env, "SLACK_BOT_TOKEN")
-        .map(SecretString::from)
-        .or(raw.bot_token);
+    let secret = |name: &str, raw: Option<SecretString>| {
+        env_nonempty(env, name)
+            .map(SecretString::from)
+            .or(raw)
+            .filter(|s| !s.expose_secret().trim().is_empty())
+    };
+    let signing_secret = secret("SLACK_SIGNING_SECRET", raw.signing_secret);
+    let bot_token = secret("SLACK_BOT_TOKEN", raw.bot_token);
     if bot_token.is_none() {
         push("slack.bot_token", "missing: set SLACK_BOT_TOKEN (xoxb-…)".into());
+    }
+    let app_token = secret("SLACK_APP_TOKEN", raw.app_token);
+    if app_token
+        .as_ref()
+        .is_some_and(|t| !t.expose_secret().starts_with("xapp-"))
+    {
+        push(
+            "slack.app_token",
+            "must be an app-level token (xapp-…, scope connections:write), not a bot or user token".into(),
+        );
+    }
+    let socket_connections = raw.socket_connections.unwrap_or(2);
+    if !(1..=10).contains(&socket_connections) {
+        push(
+            "slack.socket_connections",
+            "must be between 1 and 10 (Slack allows 10 per app, across replicas)".into(),
+        );
     }
     let api_url = slack_api_url(
         env_nonempty(env, "SLACK_API_URL")
@@ -98,11 +117,11 @@ fn slack(env: Env<'_>, raw: RawSlack, push: Push<'_>) -> Option<SlackConfig> {
             .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string()),
         push,
     );
-    let incident_channel = match raw.incident_channel {
+    let incident_channel = match env_nonempty(env, "SLACK_INCIDENT_CHANNEL").or(raw.incident_channel) {
         None => {
             push(
                 "slack.incident_channel",
-                "missing: the channel id (C…) incidents are declared in".into(),
+                "missing: the channel id (C…) incidents are declared in; or set SLACK_INCIDENT_CHANNEL".into(),
             );
             None
         }
@@ -113,6 +132,8 @@ fn slack(env: Env<'_>, raw: RawSlack, push: Push<'_>) -> Option<SlackConfig> {
     Some(SlackConfig {
         signing_secret,
         bot_token: bot_token?,
+        app_token,
+        socket_connections: socket_connections.clamp(1, 10),
         api_url: api_url?,
         incident_channel: incident_channel?,
     })

@@ -7,6 +7,7 @@ mod alerts;
 mod build;
 mod limits;
 mod retention;
+mod features;
 mod supabase;
 
 pub use alert_limits::{AutoDiagnoseBudget, Grouping, StormLimit};
@@ -16,6 +17,7 @@ pub use limits::{HttpConfig, MetricsConfig};
 use limits::{RawHttp, RawMetrics};
 pub use retention::{AbuseConfig, RetentionConfig};
 use retention::{RawAbuse, RawRetention};
+pub use features::Feature;
 pub use supabase::SupabaseAuth;
 
 use std::collections::BTreeMap;
@@ -206,6 +208,9 @@ struct RawServer {
 struct RawSlack {
     signing_secret: Option<SecretString>,
     bot_token: Option<SecretString>,
+    /// `xapp-…`: turns on Socket Mode.
+    app_token: Option<SecretString>,
+    socket_connections: Option<u32>,
     api_url: Option<String>,
     incident_channel: Option<String>,
 }
@@ -256,6 +261,11 @@ pub struct Config {
 pub struct SlackConfig {
     pub signing_secret: Option<SecretString>,
     pub bot_token: SecretString,
+    /// The app-level token (`xapp-…`, scope `connections:write`): when set,
+    /// Slack's requests also arrive over Socket Mode WebSockets.
+    pub app_token: Option<SecretString>,
+    /// Socket Mode connections per instance (Slack allows 10 per app).
+    pub socket_connections: u32,
     pub api_url: String,
     pub incident_channel: ChannelId,
 }
@@ -368,14 +378,16 @@ impl Config {
         }
     }
 
-    /// Problems that only matter for `serve` (a request verifier needs a secret).
+    /// Problems that only matter for `serve`: Slack must be able to reach
+    /// the bot, over signed HTTP (a signing secret) or Socket Mode (an app
+    /// token; Slack authenticates that connection, nothing is signed).
     pub fn serve_problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        if self.slack.signing_secret.is_none() {
+        if self.slack.signing_secret.is_none() && self.slack.app_token.is_none() {
             out.push(Problem {
                 file: "config".into(),
                 field: "slack.signing_secret".into(),
-                why: "missing: set SLACK_SIGNING_SECRET; serve refuses unsigned traffic".into(),
+                why: "missing: set SLACK_SIGNING_SECRET (HTTP), or SLACK_APP_TOKEN (Socket Mode); serve refuses unsigned traffic".into(),
             });
         }
         out
@@ -388,6 +400,8 @@ impl Config {
             slack: SlackConfig {
                 signing_secret: Some(SecretString::from(signing_secret.to_string())),
                 bot_token: SecretString::from("xoxb-test".to_string()),
+                app_token: None,
+                socket_connections: 2,
                 api_url: slack_api_url.to_string(),
                 incident_channel: ChannelId::parse("CINCIDENTS").expect("literal"),
             },
@@ -589,6 +603,39 @@ mod tests {
         let p = c.serve_problems();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].field, "slack.signing_secret");
+    }
+
+    #[test]
+    fn socket_mode_needs_an_app_token_and_no_signing_secret() {
+        let text = MINIMAL.replace("signing_secret = \"from-file\"", "socket_connections = 3");
+        let env = env_of(&[("TOKEN", "t"), ("SLACK_APP_TOKEN", "xapp-1-A0-x")]);
+        let c = Config::parse("f.toml", &text, &env).unwrap();
+        assert_eq!(c.slack.app_token.as_ref().unwrap().expose_secret(), "xapp-1-A0-x");
+        assert_eq!(c.slack.socket_connections, 3);
+        assert!(c.serve_problems().is_empty());
+        assert!(!format!("{c:?}").contains("xapp-1-A0-x"));
+
+        let text = MINIMAL.replace(
+            "signing_secret = \"from-file\"",
+            "app_token = \"xoxb-wrong\"\nsocket_connections = 11",
+        );
+        let e = Config::parse("f.toml", &text, &env_of(&[("TOKEN", "t")])).unwrap_err();
+        let fields: Vec<_> = e.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["slack.app_token", "slack.socket_connections"]);
+        assert!(e[0].why.contains("xapp-"), "{}", e[0]);
+    }
+
+    #[test]
+    fn the_incident_channel_may_come_from_the_environment() {
+        let env = env_of(&[("TOKEN", "t"), ("SLACK_INCIDENT_CHANNEL", "C0FROMENV")]);
+        let c = Config::parse("f.toml", MINIMAL, &env).unwrap();
+        assert_eq!(c.slack.incident_channel.as_str(), "C0FROMENV");
+        let text = MINIMAL.replace("incident_channel = \"C0INC\"", "");
+        let c = Config::parse("f.toml", &text, &env).unwrap();
+        assert_eq!(c.slack.incident_channel.as_str(), "C0FROMENV");
+        let e = Config::parse("f.toml", &text, &env_of(&[("TOKEN", "t")])).unwrap_err();
+        assert_eq!(e[0].field, "slack.incident_channel");
+        assert!(e[0].why.contains("SLACK_INCIDENT_CHANNEL"), "{}", e[0]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `POST /slack/events`: the Events API. `url_verification` echoes the
-//! challenge; `event_callback` is claimed by `event_id` first, so Slack's
-//! retries (`X-Slack-Retry-Num`) are acknowledged without acting twice.
+//! challenge; an `event_callback` takes the path shared with Socket Mode
+//! (`inbound::events`), claimed by `event_id` so Slack's retries
+//! (`X-Slack-Retry-Num`) are acknowledged without acting twice.
 //! Mentions are answered a few times per user, then dropped for a while.
 
 use std::sync::Arc;
@@ -14,10 +15,8 @@ use slack_morphism::prelude::*;
 
 use super::verified::VerifiedBody;
 use crate::error::EdgeError;
-use crate::outbox::{self, plain};
-use crate::slack::ids::ChannelId;
+use crate::inbound::{Transport, events};
 use crate::state::AppState;
-use crate::throttle::Verdict;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/slack/events", post(handle))
@@ -33,55 +32,8 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
             Ok(StatusCode::OK.into_response())
         }
         SlackPushEvent::EventCallback(cb) => {
-            let now = state.clock.now_ms();
-            if let SlackEventCallbackBody::AppMention(m) = &cb.event
-                && !mention_allowed(&state, m, now)
-            {
-                return Ok(StatusCode::OK.into_response());
-            }
-            let mut tx = state.store.begin().await.map_err(anyhow::Error::from)?;
-            if !crate::store::events::claim(&mut tx, cb.event_id.as_ref(), now).await? {
-                state.metrics.inc(
-                    "runbook_bot_slack_requests_total",
-                    "route=\"events\",outcome=\"duplicate\"".into(),
-                );
-                tracing::info!(event_id = %cb.event_id, "duplicate event delivery ignored");
-                return Ok(StatusCode::OK.into_response());
-            }
-            state.metrics.inc(
-                "runbook_bot_slack_requests_total",
-                "route=\"events\",outcome=\"accepted\"".into(),
-            );
-            if let SlackEventCallbackBody::AppMention(m) = cb.event {
-                on_mention(&mut tx, &m, now).await?;
-            }
-            state.outbox.commit(tx).await.map_err(anyhow::Error::from)?;
+            events::handle(&state, cb, &Transport::Http).await?;
             Ok(StatusCode::OK.into_response())
         }
     }
-}
-
-/// Mentions answered per user are limited (`abuse.mention_*`): one person
-/// repeating @bot cannot fill the channel's lane or the dedupe table. Over
-/// the limit, nothing is stored, not even the event id.
-fn mention_allowed(state: &AppState, m: &SlackAppMentionEvent, now: i64) -> bool {
-    match state.mentions.check(m.user.as_ref(), now) {
-        Verdict::Allow { .. } => true,
-        Verdict::Suppress => {
-            state
-                .metrics
-                .inc("runbook_bot_throttled_total", "what=\"mention\"".into());
-            false
-        }
-    }
-}
-
-/// Someone @-mentioned the bot: answer in the thread with where to start.
-async fn on_mention(tx: &mut sqlx::AnyConnection, m: &SlackAppMentionEvent, now: i64) -> anyhow::Result<()> {
-    let Ok(channel) = ChannelId::parse(m.channel.as_ref()) else {
-        return Ok(());
-    };
-    let thread = m.origin.thread_ts.clone().unwrap_or_else(|| m.origin.ts.clone());
-    let text = "I run incidents from slash commands: `/incident p1 <title>` declares one, `/incident list` shows what is open, `/incident help` lists the rest.".to_string();
-    outbox::enqueue(tx, &[plain(&channel, Some(thread.to_string()), text)], None, now).await
 }

@@ -1,6 +1,5 @@
-//! `POST /slack/interactions`: `block_actions` from our buttons. The click is
-//! checked with the same rules as the equivalent command (level, incident
-//! state); the answer goes to the clicker as an ephemeral message.
+//! `POST /slack/interactions`: verify → decode the `payload` field, then the
+//! click path shared with Socket Mode (`inbound::interactions`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,9 +12,8 @@ use axum::routing::post;
 use slack_morphism::prelude::*;
 
 use super::verified::VerifiedBody;
-use crate::dispatch::{self, Origin, Via};
 use crate::error::EdgeError;
-use crate::slack::ids::{ChannelId, UserId};
+use crate::inbound::{Transport, interactions};
 use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -30,46 +28,6 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
         .ok_or_else(|| EdgeError::BadRequest("missing `payload` field".into()))?;
     let event: SlackInteractionEvent =
         serde_json::from_str(&payload).map_err(|e| EdgeError::BadRequest(format!("payload: {e}")))?;
-    let SlackInteractionEvent::BlockActions(ev) = event else {
-        // Shortcuts, modals and the like are not ours; acknowledge and ignore.
-        return Ok(StatusCode::OK.into_response());
-    };
-    let user = ev
-        .user
-        .as_ref()
-        .ok_or_else(|| EdgeError::BadRequest("block_actions without a user".into()))
-        .and_then(|u| UserId::parse(u.id.as_ref()).map_err(|e| EdgeError::BadRequest(e.to_string())))?;
-    let channel = ev
-        .channel
-        .as_ref()
-        .ok_or_else(|| EdgeError::BadRequest("block_actions without a channel".into()))
-        .and_then(|c| ChannelId::parse(c.id.as_ref()).map_err(|e| EdgeError::BadRequest(e.to_string())))?;
-    let action = ev
-        .actions
-        .as_ref()
-        .and_then(|a| a.first())
-        .ok_or_else(|| EdgeError::BadRequest("block_actions without an action".into()))?;
-    let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
-    let origin = Origin {
-        user,
-        channel,
-        response_url: response_url.clone(),
-        via: Via::Slack,
-    };
-    state.metrics.inc(
-        "runbook_bot_slack_requests_total",
-        "route=\"interactions\",outcome=\"accepted\"".into(),
-    );
-
-    let reply = dispatch::click(
-        &state,
-        &origin,
-        action.action_id.as_ref(),
-        action.value.as_deref().unwrap_or(""),
-    )
-    .await;
-    if let (Some(url), Some(reply)) = (response_url, reply) {
-        state.outbox.respond(&url, reply.text).await?;
-    }
+    interactions::handle(&state, event, &Transport::Http).await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -1,11 +1,10 @@
-//! `POST /slack/commands`: verify → decode → dispatch, answered inside
-//! Slack's 3-second window. A command that takes longer is acknowledged with
-//! "working on it" and finishes in a tracked task that replies through the
-//! command's `response_url` (via the outbox).
+//! `POST /slack/commands`: verify → decode, then the command path shared
+//! with Socket Mode (`inbound::commands`): dispatched and answered inline
+//! within Slack's 3-second window, or "working on it" and a later reply
+//! through the command's `response_url`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -14,13 +13,9 @@ use axum::{Json, Router};
 use slack_morphism::prelude::*;
 
 use super::verified::VerifiedBody;
-use crate::dispatch::{self, Origin, Reply, Via};
 use crate::error::EdgeError;
-use crate::slack::ids::{ChannelId, UserId};
+use crate::inbound::{Transport, commands};
 use crate::state::AppState;
-
-/// Answer inline if the command finishes this fast; Slack gives up at 3 s.
-const INLINE_BUDGET: Duration = Duration::from_millis(2000);
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/slack/commands", post(handle))
@@ -34,52 +29,9 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
     }
     let event: SlackCommandEvent =
         serde_urlencoded::from_bytes(&body).map_err(|e| EdgeError::BadRequest(format!("slash command: {e}")))?;
-    let user = UserId::parse(event.user_id.as_ref()).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
-    let channel = ChannelId::parse(event.channel_id.as_ref()).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
-    let response_url = event.response_url.0.to_string();
-    let origin = Origin {
-        user,
-        channel,
-        response_url: Some(response_url.clone()),
-        via: Via::Slack,
-    };
-    let command = event.command.0.clone();
-    let text = event.text.unwrap_or_default();
-    state.metrics.inc(
-        "runbook_bot_slack_requests_total",
-        "route=\"commands\",outcome=\"accepted\"".into(),
-    );
-
-    let task_state = state.clone();
-    let mut work = state
-        .tasks
-        .spawn(async move { dispatch::dispatch(&task_state, &origin, &command, &text).await });
-    match tokio::time::timeout(INLINE_BUDGET, &mut work).await {
-        Ok(Ok(reply)) => Ok(ephemeral(reply)),
-        Ok(Err(join)) => Err(EdgeError::Internal(anyhow::anyhow!("command task failed: {join}"))),
-        Err(_) => {
-            let late_state = state.clone();
-            state.tasks.spawn(async move {
-                let reply = match work.await {
-                    Ok(r) => r,
-                    Err(e) => Reply::new(
-                        crate::error::CommandError::Internal(anyhow::anyhow!("command task failed: {e}"))
-                            .into_user_text("late reply"),
-                    ),
-                };
-                if let Err(e) = late_state.outbox.respond(&response_url, reply.text).await {
-                    tracing::error!(error = ?e, "could not queue a late command reply");
-                }
-            });
-            Ok(ephemeral(Reply::new(":hourglass_flowing_sand: Working on it…")))
-        }
-    }
-}
-
-pub fn ephemeral(reply: Reply) -> Response {
-    Json(
-        SlackCommandEventResponse::new(SlackMessageContent::new().with_text(reply.text))
-            .with_response_type(SlackMessageResponseType::Ephemeral),
-    )
-    .into_response()
+    // Slack never resends a slash command over HTTP, so nothing is a duplicate here.
+    let reply = commands::handle(&state, event, &Transport::Http).await?;
+    Ok(reply
+        .map(|r| Json(r).into_response())
+        .unwrap_or_else(|| ().into_response()))
 }

@@ -42,7 +42,7 @@ impl FromRequest<Arc<AppState>> for VerifiedBody {
                     format!("route=\"{route}\",outcome=\"{outcome}\""),
                 );
             })?;
-        // serve refuses to start without a secret; exec never builds a router.
+        // Without a secret (Socket Mode only) nothing over HTTP can be Slack's.
         let Some(secret) = &state.config.slack.signing_secret else {
             return Err(EdgeError::Unauthorized);
         };

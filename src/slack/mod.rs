@@ -1,7 +1,8 @@
 //! Everything that speaks Slack's wire formats: request verification, ids,
-//! text escaping, and the Web API client.
+//! text escaping, the Web API client, and the Socket Mode connection.
 
 pub mod client;
 pub mod ids;
+pub mod socket;
 pub mod text;
 pub mod verify;

@@ -1,4 +1,4 @@
-//! The binary: `check` and `exec`.
+//! The binary: `check`, `exec`, and a first run of `serve`.
 
 use std::process::Command;
 
@@ -7,6 +7,8 @@ pub(crate) fn bin() -> Command {
     for k in [
         "SLACK_SIGNING_SECRET",
         "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "SLACK_INCIDENT_CHANNEL",
         "SLACK_API_URL",
         "DATABASE_URL",
         "BIND",

@@ -40,6 +40,8 @@ struct Inner {
     script: VecDeque<Scripted>,
     next_ts: u64,
     groups: HashMap<String, Vec<String>>,
+    /// What `apps.connections.open` hands out (the fake Socket Mode server).
+    socket_url: Option<String>,
 }
 
 #[derive(Clone)]
@@ -56,6 +58,7 @@ impl FakeSlack {
         }));
         let app = Router::new()
             .route("/api/usergroups.users.list", get(usergroup_members))
+            .route("/api/apps.connections.open", post(connections_open))
             .route("/api/{method}", post(api))
             .route("/response/{id}", post(response_url))
             .with_state(inner.clone());
@@ -88,6 +91,11 @@ impl FakeSlack {
             .unwrap()
             .groups
             .insert(group.into(), members.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// `apps.connections.open` answers with this WebSocket URL.
+    pub fn set_socket_url(&self, url: &str) {
+        self.inner.lock().unwrap().socket_url = Some(url.to_string());
     }
 
     /// `usergroups.users.list` fails for this group from now on.
@@ -228,6 +236,31 @@ async fn api(
             record(&inner, &method, body, false, None);
             axum::Json(json!({"ok": false, "error": "unknown_method"})).into_response()
         }
+    }
+}
+
+/// Socket Mode's URL, for the app-level token only (as Slack: a bot token
+/// gets `not_allowed_token_type`).
+async fn connections_open(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = decode(&headers, &body);
+    let app_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer xapp-"));
+    let method = "apps.connections.open";
+    if !app_token {
+        record(&inner, method, body, false, None);
+        return axum::Json(json!({"ok": false, "error": "not_allowed_token_type"})).into_response();
+    }
+    if let Some(r) = scripted(&inner) {
+        record(&inner, method, body, false, None);
+        return r;
+    }
+    let url = inner.lock().unwrap().socket_url.clone();
+    record(&inner, method, body, url.is_some(), None);
+    match url {
+        Some(url) => axum::Json(json!({"ok": true, "url": url})).into_response(),
+        None => axum::Json(json!({"ok": false, "error": "socket_mode_not_enabled"})).into_response(),
     }
 }
 

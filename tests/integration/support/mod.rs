@@ -5,6 +5,7 @@
 pub mod approvals;
 pub mod diagnose;
 pub mod fake_slack;
+pub mod fake_socket;
 pub mod supabase;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 pub use approvals::*;
 pub use fake_slack::{FakeSlack, Scripted};
+pub use fake_socket::FakeSocket;
 pub use supabase::{AppSchema, SupabaseDb};
 
 pub const SECRET: &str = "test-signing-secret";
