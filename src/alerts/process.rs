@@ -98,7 +98,7 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
 async fn process_one(state: &Arc<AppState>, id: i64, payload: &str) -> anyhow::Result<()> {
     let alerts: Vec<Alert> = serde_json::from_str(payload)?;
     let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_in_background().await?;
     // Another instance that held the lease before us may have done it.
     let claimed = sqlx::query("UPDATE alert_inbox SET processed_at = $1 WHERE id = $2 AND processed_at IS NULL")
         .bind(now)

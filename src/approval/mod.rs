@@ -59,7 +59,7 @@ pub async fn request(
     auth_admin::preflight(target, &snapshot, &plan).await?;
     let hash = plan::request_hash(&plan, &snapshot);
     let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_for_person().await?;
     let incident = incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await?;
     let plan_json = serde_json::to_string(&plan).map_err(anyhow::Error::from)?;
     let new = store::NewRequest {
@@ -165,7 +165,7 @@ pub async fn decide(state: &Arc<AppState>, origin: &Origin, id: i64, approve: bo
         unrecorded: 0,
     };
     click.unrecorded = throttle_refusal(state, &click, id).await?;
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_for_person().await?;
     // Serialize decisions on this request (a row lock on PostgreSQL; SQLite's
     // write lock already does): concurrent approvers then see each other's
     // votes, so a two-approval request cannot stall with both counted apart.

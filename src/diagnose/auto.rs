@@ -119,7 +119,7 @@ async fn say_skipped(state: &AppState, d: &AutoDiagnose, names: &[&str]) -> anyh
         list.join(", ")
     );
     let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_in_background().await?;
     let msg = Outgoing::post_keyed(
         &d.channel,
         Some(d.thread_key.clone()),
@@ -146,7 +146,7 @@ async fn run_one(state: Arc<AppState>, d: AutoDiagnose, name: String, _permit: O
         let values = crate::catalog::args::bind_args(&entry.def.args, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
         let target = state.target_for(&entry, None).map_err(|e| anyhow::anyhow!("{e}"))?;
         let outcome = super::run_on(&state, &entry, &values, &target.name).await?;
-        let mut tx = state.store.begin().await?;
+        let mut tx = state.store.begin_in_background().await?;
         let place = Place {
             channel: &d.channel,
             thread_key: Some(d.thread_key.clone()),

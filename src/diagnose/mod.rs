@@ -65,7 +65,7 @@ async fn execute(
     target_name: &str,
 ) -> Result<run::Outcome, CommandError> {
     let outcome = run_on(state, entry, values, target_name).await?;
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_for_person().await?;
     let incident = incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await?;
     let place = Place {
         channel: &origin.channel,

@@ -18,12 +18,15 @@ pub mod lease;
 pub mod timeline;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -38,6 +41,33 @@ pub struct Store {
     /// Writes: one connection on SQLite, the same pool on PostgreSQL.
     pub writer: AnyPool,
     pub backend: Backend,
+    people: Arc<PeopleFirst>,
+}
+
+/// On SQLite, writers queue for the one writer connection in arrival order.
+/// During an alert storm the alert processor would take every other turn,
+/// each a transaction of hundreds of statements, and a person's command
+/// would wait behind several. People's transactions announce themselves
+/// here while they wait; background writers start a transaction only when
+/// no person is waiting, so a person waits for at most the one already
+/// running. (tokio's and sqlx's queues are FIFO, with no priorities, hence
+/// this small gate.)
+#[derive(Default)]
+struct PeopleFirst {
+    waiting: AtomicUsize,
+    none_waiting: Notify,
+}
+
+/// A person's place in the writer queue, given up once they have the writer
+/// (or gave up on it).
+struct Waiting<'a>(&'a PeopleFirst);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.0.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_waiting.notify_waiters();
+        }
+    }
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -86,7 +116,12 @@ impl Store {
                 // The writer first: it creates the file and switches it to WAL.
                 let writer = connect(1, false).await.with_context(unreachable)?;
                 let pool = connect(4, true).await.with_context(unreachable)?;
-                Store { pool, writer, backend }
+                Store {
+                    pool,
+                    writer,
+                    backend,
+                    people: Arc::default(),
+                }
             }
             Backend::Postgres => {
                 let pool = connect(10, false).await.with_context(unreachable)?;
@@ -94,6 +129,7 @@ impl Store {
                     writer: pool.clone(),
                     pool,
                     backend,
+                    people: Arc::default(),
                 }
             }
         };
@@ -118,6 +154,33 @@ impl Store {
         }
     }
 
+    /// `begin` for what a person is waiting on (a command, a click): goes
+    /// before background writers that have not started yet.
+    pub async fn begin_for_person(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.backend == Backend::Postgres {
+            return self.begin().await;
+        }
+        self.people.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.people);
+        self.begin().await
+    }
+
+    /// `begin` for bulk background work (alert processing): waits until no
+    /// person is waiting for the writer. On PostgreSQL writers do not share
+    /// one connection, so nothing waits.
+    pub async fn begin_in_background(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.backend == Backend::Sqlite {
+            loop {
+                let none_waiting = self.people.none_waiting.notified();
+                if self.people.waiting.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                none_waiting.await;
+            }
+        }
+        self.begin().await
+    }
+
     /// Close both pools.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -127,5 +190,47 @@ impl Store {
     pub async fn ping(&self) -> anyhow::Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A background writer that is waiting lets people who come after it go
+    /// first; without the gate it would hold its place in the FIFO queue.
+    #[tokio::test]
+    async fn people_go_before_waiting_background_writers() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = SecretString::from(format!("sqlite://{}", dir.path().join("s.db").display()));
+        let store = Store::connect(&url).await.unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let busy = store.begin().await.unwrap();
+        let take = |who: &'static str, person: bool| {
+            let (store, order) = (store.clone(), order.clone());
+            tokio::spawn(async move {
+                let tx = if person {
+                    store.begin_for_person().await
+                } else {
+                    store.begin_in_background().await
+                };
+                order.lock().unwrap().push(who);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                tx.unwrap().commit().await.unwrap();
+            })
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(50));
+        let first = take("first person", true);
+        settle().await;
+        let background = take("background", false);
+        settle().await;
+        let later = take("later person", true);
+        settle().await;
+        busy.commit().await.unwrap();
+        for t in [first, background, later] {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["first person", "later person", "background"]);
     }
 }

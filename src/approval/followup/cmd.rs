@@ -115,7 +115,7 @@ async fn existing(conn: &mut sqlx::AnyConnection, id: i64) -> Result<store::Foll
 
 async fn cancel(state: &AppState, origin: &Origin, id: i64) -> Result<Reply, CommandError> {
     let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_for_person().await?;
     let f = existing(&mut tx, id).await?;
     if !store::cancel(&mut tx, id, origin.user.as_str(), now).await? {
         // Read again: a worker may have claimed it since.
@@ -140,7 +140,7 @@ async fn cancel(state: &AppState, origin: &Origin, id: i64) -> Result<Reply, Com
 
 async fn retry(state: &AppState, origin: &Origin, id: i64) -> Result<Reply, CommandError> {
     let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_for_person().await?;
     let f = existing(&mut tx, id).await?;
     if !store::retry(&mut tx, id, now).await? {
         return Err(UserError::new(format!(

@@ -126,7 +126,7 @@ impl IncidentCmd {
     /// Run in one transaction; commit (and wake the outbox) only on success.
     pub async fn run(self, state: &AppState, origin: &Origin) -> Result<Reply, CommandError> {
         let mut ctx = Ctx {
-            tx: state.store.begin().await?,
+            tx: state.store.begin_for_person().await?,
             state,
             origin,
             now: state.clock.now_ms(),
