@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use runbook_bot::config::{Matcher, Route, StormLimit};
-use serde_json::{Value, json};
+use serde_json::Value;
+use support::alertmanager::{alert, notification};
 use support::{AppSchema, Backend, L2, SupabaseDb, TestApp};
 
 const RATE: usize = 20_000;
@@ -39,25 +40,6 @@ const CLIENTS: usize = 16;
 const GROUPS: usize = 200;
 const PEOPLE: usize = 8;
 const THINK_MS: u64 = 20;
-
-fn alert(fp: &str, severity: &str) -> Value {
-    json!({
-        "status": "firing",
-        "labels": {"alertname": "HighErrorRate", "severity": severity, "pod": fp},
-        "annotations": {"summary": format!("{fp} error rate 15%")},
-        "startsAt": "2026-11-21T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-        "fingerprint": fp
-    })
-}
-
-fn notification(group: &str, alerts: Vec<Value>) -> String {
-    json!({
-        "version": "4", "groupKey": format!("{{}}:{{alertname=\"{group}\"}}"), "status": "firing",
-        "receiver": "runbook-bot", "groupLabels": {"alertname": group}, "commonLabels": {},
-        "externalURL": "http://alertmanager:9093", "alerts": alerts
-    })
-    .to_string()
-}
 
 #[tokio::main]
 async fn main() {
@@ -105,7 +87,9 @@ async fn main() {
 
 /// Phase 1: the 60-alert group, twenty small ones, then a person.
 async fn one_group(t: &TestApp) {
-    let big: Vec<Value> = (0..60).map(|i| alert(&format!("pod-{i}"), "critical")).collect();
+    let big: Vec<Value> = (0..60)
+        .map(|i| alert(&format!("pod-{i}"), "firing", "critical"))
+        .collect();
     assert_eq!(
         t.alert("alertmanager", &notification("HighErrorRate", big))
             .await
@@ -113,11 +97,11 @@ async fn one_group(t: &TestApp) {
         202
     );
     for g in 0..20 {
-        let small = vec![alert(&format!("disk{g}"), "warning")];
+        let small = vec![alert(&format!("disk{g}"), "firing", "warning")];
         let body = notification(&format!("DiskFilling{g}"), small);
         assert_eq!(t.alert("alertmanager", &body).await.status(), 202);
     }
-    inbox_drained(t).await;
+    t.inbox_processed(600).await;
     // Let the automatic diagnostics finish and queue their results.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let incidents = t.scalar("SELECT COUNT(*) FROM incidents").await;
@@ -162,7 +146,7 @@ async fn storm(t: &Arc<TestApp>) {
                     let n = sent * CLIENTS + c;
                     let group = format!("Storm{}", n % GROUPS);
                     let alerts = (0..PER_PAYLOAD)
-                        .map(|i| alert(&format!("s{n}-{i}"), "critical"))
+                        .map(|i| alert(&format!("s{n}-{i}"), "firing", "critical"))
                         .collect();
                     let r = t.alert("alertmanager", &notification(&group, alerts)).await;
                     assert_eq!(r.status(), 202);
@@ -205,7 +189,7 @@ async fn storm(t: &Arc<TestApp>) {
     for p in people {
         took.extend(p.await.unwrap());
     }
-    inbox_drained(t).await;
+    t.inbox_processed(600).await;
     let drained = started.elapsed();
     took.sort();
     let pct = |p: f64| took[((took.len() as f64 * p).ceil() as usize).saturating_sub(1)].as_secs_f64() * 1e3;
@@ -225,18 +209,6 @@ async fn storm(t: &Arc<TestApp>) {
         pct(0.99),
         took.last().unwrap().as_secs_f64() * 1e3
     );
-}
-
-async fn inbox_drained(t: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while t
-        .scalar("SELECT COUNT(*) FROM alert_inbox WHERE processed_at IS NULL")
-        .await
-        > 0
-    {
-        assert!(Instant::now() < deadline, "alert inbox not processed in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The most connections to the target database at once, every 5 ms.

@@ -6,32 +6,11 @@
 use std::time::{Duration, Instant};
 
 use runbook_bot::config::{Matcher, Route, StormLimit};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::both_backends;
+use crate::support::alertmanager::{alert, notification};
 use crate::support::*;
-
-/// An Alertmanager alert without a `service` label.
-fn alert(fp: &str, status: &str, severity: &str) -> Value {
-    json!({
-        "status": status,
-        "labels": {"alertname": "HighErrorRate", "severity": severity, "pod": fp},
-        "annotations": {"summary": format!("{fp} error rate 15%")},
-        "startsAt": "2026-11-21T10:00:00Z",
-        "endsAt": if status == "resolved" { "2026-11-21T10:12:00Z" } else { "0001-01-01T00:00:00Z" },
-        "fingerprint": fp
-    })
-}
-
-/// One Alertmanager notification of group `group`.
-fn notification(group: &str, alerts: Vec<Value>) -> String {
-    json!({
-        "version": "4", "groupKey": format!("{{}}:{{alertname=\"{group}\"}}"), "status": "firing",
-        "receiver": "runbook-bot", "groupLabels": {"alertname": group}, "commonLabels": {},
-        "externalURL": "http://alertmanager:9093", "alerts": alerts
-    })
-    .to_string()
-}
 
 /// `n` alerts `{prefix}0…`, the first `resolved` of them resolved.
 fn alerts(prefix: &str, n: usize, resolved: usize, severity: &str) -> Vec<Value> {
@@ -62,15 +41,7 @@ async fn send(t: &TestApp, body: &str) {
 }
 
 async fn inbox_done(t: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while t
-        .scalar("SELECT COUNT(*) FROM alert_inbox WHERE processed_at IS NULL")
-        .await
-        > 0
-    {
-        assert!(Instant::now() < deadline, "alert inbox not processed");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    t.inbox_processed(20).await;
 }
 
 fn posts(t: &TestApp) -> Vec<fake_slack::Call> {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use runbook_bot::config::{Matcher, Route};
 use serde_json::{Value, json};
@@ -44,15 +44,7 @@ fn top_level_posts(t: &TestApp) -> Vec<fake_slack::Call> {
 }
 
 async fn processed(t: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while t
-        .scalar("SELECT COUNT(*) FROM alert_inbox WHERE processed_at IS NULL")
-        .await
-        > 0
-    {
-        assert!(Instant::now() < deadline, "alert inbox not processed");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    t.inbox_processed(10).await;
     t.drained(15).await;
 }
 

@@ -2,6 +2,7 @@
 //! database (a SQLite file or a new PostgreSQL database), point its real
 //! Slack client at the fake Slack, and send requests signed like Slack's.
 
+pub mod alertmanager;
 pub mod approvals;
 pub mod diagnose;
 pub mod fake_slack;
@@ -354,6 +355,24 @@ impl TestApp {
             .fetch_one(&self.state().store.pool)
             .await
             .unwrap()
+    }
+
+    /// Wait until every alert payload received has been processed.
+    pub async fn inbox_processed(&self, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let n = self
+                .scalar("SELECT COUNT(*) FROM alert_inbox WHERE processed_at IS NULL")
+                .await;
+            if n == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "alert inbox still has {n} unprocessed payloads"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     /// Wait until the outbox has nothing left to deliver.
