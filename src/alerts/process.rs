@@ -61,16 +61,18 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
     if !held {
         return Ok(false);
     }
-    let rows = sqlx::query("SELECT id, alerts FROM alert_inbox WHERE processed_at IS NULL ORDER BY id LIMIT $1")
-        .bind(BATCH)
-        .fetch_all(&state.store.pool)
-        .await
-        .context("reading the alert inbox")?;
+    let rows =
+        sqlx::query("SELECT id, alerts, received_at FROM alert_inbox WHERE processed_at IS NULL ORDER BY id LIMIT $1")
+            .bind(BATCH)
+            .fetch_all(&state.store.pool)
+            .await
+            .context("reading the alert inbox")?;
     let full = rows.len() as i64 == BATCH;
     for r in rows {
         let id: i64 = r.try_get("id")?;
         let payload: String = r.try_get("alerts")?;
-        match process_one(state, id, &payload).await {
+        let received_at: i64 = r.try_get("received_at")?;
+        match process_one(state, id, &payload, received_at).await {
             Ok(()) => {
                 failures.remove(&id);
             }
@@ -82,9 +84,7 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
                     return Err(e.context(format!("alert payload {id}, attempt {n}")));
                 }
                 tracing::error!(inbox.id = id, error = ?e, "alert payload set aside after repeated failures");
-                state
-                    .metrics
-                    .inc("runbook_bot_alerts_total", "source=\"any\",outcome=\"failed\"".into());
+                state.metrics.alert("any", "failed");
                 sqlx::query(
                     "UPDATE alert_inbox SET processed_at = $1, error = $2 WHERE id = $3 AND processed_at IS NULL",
                 )
@@ -100,7 +100,7 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
     Ok(full)
 }
 
-async fn process_one(state: &Arc<AppState>, id: i64, payload: &str) -> anyhow::Result<()> {
+async fn process_one(state: &Arc<AppState>, id: i64, payload: &str, received_at: i64) -> anyhow::Result<()> {
     let alerts: Vec<Alert> = serde_json::from_str(payload)?;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
@@ -115,7 +115,7 @@ async fn process_one(state: &Arc<AppState>, id: i64, payload: &str) -> anyhow::R
     }
     let mut diagnose = Vec::new();
     for a in &alerts {
-        if let Some(d) = handle(&mut tx, state, a, now).await? {
+        if let Some(d) = handle(&mut tx, state, a, now, received_at).await? {
             diagnose.push(d);
         }
     }
@@ -153,14 +153,22 @@ async fn find(tx: &mut AnyConnection, a: &Alert) -> anyhow::Result<Option<AlertR
     Ok(row)
 }
 
-async fn handle(tx: &mut AnyConnection, state: &AppState, a: &Alert, now: i64) -> anyhow::Result<Option<AutoDiagnose>> {
+/// `received_at`: when the payload arrived, which an alert's own post keeps
+/// for the intake → first post delay.
+async fn handle(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    a: &Alert,
+    now: i64,
+    received_at: i64,
+) -> anyhow::Result<Option<AutoDiagnose>> {
     match (a.status, find(tx, a).await?) {
-        (Status::Firing, None) => first_firing(tx, state, a, now).await,
+        (Status::Firing, None) => first_firing(tx, state, a, now, received_at).await,
         (Status::Firing, Some(r)) if r.status == Status::Firing => {
             firing_again(tx, a, &r, now).await?;
             Ok(None)
         }
-        (Status::Firing, Some(r)) => refire(tx, state, a, r, now).await,
+        (Status::Firing, Some(r)) => refire(tx, state, a, r, now, received_at).await,
         (Status::Resolved, Some(r)) if r.status == Status::Firing => {
             resolved(tx, a, &r, now).await?;
             Ok(None)
@@ -176,6 +184,7 @@ async fn first_firing(
     state: &AppState,
     a: &Alert,
     now: i64,
+    received_at: i64,
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     let place = place(tx, state, a, now).await?;
     let latest = serde_json::to_string(a)?;
@@ -201,7 +210,7 @@ async fn first_firing(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    post(tx, state, a, &place, &message_key, 1, now).await
+    post(tx, state, a, &place, (&message_key, 1), (now, received_at)).await
 }
 
 /// Still firing: count the delivery and update the post in place.
@@ -248,6 +257,7 @@ async fn refire(
     a: &Alert,
     r: AlertRow,
     now: i64,
+    received_at: i64,
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     let occurrence = r.occurrence + 1;
     sqlx::query(
@@ -280,7 +290,7 @@ async fn refire(
             .bind(r.id)
             .execute(&mut *tx)
             .await?;
-            return post(tx, state, a, &place, &message_key, occurrence, now).await;
+            return post(tx, state, a, &place, (&message_key, occurrence), (now, received_at)).await;
         }
     }
     let seen = Seen {
@@ -388,16 +398,16 @@ async fn place(tx: &mut AnyConnection, state: &AppState, a: &Alert, now: i64) ->
     })
 }
 
-/// Post an occurrence's message where `place` says, and ask for the route's
-/// diagnostics.
+/// Post an occurrence's message (its key and number) where `place` says, and
+/// ask for the route's diagnostics. `(now, received_at)`: when it is posted,
+/// and when its payload arrived.
 async fn post(
     tx: &mut AnyConnection,
     state: &AppState,
     a: &Alert,
     place: &Place,
-    message_key: &str,
-    occurrence: i64,
-    now: i64,
+    (message_key, occurrence): (&str, i64),
+    (now, received_at): (i64, i64),
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     let seen = Seen {
         occurrence,
@@ -412,7 +422,8 @@ async fn post(
         place.thread_key.clone(),
         Some(message_key.to_string()),
         render::message(a, &seen, now),
-    );
+    )
+    .alert_received_at(received_at);
     outbox::enqueue(tx, &[msg], None, now).await?;
     event(
         tx,
@@ -421,10 +432,7 @@ async fn post(
         &format!("Alert firing: {} ({})", a.title, a.severity),
     )
     .await?;
-    state.metrics.inc(
-        "runbook_bot_alerts_total",
-        format!("source=\"{}\",outcome=\"posted\"", a.source.as_str()),
-    );
+    state.metrics.alert(a.source.as_str(), "posted");
     Ok((!place.diagnose.is_empty()).then(|| AutoDiagnose {
         names: place.diagnose.clone(),
         channel: place.channel.clone(),

@@ -5,6 +5,7 @@ pub mod parse;
 pub mod policy;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::Instrument;
 
@@ -18,14 +19,11 @@ use parse::Invocation;
 
 /// Run one slash command end to end. Never fails: errors become the reply.
 pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, text: &str) -> Reply {
-    let span = tracing::info_span!("command", command.name = tracing::field::Empty, slack.user_id = %origin.user);
+    let started = Instant::now();
     let inv = match parse::parse(command, text, &state.catalog) {
         Ok(inv) => inv,
         Err(e) => {
-            state.metrics.inc(
-                "runbook_bot_commands_total",
-                "command=\"unparsed\",outcome=\"usage\"".into(),
-            );
+            state.metrics.command("unparsed", "usage", started.elapsed());
             return Reply::new(e.0);
         }
     };
@@ -40,11 +38,22 @@ pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, tex
         Invocation::ScheduledHelp => "scheduled.help".to_string(),
     };
     let name = name.as_str();
-    span.record("command.name", name);
-    // Every log line of the run carries the command and the user.
-    let result = run(state, origin, inv, name).instrument(span).await;
-    record(state, name, &result);
+    let result = run(state, origin, inv, name).instrument(span(name, origin)).await;
+    record(state, name, &result, started);
     result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
+}
+
+/// Every log line of a command's run carries the command and the user, and
+/// the incident and approval request once the command knows them
+/// (`telemetry::record_incident`, `telemetry::record_request`).
+fn span(name: &str, origin: &Origin) -> tracing::Span {
+    tracing::info_span!(
+        "command",
+        command.name = name,
+        slack.user_id = %origin.user,
+        incident.id = tracing::field::Empty,
+        request.id = tracing::field::Empty,
+    )
 }
 
 async fn run(state: &Arc<AppState>, origin: &Origin, inv: Invocation, name: &str) -> Result<Reply, CommandError> {
@@ -85,35 +94,37 @@ fn display_name(name: &str) -> String {
 /// A button click: incident buttons follow the same rules as the equivalent
 /// command; approval buttons follow the approval rules.
 pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, value: &str) -> Reply {
+    let started = Instant::now();
     let Some(id) = value.parse::<i64>().ok().filter(|id| *id > 0) else {
         return Reply::new("This button carries no valid incident or request.");
     };
     if let Some(cmd) = incident::cmd::IncidentCmd::from_button(action_id, id) {
         let name = cmd.name();
-        let result = run(state, origin, Invocation::Incident(cmd), name).await;
-        record(state, name, &result);
+        let result = run(state, origin, Invocation::Incident(cmd), name)
+            .instrument(span(name, origin))
+            .await;
+        record(state, name, &result, started);
         return result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)));
     }
     match action_id {
         approval::render::ACTION_APPROVE | approval::render::ACTION_DENY => {
             let approve = action_id == approval::render::ACTION_APPROVE;
             let name = if approve { "approval.approve" } else { "approval.deny" };
-            let result = approval::decide(state, origin, id, approve).await;
-            record(state, name, &result);
+            let span = span(name, origin);
+            span.record("request.id", id);
+            let result = approval::decide(state, origin, id, approve).instrument(span).await;
+            record(state, name, &result, started);
             result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
         }
         _ => Reply::new("This button is not one of ours any more; run the command instead."),
     }
 }
 
-fn record(state: &AppState, name: &str, result: &Result<Reply, CommandError>) {
+fn record(state: &AppState, name: &str, result: &Result<Reply, CommandError>, started: Instant) {
     let outcome = match result {
         Ok(_) => "ok",
         Err(CommandError::User(_)) => "refused",
         Err(CommandError::Internal(_)) => "error",
     };
-    state.metrics.inc(
-        "runbook_bot_commands_total",
-        format!("command=\"{name}\",outcome=\"{outcome}\""),
-    );
+    state.metrics.command(name, outcome, started.elapsed());
 }

@@ -34,17 +34,11 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
             let now = state.clock.now_ms();
             let mut tx = state.store.begin().await.map_err(anyhow::Error::from)?;
             if !crate::store::events::claim(&mut tx, cb.event_id.as_ref(), now).await? {
-                state.metrics.inc(
-                    "runbook_bot_slack_requests_total",
-                    "route=\"events\",outcome=\"duplicate\"".into(),
-                );
+                state.metrics.slack_request("events", "duplicate");
                 tracing::info!(event_id = %cb.event_id, "duplicate event delivery ignored");
                 return Ok(StatusCode::OK.into_response());
             }
-            state.metrics.inc(
-                "runbook_bot_slack_requests_total",
-                "route=\"events\",outcome=\"accepted\"".into(),
-            );
+            state.metrics.slack_request("events", "accepted");
             if let SlackEventCallbackBody::AppMention(m) = cb.event {
                 on_mention(&mut tx, &m, now).await?;
             }

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::metrics::Format;
 use crate::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -28,12 +29,22 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let pending = state.outbox.pending_count().await.unwrap_or(-1);
-    let body = state.metrics.render(&[(
-        "runbook_bot_outbox_pending",
-        "Slack writes waiting to be delivered (-1: state store unreachable).",
-        pending,
-    )]);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+/// OpenMetrics for Prometheus (it asks for it), the classic text format for
+/// anything else. The outbox gauges are read from the state store now.
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
+    let backlog = match tokio::time::timeout(std::time::Duration::from_secs(2), state.outbox.backlog()).await {
+        Ok(Ok(b)) => Some(b),
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "metrics: outbox backlog unreadable");
+            None
+        }
+        Err(_) => None,
+    };
+    state.metrics.set_outbox_backlog(backlog);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    (
+        [(header::CONTENT_TYPE, format.content_type())],
+        state.metrics.render(format),
+    )
 }

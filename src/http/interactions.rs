@@ -56,10 +56,7 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
         response_url: response_url.clone(),
         via: Via::Slack,
     };
-    state.metrics.inc(
-        "runbook_bot_slack_requests_total",
-        "route=\"interactions\",outcome=\"accepted\"".into(),
-    );
+    state.metrics.slack_request("interactions", "accepted");
 
     let reply = dispatch::click(
         &state,

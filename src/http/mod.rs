@@ -5,6 +5,7 @@ mod alerts;
 mod events;
 mod health;
 mod interactions;
+mod observe;
 mod slack_commands;
 mod verified;
 
@@ -26,5 +27,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(health::router())
         .merge(alerts::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
 }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use slack_morphism::prelude::*;
+use tracing::Instrument;
 
 use super::verified::VerifiedBody;
 use crate::dispatch::{self, Origin, Reply, Via};
@@ -45,15 +46,12 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
     };
     let command = event.command.0.clone();
     let text = event.text.unwrap_or_default();
-    state.metrics.inc(
-        "runbook_bot_slack_requests_total",
-        "route=\"commands\",outcome=\"accepted\"".into(),
-    );
+    state.metrics.slack_request("commands", "accepted");
 
     let task_state = state.clone();
-    let mut work = state
-        .tasks
-        .spawn(async move { dispatch::dispatch(&task_state, &origin, &command, &text).await });
+    // The command outlives the request when slow; its log lines keep the request's span.
+    let run = async move { dispatch::dispatch(&task_state, &origin, &command, &text).await };
+    let mut work = state.tasks.spawn(run.instrument(tracing::Span::current()));
     match tokio::time::timeout(INLINE_BUDGET, &mut work).await {
         Ok(Ok(reply)) => Ok(ephemeral(reply)),
         Ok(Err(join)) => Err(EdgeError::Internal(anyhow::anyhow!("command task failed: {join}"))),

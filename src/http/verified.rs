@@ -19,7 +19,7 @@ impl FromRequest<Arc<AppState>> for VerifiedBody {
     type Rejection = EdgeError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let route = req.uri().path().trim_start_matches("/slack/").to_string();
+        let route = route_label(req.uri().path());
         let (ts, sig) = {
             let header = |name: &str| {
                 req.headers()
@@ -31,10 +31,7 @@ impl FromRequest<Arc<AppState>> for VerifiedBody {
         };
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                state.metrics.inc(
-                    "runbook_bot_slack_requests_total",
-                    format!("route=\"{route}\",outcome=\"too_large\""),
-                );
+                state.metrics.slack_request(route, "too_large");
                 EdgeError::TooLarge
             } else {
                 EdgeError::BadRequest(e.body_text())
@@ -55,12 +52,19 @@ impl FromRequest<Arc<AppState>> for VerifiedBody {
             Ok(()) => Ok(VerifiedBody(body)),
             Err(e) => {
                 tracing::warn!(route, reason = e.label(), "rejected Slack request");
-                state.metrics.inc(
-                    "runbook_bot_slack_requests_total",
-                    format!("route=\"{route}\",outcome=\"{}\"", e.label()),
-                );
+                state.metrics.slack_request(route, e.label());
                 Err(EdgeError::Unauthorized)
             }
         }
+    }
+}
+
+/// The metrics label of a Slack route: one of ours, never the raw path.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/slack/commands" => "commands",
+        "/slack/interactions" => "interactions",
+        "/slack/events" => "events",
+        _ => "other",
     }
 }

@@ -29,6 +29,11 @@ pub struct OutboxRow {
     pub notify_url: Option<String>,
     pub payload: String,
     pub attempts: i64,
+    pub created_at: i64,
+    /// 0 for what a person caused, 1 for automated posts.
+    pub priority: i64,
+    /// When the alert whose own post this is was received.
+    pub intake_at: Option<i64>,
 }
 
 /// Stored kinds read back. One unreadable row must not stop every lane
@@ -48,7 +53,8 @@ impl From<String> for Kind {
 /// so a person's reply is never stuck behind an alert post of its thread.
 pub async fn due(store: &Store, now: i64) -> anyhow::Result<Vec<OutboxRow>> {
     let rows = sqlx::query_as(
-        "SELECT id, lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url, payload, attempts
+        "SELECT id, lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url, payload, attempts,
+                created_at, priority, intake_at
          FROM outbox o
          WHERE status = 'pending' AND next_attempt_at <= $1
            AND (lease_until IS NULL OR lease_until < $1)

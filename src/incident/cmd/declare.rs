@@ -76,6 +76,7 @@ pub async fn declare(
 ) -> anyhow::Result<Incident> {
     let channel = &state.config.slack.incident_channel;
     let i = db::insert(tx, channel.as_str(), new.title, new.severity, new.by, new.service, now).await?;
+    crate::telemetry::record_incident(i.id);
     tracing::info!(
         incident.id = i.id,
         severity = new.severity.as_str(),
@@ -96,9 +97,6 @@ pub async fn declare(
         Outgoing::thread(i.id, channel, render::reply(render::status_page_investigating(&i))),
     ];
     outbox::enqueue(tx, &msgs, notify_url, now).await?;
-    state.metrics.inc(
-        "runbook_bot_incidents_declared_total",
-        format!("severity=\"{}\"", new.severity.as_str()),
-    );
+    state.metrics.incident_declared(new.severity.as_str());
     Ok(i)
 }
