@@ -127,9 +127,8 @@ fn count(metrics: &crate::metrics::Metrics, name: &str, outcome: &run::Outcome) 
     metrics.diagnostic(name, outcome.verdict.as_str());
     for s in &outcome.steps {
         // A step not run (its target already proved down) took no time.
-        if !s.elapsed.is_zero() {
-            metrics.diagnostic_step(name, &outcome.target, s.verdict.as_str(), s.elapsed);
-        }
+        let took = (!s.elapsed.is_zero()).then_some(s.elapsed);
+        metrics.diagnostic_step(name, &outcome.target, s.verdict.as_str(), took);
     }
     if outcome.steps.iter().any(|s| s.unreachable) {
         metrics.target_unreachable(&outcome.target, "diagnostic");

@@ -350,17 +350,20 @@ impl Metrics {
         self.diagnostics.get_or_create(&labels).inc();
     }
 
-    /// One step of diagnostic `name` that ran on `target`.
-    pub fn diagnostic_step(&self, name: &str, target: &str, verdict: &'static str, took: Duration) {
+    /// One step of diagnostic `name` on `target`; `took` is `None` for a
+    /// step that was not run (its target had already proved unreachable).
+    pub fn diagnostic_step(&self, name: &str, target: &str, verdict: &'static str, took: Option<Duration>) {
         let labels = Diagnostic {
             name: name.to_string(),
             verdict,
         };
         self.diagnostic_steps.get_or_create(&labels).inc();
-        let target = Target {
-            target: target.to_string(),
-        };
-        self.step_duration.get_or_create(&target).observe(took.as_secs_f64());
+        if let Some(took) = took {
+            let target = Target {
+                target: target.to_string(),
+            };
+            self.step_duration.get_or_create(&target).observe(took.as_secs_f64());
+        }
     }
 
     /// A target database could not be reached; `via` is `diagnostic` or

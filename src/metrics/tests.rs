@@ -29,7 +29,8 @@ fn histograms_count_by_their_labels_and_buckets_bracket_the_ack_budget() {
     let m = Metrics::new();
     m.http_request("/slack/commands", 200, Duration::from_millis(2_700));
     m.command("incident.declare", "ok", Duration::from_millis(4));
-    m.diagnostic_step("orphans", "production", "ok", Duration::from_millis(30));
+    m.diagnostic_step("orphans", "production", "ok", Some(Duration::from_millis(30)));
+    m.diagnostic_step("orphans", "production", "ok", None);
     let text = m.render(Format::Text);
     for line in [
         "runbook_bot_http_request_duration_seconds_count{route=\"/slack/commands\",status=\"2xx\"} 1\n",
@@ -38,7 +39,7 @@ fn histograms_count_by_their_labels_and_buckets_bracket_the_ack_budget() {
         "runbook_bot_command_duration_seconds_count{command=\"incident.declare\",outcome=\"ok\"} 1\n",
         "runbook_bot_commands_total{command=\"incident.declare\",outcome=\"ok\"} 1\n",
         "runbook_bot_diagnostic_step_duration_seconds_count{target=\"production\"} 1\n",
-        "runbook_bot_diagnostic_steps_total{name=\"orphans\",verdict=\"ok\"} 1\n",
+        "runbook_bot_diagnostic_steps_total{name=\"orphans\",verdict=\"ok\"} 2\n",
     ] {
         assert!(text.contains(line), "lacks {line}{text}");
     }
