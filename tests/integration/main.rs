@@ -15,6 +15,7 @@ mod engine;
 mod followups;
 mod harness;
 mod incidents;
+mod metrics;
 mod outbox;
 mod reset_password;
 mod rls_blindness;

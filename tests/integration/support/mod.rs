@@ -4,6 +4,7 @@
 
 pub mod approvals;
 pub mod diagnose;
+pub mod exposition;
 pub mod fake_slack;
 pub mod supabase;
 
@@ -317,7 +318,27 @@ impl TestApp {
             .await
     }
 
-    /// The Prometheus text of `/metrics`.
+    /// `/metrics` as Prometheus asks for it: OpenMetrics.
+    pub async fn openmetrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.addr))
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            )
+            .send()
+            .await
+            .unwrap();
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        r.text().await.unwrap()
+    }
+
+    /// The Prometheus text of `/metrics` (the classic text format).
     pub async fn metrics(&self) -> String {
         self.http
             .get(format!("{}/metrics", self.addr))
