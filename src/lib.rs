@@ -18,6 +18,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod incident;
+pub mod liveness;
 pub mod metrics;
 pub mod origin;
 pub mod outbox;

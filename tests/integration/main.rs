@@ -16,6 +16,7 @@ mod followups;
 mod harness;
 mod incidents;
 mod metrics;
+mod operations;
 mod outbox;
 mod reset_password;
 mod rls_blindness;
