@@ -9,6 +9,7 @@ mod approvals;
 mod catalog_sql;
 mod cli;
 mod could_not_check;
+mod deploy;
 mod diagnostics;
 mod edge;
 mod engine;

@@ -149,6 +149,15 @@ fn render_labels(labels: &Labels) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
+/// One histogram series: (le, cumulative count) per bucket, `_count`, and
+/// whether `_sum` was there.
+#[derive(Default)]
+struct Series {
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: bool,
+}
+
 /// Per label set: buckets ascending in `le` and cumulative, the last one
 /// `+Inf` and equal to `_count`, and a `_sum`.
 fn check_histograms(family: &Option<(String, String)>, rows: &[(String, Labels, f64)], text: &str) {
@@ -156,7 +165,7 @@ fn check_histograms(family: &Option<(String, String)>, rows: &[(String, Labels, 
     if kind != "histogram" {
         return;
     }
-    let mut series: BTreeMap<Labels, (Vec<(f64, f64)>, Option<f64>, bool)> = BTreeMap::new();
+    let mut series: BTreeMap<Labels, Series> = BTreeMap::new();
     for (suffix, labels, value) in rows {
         let mut rest: Labels = labels.iter().filter(|(n, _)| n != "le").cloned().collect();
         rest.sort();
@@ -169,13 +178,13 @@ fn check_histograms(family: &Option<(String, String)>, rows: &[(String, Labels, 
                     Some(v) => v.parse().unwrap_or_else(|_| panic!("{name}: bad le {v}\n{text}")),
                     None => panic!("{name}: bucket without le\n{text}"),
                 };
-                s.0.push((le, *value));
+                s.buckets.push((le, *value));
             }
-            "_count" => s.1 = Some(*value),
-            _ => s.2 = true,
+            "_count" => s.count = Some(*value),
+            _ => s.sum = true,
         }
     }
-    for (labels, (buckets, count, sum)) in series {
+    for (labels, Series { buckets, count, sum }) in series {
         let ok = buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
             && buckets.last().is_some_and(|b| b.0.is_infinite() && Some(b.1) == count)
             && sum;
