@@ -204,3 +204,78 @@ fn kustomization_applies_every_manifest_but_the_example_secret() {
     listed_sorted.sort();
     assert_eq!(listed_sorted, present);
 }
+
+/// Every series name `/metrics` can serve: counters with `_total`, each
+/// histogram's `_bucket`, `_sum` and `_count`. A family appears once it has
+/// a sample, so every kind of event happens once here.
+fn served_names() -> Vec<String> {
+    use runbook_bot::metrics::{Format, Metrics};
+    use std::time::Duration;
+    let m = Metrics::new();
+    let t = Duration::from_millis(1);
+    m.slack_request("commands", "accepted");
+    m.http_request("/slack/commands", 200, t);
+    m.command("incident.declare", "ok", t);
+    m.outbox_delivery("sent");
+    m.outbox_sent("post", false, t, Some(t));
+    m.set_outbox_backlog(None);
+    m.incident_declared("p1");
+    m.escalation("p1");
+    m.alert_received("grafana", "accepted");
+    m.alert("grafana", "posted");
+    m.diagnostic("orphans", "ok");
+    m.diagnostic_step("orphans", "production", "ok", Some(t));
+    m.target_unreachable("production", "diagnostic");
+    m.followup("done");
+    m.approval("requested");
+    let text = m.render(Format::Text);
+    let mut names = Vec::new();
+    for line in text.lines() {
+        let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|l| l.split_once(' ')) else {
+            continue;
+        };
+        match kind {
+            "histogram" => names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}"))),
+            _ => names.push(name.to_string()),
+        }
+    }
+    names
+}
+
+/// The `runbook_bot_*` names a dashboard or rules file uses.
+fn used_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("runbook_bot_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_use_only_metrics_the_bot_serves() {
+    let served = served_names();
+    assert!(served.contains(&"runbook_bot_http_request_duration_seconds_bucket".to_string()));
+    for file in [
+        "deploy/grafana/runbook-bot.json",
+        "deploy/prometheus/runbook-bot.rules.yml",
+        "deploy/prometheus/runbook-bot.rules.test.yml",
+    ] {
+        let text = read(file);
+        let used = used_names(&text);
+        assert!(used.len() > 5, "{file}: {used:?}");
+        for name in used {
+            assert!(
+                served.contains(&name),
+                "{file} uses {name}, which /metrics does not serve"
+            );
+        }
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(&read("deploy/grafana/runbook-bot.json")).unwrap();
+    assert_eq!(dashboard["uid"], "runbook-bot");
+}
