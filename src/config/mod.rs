@@ -5,19 +5,19 @@
 mod alert_limits;
 mod alerts;
 mod build;
+mod features;
 mod limits;
 mod retention;
-mod features;
 mod supabase;
 
 pub use alert_limits::{AutoDiagnoseBudget, Grouping, StormLimit};
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
+pub use features::Feature;
 pub use limits::{HttpConfig, MetricsConfig};
 use limits::{RawHttp, RawMetrics};
 pub use retention::{AbuseConfig, RetentionConfig};
 use retention::{RawAbuse, RawRetention};
-pub use features::Feature;
 pub use supabase::SupabaseAuth;
 
 use std::collections::BTreeMap;
