@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `exec`, `migrate`.
+//! The command line: `serve`, `check`, `exec`, `migrate`, `health`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +56,15 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Ask a running instance's /healthz; exit 0 when it answers 2xx, else 1.
+    Health {
+        /// Default: http://127.0.0.1:<port of BIND, else 3000>/healthz.
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -85,6 +94,16 @@ fn print_problems(problems: &[Problem]) -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config).await,
+        Command::Health { url, timeout } => {
+            let url = url.unwrap_or_else(|| crate::liveness::default_url(std::env::var("BIND").ok().as_deref()));
+            match crate::liveness::check(&url, Duration::from_secs(timeout)).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(why) => {
+                    eprintln!("unhealthy: {why}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             let cfg = match load(config) {
                 Ok(c) => c,

@@ -20,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod inbound;
 pub mod incident;
+pub mod liveness;
 pub mod metrics;
 pub mod origin;
 pub mod outbox;

@@ -2,6 +2,8 @@
 //! every `http.readiness_check` and keeps the answer here; `/readyz` and
 //! `/metrics` read it. A scrape or probe storm therefore costs no query,
 //! and an unauthenticated client cannot make the bot query its store.
+//! The check is the outbox's backlog (`Outbox::backlog`): one read answers
+//! both whether the store is reachable and the backlog gauges of `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::OutboxBacklog;
 use crate::outbox::Outbox;
 
 /// How long one check may take before it counts as a failure.
@@ -22,16 +25,16 @@ pub struct Readiness(Arc<watch::Sender<Option<Check>>>);
 #[derive(Clone, Debug)]
 struct Check {
     at: Instant,
-    /// Slack writes pending, or why the store did not answer.
-    outcome: Result<i64, &'static str>,
+    /// What waits in the outbox, or why the store did not answer.
+    outcome: Result<OutboxBacklog, &'static str>,
 }
 
 /// What `/readyz` says.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Status {
-    /// The store answered; this many Slack writes are pending.
+    /// The store answered; this is what waits in the outbox.
     Ready {
-        pending: i64,
+        backlog: OutboxBacklog,
     },
     NotReady(&'static str),
 }
@@ -50,15 +53,26 @@ impl Readiness {
         match last {
             None => Status::NotReady("state store not checked yet"),
             Some(c) if c.at.elapsed() > every * 3 + CHECK_TIMEOUT => Status::NotReady("state store check is stale"),
-            Some(Check { outcome: Ok(n), .. }) => Status::Ready { pending: n },
+            Some(Check {
+                outcome: Ok(backlog), ..
+            }) => Status::Ready { backlog },
             Some(Check { outcome: Err(why), .. }) => Status::NotReady(why),
+        }
+    }
+
+    /// The outbox's backlog as of the last check, for `/metrics`; `None`
+    /// whenever `/readyz` would say not ready.
+    pub fn backlog(&self, every: Duration) -> Option<OutboxBacklog> {
+        match self.status(every) {
+            Status::Ready { backlog } => Some(backlog),
+            Status::NotReady(_) => None,
         }
     }
 
     /// Ask the store once and remember the answer.
     pub async fn check(&self, outbox: &Outbox) {
-        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, outbox.pending_count()).await {
-            Ok(Ok(n)) => Ok(n),
+        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, outbox.backlog()).await {
+            Ok(Ok(b)) => Ok(b),
             Ok(Err(e)) => {
                 tracing::warn!(error = ?e, "readiness: state store unreachable");
                 Err("state store unreachable")
@@ -87,25 +101,38 @@ pub async fn run(readiness: Readiness, outbox: Outbox, every: Duration, cancel: 
 mod tests {
     use super::*;
 
+    fn pending(n: i64) -> OutboxBacklog {
+        OutboxBacklog {
+            pending: n,
+            lanes: n.min(1),
+            fullest_lane: n,
+            oldest_age_ms: 0,
+        }
+    }
+
     #[test]
     fn unchecked_failed_and_stale_are_not_ready() {
         let r = Readiness::default();
         let every = Duration::from_secs(2);
         assert_eq!(r.status(every), Status::NotReady("state store not checked yet"));
+        assert_eq!(r.backlog(every), None);
         r.0.send_replace(Some(Check {
             at: Instant::now(),
-            outcome: Ok(3),
+            outcome: Ok(pending(3)),
         }));
-        assert_eq!(r.status(every), Status::Ready { pending: 3 });
+        assert_eq!(r.status(every), Status::Ready { backlog: pending(3) });
+        assert_eq!(r.backlog(every), Some(pending(3)));
         r.0.send_replace(Some(Check {
             at: Instant::now(),
             outcome: Err("state store unreachable"),
         }));
         assert_eq!(r.status(every), Status::NotReady("state store unreachable"));
+        assert_eq!(r.backlog(every), None);
         r.0.send_replace(Some(Check {
             at: Instant::now() - Duration::from_secs(60),
-            outcome: Ok(0),
+            outcome: Ok(pending(0)),
         }));
         assert_eq!(r.status(every), Status::NotReady("state store check is stale"));
+        assert_eq!(r.backlog(every), None);
     }
 }

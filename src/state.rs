@@ -80,7 +80,7 @@ impl AppState {
             store,
             slack,
             clock,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::new()),
             tasks: TaskTracker::new(),
             alerts_wake: Notify::new(),
             catalog,

@@ -26,6 +26,7 @@ pub async fn handle(
     key: &str,
     alerts: &[&Alert],
     now: i64,
+    received_at: i64,
 ) -> anyhow::Result<Vec<AutoDiagnose>> {
     let grouping = &state.config.alerts.grouping;
     let window_ms = i64::try_from(grouping.window.as_millis()).unwrap_or(i64::MAX);
@@ -38,11 +39,11 @@ pub async fn handle(
     if g.message_key.is_none() && new <= grouping.threshold as usize {
         let mut out = Vec::new();
         for a in alerts {
-            out.extend(single::handle(tx, state, a, Some(&mut g), now).await?);
+            out.extend(single::handle(tx, state, a, Some(&mut g), now, received_at).await?);
         }
         return Ok(out);
     }
-    grouped(tx, state, g, alerts, rows, now).await
+    grouped(tx, state, g, alerts, rows, (now, received_at)).await
 }
 
 fn is_new(a: &Alert, row: Option<&AlertRow>) -> bool {
@@ -62,7 +63,7 @@ async fn grouped(
     mut g: Group,
     alerts: &[&Alert],
     rows: Vec<Option<AlertRow>>,
-    now: i64,
+    (now, received_at): (i64, i64),
 ) -> anyhow::Result<Vec<AutoDiagnose>> {
     let lead = alerts
         .iter()
@@ -84,41 +85,43 @@ async fn grouped(
     for (a, r) in alerts.iter().zip(rows) {
         match r {
             Some(r) if !grouped::is_message_key(&r.message_key) => {
-                out.extend(single::handle(tx, state, a, Some(&mut g), now).await?);
+                out.extend(single::handle(tx, state, a, Some(&mut g), now, received_at).await?);
             }
             r => member(tx, a, r, &g, &place, now, &mut tally).await?,
         }
     }
     let view = view(tx, &g, lead, place.incident_id).await?;
-    publish(tx, &place, &key, created, &view, &tally, now).await?;
-    let labels = format!("source=\"{}\",outcome=\"grouped\"", lead.source.as_str());
-    state.metrics.add("runbook_bot_alerts_total", labels, tally.joined);
+    publish(tx, &place, (&key, created), &view, &tally, (now, received_at)).await?;
+    state.metrics.alerts_grouped(lead.source.as_str(), tally.joined);
     if tally.joined > 0 {
         out.extend(place.auto_diagnose(&key));
     }
     Ok(out)
 }
 
-/// Post or update the grouped message; when its last alert resolved, say
-/// so once in its thread; sum the notification up on the timeline.
+/// Post (`created`) or update the grouped message; when its last alert
+/// resolved, say so once in its thread; sum the notification up on the
+/// timeline. A post or update that lists alerts new to Slack keeps when
+/// their payload arrived (`received_at`), for the intake → Slack delay.
 async fn publish(
     tx: &mut AnyConnection,
     place: &Place,
-    key: &str,
-    created: bool,
+    (key, created): (&str, bool),
     view: &View,
     tally: &Tally,
-    now: i64,
+    (now, received_at): (i64, i64),
 ) -> anyhow::Result<()> {
     let content = grouped::message(view, now);
-    let mut msgs = vec![
-        if created {
-            Outgoing::post_keyed(&place.channel, place.thread_key.clone(), Some(key.to_string()), content)
-        } else {
-            Outgoing::update(&place.channel, key, content)
-        }
-        .automated(),
-    ];
+    let mut message = if created {
+        Outgoing::post_keyed(&place.channel, place.thread_key.clone(), Some(key.to_string()), content)
+    } else {
+        Outgoing::update(&place.channel, key, content)
+    }
+    .automated();
+    if tally.joined > 0 {
+        message = message.alert_received_at(received_at);
+    }
+    let mut msgs = vec![message];
     if view.firing == 0 && tally.resolved > 0 {
         let text = format!(
             ":white_check_mark: All {} alerts of this group resolved.",

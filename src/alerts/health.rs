@@ -73,6 +73,9 @@ pub async fn poll(state: &AppState) -> anyhow::Result<()> {
             Ok(Err(e)) => (false, e.to_string()),
             Err(_) => (false, "no answer within 10 s".into()),
         };
+        if !ok {
+            state.metrics.target_unreachable(name, "health_poll");
+        }
         alerts.push(alert(
             &format!("database:{name}"),
             ok,

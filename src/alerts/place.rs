@@ -104,9 +104,7 @@ async fn declare_or_join(
             let event = format!("Storm mode: alert route {route} is over its limit; its new groups join here");
             incidents::add_event(tx, i.id, now, "bot", "alert", &event).await?;
         }
-        state
-            .metrics
-            .inc("runbook_bot_alert_storm_total", format!("route=\"{route}\""));
+        state.metrics.alert_storm(&route);
         return Ok(i);
     }
     let severity = Severity::parse(sev).map_err(|e| anyhow::anyhow!("route severity: {e}"))?;

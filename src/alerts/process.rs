@@ -56,16 +56,18 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
     if !held {
         return Ok(false);
     }
-    let rows = sqlx::query("SELECT id, alerts FROM alert_inbox WHERE processed_at IS NULL ORDER BY id LIMIT $1")
-        .bind(BATCH)
-        .fetch_all(&state.store.pool)
-        .await
-        .context("reading the alert inbox")?;
+    let rows =
+        sqlx::query("SELECT id, alerts, received_at FROM alert_inbox WHERE processed_at IS NULL ORDER BY id LIMIT $1")
+            .bind(BATCH)
+            .fetch_all(&state.store.pool)
+            .await
+            .context("reading the alert inbox")?;
     let full = rows.len() as i64 == BATCH;
     for r in rows {
         let id: i64 = r.try_get("id")?;
         let payload: String = r.try_get("alerts")?;
-        match process_one(state, id, &payload).await {
+        let received_at: i64 = r.try_get("received_at")?;
+        match process_one(state, id, &payload, received_at).await {
             Ok(()) => {
                 failures.remove(&id);
             }
@@ -77,9 +79,7 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
                     return Err(e.context(format!("alert payload {id}, attempt {n}")));
                 }
                 tracing::error!(inbox.id = id, error = ?e, "alert payload set aside after repeated failures");
-                state
-                    .metrics
-                    .inc("runbook_bot_alerts_total", "source=\"any\",outcome=\"failed\"".into());
+                state.metrics.alert("any", "failed");
                 sqlx::query(
                     "UPDATE alert_inbox SET processed_at = $1, error = $2 WHERE id = $3 AND processed_at IS NULL",
                 )
@@ -95,7 +95,7 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
     Ok(full)
 }
 
-async fn process_one(state: &Arc<AppState>, id: i64, payload: &str) -> anyhow::Result<()> {
+async fn process_one(state: &Arc<AppState>, id: i64, payload: &str, received_at: i64) -> anyhow::Result<()> {
     let alerts: Vec<Alert> = serde_json::from_str(payload)?;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin_in_background().await?;
@@ -111,10 +111,10 @@ async fn process_one(state: &Arc<AppState>, id: i64, payload: &str) -> anyhow::R
     let mut wanted = Vec::new();
     for b in group::partition(&state.config.alerts.routes, &alerts) {
         match &b.key {
-            Some(key) => wanted.extend(batch::handle(&mut tx, state, key, &b.alerts, now).await?),
+            Some(key) => wanted.extend(batch::handle(&mut tx, state, key, &b.alerts, now, received_at).await?),
             None => {
                 for a in b.alerts {
-                    wanted.extend(single::handle(&mut tx, state, a, None, now).await?);
+                    wanted.extend(single::handle(&mut tx, state, a, None, now, received_at).await?);
                 }
             }
         }

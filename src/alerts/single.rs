@@ -50,20 +50,23 @@ pub async fn find(tx: &mut AnyConnection, a: &Alert) -> anyhow::Result<Option<Al
     Ok(row)
 }
 
+/// `received_at`: when the payload arrived, which an alert's own post keeps
+/// for the intake → first post delay.
 pub async fn handle(
     tx: &mut AnyConnection,
     state: &AppState,
     a: &Alert,
     group: Option<&mut Group>,
     now: i64,
+    received_at: i64,
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     match (a.status, find(tx, a).await?) {
-        (Status::Firing, None) => first_firing(tx, state, a, group, now).await,
+        (Status::Firing, None) => first_firing(tx, state, a, group, now, received_at).await,
         (Status::Firing, Some(r)) if r.status == Status::Firing => {
             firing_again(tx, a, &r, now).await?;
             Ok(None)
         }
-        (Status::Firing, Some(r)) => refire(tx, state, a, r, group, now).await,
+        (Status::Firing, Some(r)) => refire(tx, state, a, r, group, now, received_at).await,
         (Status::Resolved, Some(r)) if r.status == Status::Firing => {
             resolved(tx, a, &r, now).await?;
             Ok(None)
@@ -80,6 +83,7 @@ async fn first_firing(
     a: &Alert,
     mut group: Option<&mut Group>,
     now: i64,
+    received_at: i64,
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     let place = place::find(tx, state, a, group.as_deref_mut(), now).await?;
     let id: i64 = sqlx::query_scalar(
@@ -105,7 +109,7 @@ async fn first_firing(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    post(tx, state, a, &place, &message_key, 1, now).await
+    post(tx, state, a, &place, (&message_key, 1), (now, received_at)).await
 }
 
 /// Still firing: count the delivery and update the post in place.
@@ -153,6 +157,7 @@ async fn refire(
     r: AlertRow,
     group: Option<&mut Group>,
     now: i64,
+    received_at: i64,
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     let occurrence = r.occurrence + 1;
     sqlx::query(
@@ -186,7 +191,7 @@ async fn refire(
             .bind(r.id)
             .execute(&mut *tx)
             .await?;
-            return post(tx, state, a, &place, &message_key, occurrence, now).await;
+            return post(tx, state, a, &place, (&message_key, occurrence), (now, received_at)).await;
         }
     }
     let seen = Seen {
@@ -245,16 +250,16 @@ async fn update(
     outbox::enqueue(tx, &msgs, None, now).await
 }
 
-/// Post an occurrence's message where `place` says, and ask for the route's
-/// diagnostics.
+/// Post an occurrence's message (its key and number) where `place` says, and
+/// ask for the route's diagnostics. `(now, received_at)`: when it is posted,
+/// and when its payload arrived.
 async fn post(
     tx: &mut AnyConnection,
     state: &AppState,
     a: &Alert,
     place: &Place,
-    message_key: &str,
-    occurrence: i64,
-    now: i64,
+    (message_key, occurrence): (&str, i64),
+    (now, received_at): (i64, i64),
 ) -> anyhow::Result<Option<AutoDiagnose>> {
     let seen = Seen {
         occurrence,
@@ -270,7 +275,8 @@ async fn post(
         Some(message_key.to_string()),
         render::message(a, &seen, now),
     )
-    .automated();
+    .automated()
+    .alert_received_at(received_at);
     outbox::enqueue(tx, &[msg], None, now).await?;
     event(
         tx,
@@ -279,9 +285,6 @@ async fn post(
         &format!("Alert firing: {} ({})", a.title, a.severity),
     )
     .await?;
-    state.metrics.inc(
-        "runbook_bot_alerts_total",
-        format!("source=\"{}\",outcome=\"posted\"", a.source.as_str()),
-    );
+    state.metrics.alert(a.source.as_str(), "posted");
     Ok(place.auto_diagnose(message_key))
 }

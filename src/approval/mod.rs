@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sqlx::{Any, Connection, Transaction};
+use tracing::Instrument;
 
 use crate::audit::{self, Event};
 use crate::catalog::Entry;
@@ -89,6 +90,11 @@ pub async fn request(
     audit::record(&mut tx, event, now).await?;
     notify::new_card(&mut tx, state, &r, &snapshot, origin.response_url.as_deref()).await?;
     state.outbox.commit(tx).await?;
+    state.metrics.approval("requested");
+    crate::telemetry::record_request(r.id);
+    if let Some(i) = r.incident_id {
+        crate::telemetry::record_incident(i);
+    }
     tracing::info!(request.id = r.id, command.name = %r.kind_name(), slack.user_id = %origin.user, "approval requested");
     Ok(Reply::new(requested_reply(
         origin,
@@ -218,9 +224,7 @@ async fn throttle_refusal(state: &AppState, click: &Click<'_>, id: i64) -> Resul
     match state.refusals.check(click.user, click.now) {
         Verdict::Allow { suppressed } => Ok(suppressed),
         Verdict::Suppress => {
-            state
-                .metrics
-                .inc("runbook_bot_throttled_total", "what=\"refused_click\"".into());
+            state.metrics.throttled("refused_click");
             Err(CommandError::Throttled)
         }
     }
@@ -272,6 +276,7 @@ async fn deny(
     let reply = format!(":no_entry: <@{}> denied {}.", c.user, r.label_md());
     notify::card_and_reply(&mut tx, state, id, Some(reply), None).await?;
     state.outbox.commit(tx).await?;
+    state.metrics.approval("denied");
     Ok(Reply::new(format!("Denied #{id}.")))
 }
 
@@ -308,7 +313,9 @@ async fn vote(
             r.approvals_needed
         )));
     }
-    state.tasks.spawn(executor::run_approved(state.clone(), id));
+    state.metrics.approval("approved");
+    let apply = executor::run_approved(state.clone(), id).instrument(tracing::Span::current());
+    state.tasks.spawn(apply);
     Ok(Reply::new(format!("Approved #{id}; applying it now.")))
 }
 

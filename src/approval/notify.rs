@@ -135,6 +135,9 @@ pub async fn finished(state: &AppState, r: &Request, to: State, text: &str) -> a
     );
     card_and_reply(&mut tx, state, r.id, Some(reply), None).await?;
     state.outbox.commit(tx).await?;
+    if on_time {
+        state.metrics.approval(to.as_str());
+    }
     Ok(())
 }
 

@@ -65,6 +65,9 @@ pub async fn tick(state: &Arc<AppState>) -> anyhow::Result<()> {
         .commit(tx)
         .await
         .context("committing the approval worker's reports")?;
+    for _ in &expired {
+        state.metrics.approval("expired");
+    }
     for r in abandoned {
         resolve_abandoned(state, &r).await?;
     }
@@ -164,6 +167,7 @@ async fn resolve_abandoned(state: &AppState, r: &Request) -> anyhow::Result<()> 
     })
     .await?;
     state.outbox.commit(tx).await?;
+    state.metrics.approval(to.as_str());
     Ok(())
 }
 

@@ -44,11 +44,8 @@ impl AutoDiagnose {
     }
 }
 
-fn count(state: &AppState, name: &str, outcome: &str) {
-    state.metrics.inc(
-        "runbook_bot_auto_diagnose_total",
-        format!("name=\"{name}\",outcome=\"{outcome}\""),
-    );
+fn count(state: &AppState, name: &str, outcome: &'static str) {
+    state.metrics.auto_diagnose(name, outcome);
 }
 
 /// Keep the diagnostics that have not started in this scope within the

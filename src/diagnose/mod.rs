@@ -21,6 +21,7 @@ use crate::outbox::{self, Outgoing};
 use crate::slack::ids::ChannelId;
 use crate::state::AppState;
 use sqlx::AnyConnection;
+use tracing::Instrument;
 
 pub async fn start(
     state: &Arc<AppState>,
@@ -40,14 +41,17 @@ pub async fn start(
         Via::Slack => {
             let (state, origin) = (state.clone(), origin.clone());
             let name = label.clone();
-            state.clone().tasks.spawn(async move {
+            // The work outlives the request; its log lines keep the command's span.
+            let tasks = state.tasks.clone();
+            let work = async move {
                 if let Err(e) = execute(&state, &origin, &entry, &values, &target_name).await {
                     let text = e.into_user_text(&name);
                     if let Some(url) = &origin.response_url {
                         let _ = state.outbox.respond(url, text).await;
                     }
                 }
-            });
+            };
+            tasks.spawn(work.instrument(tracing::Span::current()));
             Ok(Reply::new(format!(
                 ":mag: Running `{label}` on *{}*; the result will be posted here.",
                 t.name
@@ -67,6 +71,9 @@ async fn execute(
     let outcome = run_on(state, entry, values, target_name).await?;
     let mut tx = state.store.begin_for_person().await?;
     let incident = incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await?;
+    if let Some(i) = &incident {
+        crate::telemetry::record_incident(i.id);
+    }
     let place = Place {
         channel: &origin.channel,
         thread_key: incident.as_ref().map(|i| crate::incident::root_key(i.id)),
@@ -114,13 +121,18 @@ async fn run_on(
     Ok(outcome)
 }
 
-/// One count per diagnostic and one per step, by verdict. Names come from
-/// the catalog and verdicts are four, so the label sets stay bounded.
+/// One count per diagnostic and one per step, by verdict, and each step's
+/// duration by target. Names come from the catalog, targets from the config
+/// and verdicts are four, so the label sets stay bounded.
 fn count(metrics: &crate::metrics::Metrics, name: &str, outcome: &run::Outcome) {
-    let labels = |v: run::Verdict| format!("name=\"{name}\",verdict=\"{}\"", v.as_str());
-    metrics.inc("runbook_bot_diagnostics_total", labels(outcome.verdict));
+    metrics.diagnostic(name, outcome.verdict.as_str());
     for s in &outcome.steps {
-        metrics.inc("runbook_bot_diagnostic_steps_total", labels(s.verdict));
+        // A step not run (its target already proved down) took no time.
+        let took = (!s.elapsed.is_zero()).then_some(s.elapsed);
+        metrics.diagnostic_step(name, &outcome.target, s.verdict.as_str(), took);
+    }
+    if outcome.steps.iter().any(|s| s.unreachable) {
+        metrics.target_unreachable(&outcome.target, "diagnostic");
     }
 }
 

@@ -5,6 +5,7 @@ pub mod parse;
 pub mod policy;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::Instrument;
 
@@ -19,14 +20,11 @@ use parse::Invocation;
 
 /// Run one slash command end to end. Never fails: errors become the reply.
 pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, text: &str) -> Reply {
-    let span = tracing::info_span!("command", command.name = tracing::field::Empty, slack.user_id = %origin.user);
+    let started = Instant::now();
     let inv = match parse::parse(command, text, &state.catalog) {
         Ok(inv) => inv,
         Err(e) => {
-            state.metrics.inc(
-                "runbook_bot_commands_total",
-                "command=\"unparsed\",outcome=\"usage\"".into(),
-            );
+            state.metrics.command("unparsed", "usage", started.elapsed());
             return Reply::new(e.0);
         }
     };
@@ -41,11 +39,22 @@ pub async fn dispatch(state: &Arc<AppState>, origin: &Origin, command: &str, tex
         Invocation::ScheduledHelp => "scheduled.help".to_string(),
     };
     let name = name.as_str();
-    span.record("command.name", name);
-    // Every log line of the run carries the command and the user.
-    let result = run(state, origin, inv, name).instrument(span).await;
-    record(state, name, &result);
+    let result = run(state, origin, inv, name).instrument(span(name, origin)).await;
+    record(state, name, &result, started);
     result.unwrap_or_else(|e| Reply::new(e.into_user_text(name)))
+}
+
+/// Every log line of a command's run carries the command and the user, and
+/// the incident and approval request once the command knows them
+/// (`telemetry::record_incident`, `telemetry::record_request`).
+fn span(name: &str, origin: &Origin) -> tracing::Span {
+    tracing::info_span!(
+        "command",
+        command.name = name,
+        slack.user_id = %origin.user,
+        incident.id = tracing::field::Empty,
+        request.id = tracing::field::Empty,
+    )
 }
 
 async fn run(state: &Arc<AppState>, origin: &Origin, inv: Invocation, name: &str) -> Result<Reply, CommandError> {
@@ -96,16 +105,21 @@ fn display_name(name: &str) -> String {
 /// was refused again within the window in which this person was already
 /// told why (`throttle`), so nothing is said.
 pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, value: &str) -> Option<Reply> {
+    let started = Instant::now();
     let Some(id) = value.parse::<i64>().ok().filter(|id| *id > 0) else {
         return Some(Reply::new("This button carries no valid incident or request."));
     };
     let (name, result) = if let Some(cmd) = incident::cmd::IncidentCmd::from_button(action_id, id) {
         let name = cmd.name();
         let inv = Invocation::Incident(cmd);
-        let result = match authorize(state, origin, &inv, name).await {
-            Ok(()) => execute(state, origin, inv).await,
-            Err(refused) => throttle_refusal(state, origin, refused),
-        };
+        let result = async {
+            match authorize(state, origin, &inv, name).await {
+                Ok(()) => execute(state, origin, inv).await,
+                Err(refused) => throttle_refusal(state, origin, refused),
+            }
+        }
+        .instrument(span(name, origin))
+        .await;
         (name, result)
     } else if matches!(
         action_id,
@@ -113,13 +127,18 @@ pub async fn click(state: &Arc<AppState>, origin: &Origin, action_id: &str, valu
     ) {
         let approve = action_id == approval::render::ACTION_APPROVE;
         let name = if approve { "approval.approve" } else { "approval.deny" };
-        (name, approval::decide(state, origin, id, approve).await)
+        let span = span(name, origin);
+        span.record("request.id", id);
+        (
+            name,
+            approval::decide(state, origin, id, approve).instrument(span).await,
+        )
     } else {
         return Some(Reply::new(
             "This button is not one of ours any more; run the command instead.",
         ));
     };
-    record(state, name, &result);
+    record(state, name, &result, started);
     match result {
         Ok(reply) => Some(reply),
         Err(CommandError::Throttled) => None,
@@ -132,23 +151,18 @@ fn throttle_refusal(state: &AppState, origin: &Origin, refused: UserError) -> Re
     match state.refusals.check(origin.user.as_str(), state.clock.now_ms()) {
         Verdict::Allow { .. } => Err(refused.into()),
         Verdict::Suppress => {
-            state
-                .metrics
-                .inc("runbook_bot_throttled_total", "what=\"refused_click\"".into());
+            state.metrics.throttled("refused_click");
             Err(CommandError::Throttled)
         }
     }
 }
 
-fn record(state: &AppState, name: &str, result: &Result<Reply, CommandError>) {
+fn record(state: &AppState, name: &str, result: &Result<Reply, CommandError>, started: Instant) {
     let outcome = match result {
         Ok(_) => "ok",
         Err(CommandError::User(_)) => "refused",
         Err(CommandError::Throttled) => "throttled",
         Err(CommandError::Internal(_)) => "error",
     };
-    state.metrics.inc(
-        "runbook_bot_commands_total",
-        format!("command=\"{name}\",outcome=\"{outcome}\""),
-    );
+    state.metrics.command(name, outcome, started.elapsed());
 }

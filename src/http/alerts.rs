@@ -52,12 +52,7 @@ async fn handle(
     let label = normalize::Source::parse(&source)
         .map(|s| s.as_str())
         .unwrap_or("unknown");
-    let count = |outcome: &str| {
-        state.metrics.inc(
-            "runbook_bot_alerts_received_total",
-            format!("source=\"{label}\",outcome=\"{outcome}\""),
-        )
-    };
+    let count = |outcome: &'static str| state.metrics.alert_received(label, outcome);
     // No token configured: alert intake is closed, not open.
     if !cfg.token.as_ref().is_some_and(|t| token_ok(&headers, t)) {
         count("unauthorized");

@@ -1,5 +1,5 @@
 //! Liveness, readiness and Prometheus metrics. Readiness and the outbox
-//! gauge come from the background check in `readiness` (no query per
+//! gauges come from the background check in `readiness` (no query per
 //! request); `/metrics` wants the bearer token when `metrics.token` is set.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::bearer::token_ok;
+use crate::metrics::Format;
 use crate::readiness::Status;
 use crate::state::AppState;
 
@@ -28,6 +29,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
+/// OpenMetrics for Prometheus (it asks for it), the classic text format for
+/// anything else. The outbox gauges are as of the last readiness check.
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Some(token) = &state.config.metrics.token
         && !token_ok(&headers, token)
@@ -39,14 +42,13 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         )
             .into_response();
     }
-    let pending = match state.readiness.status(state.config.http.readiness_check) {
-        Status::Ready { pending } => pending,
-        Status::NotReady(_) => -1,
-    };
-    let body = state.metrics.render(&[(
-        "runbook_bot_outbox_pending",
-        "Slack writes waiting to be delivered, as of the last readiness check (-1: state store unreachable).",
-        pending,
-    )]);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    let backlog = state.readiness.backlog(state.config.http.readiness_check);
+    state.metrics.set_outbox_backlog(backlog);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    (
+        [(header::CONTENT_TYPE, format.content_type())],
+        state.metrics.render(format),
+    )
+        .into_response()
 }

@@ -9,6 +9,7 @@ mod events;
 mod health;
 mod idle;
 mod interactions;
+mod observe;
 pub mod serve;
 mod slack_commands;
 mod verified;
@@ -31,5 +32,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(health::router())
         .merge(alerts::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
 }

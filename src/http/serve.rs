@@ -49,7 +49,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let reject_slots = Arc::new(Semaphore::new(REJECT_SLOTS));
     let graceful = GracefulShutdown::new();
-    let count = |event: &str| metrics.inc("runbook_bot_http_connections_total", format!("event=\"{event}\""));
+    let count = |event: &'static str| metrics.http_connection(event);
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -121,7 +121,7 @@ fn spawn_connection(
                 }
             }
             _ = activity.idle_for(idle_timeout) => {
-                metrics.inc("runbook_bot_http_connections_total", "event=\"idle_closed\"".into());
+                metrics.http_connection("idle_closed");
             }
         }
     });

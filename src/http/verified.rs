@@ -18,7 +18,7 @@ impl FromRequest<Arc<AppState>> for VerifiedBody {
     type Rejection = EdgeError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let route = req.uri().path().trim_start_matches("/slack/").to_string();
+        let route = route_label(req.uri().path());
         let (ts, sig) = {
             let header = |name: &str| {
                 req.headers()
@@ -37,10 +37,7 @@ impl FromRequest<Arc<AppState>> for VerifiedBody {
                     EdgeError::BodyTimeout => "body_timeout",
                     _ => return,
                 };
-                state.metrics.inc(
-                    "runbook_bot_slack_requests_total",
-                    format!("route=\"{route}\",outcome=\"{outcome}\""),
-                );
+                state.metrics.slack_request(route, outcome);
             })?;
         // Without a secret (Socket Mode only) nothing over HTTP can be Slack's.
         let Some(secret) = &state.config.slack.signing_secret else {
@@ -57,12 +54,19 @@ impl FromRequest<Arc<AppState>> for VerifiedBody {
             Ok(()) => Ok(VerifiedBody(body)),
             Err(e) => {
                 tracing::warn!(route, reason = e.label(), "rejected Slack request");
-                state.metrics.inc(
-                    "runbook_bot_slack_requests_total",
-                    format!("route=\"{route}\",outcome=\"{}\"", e.label()),
-                );
+                state.metrics.slack_request(route, e.label());
                 Err(EdgeError::Unauthorized)
             }
         }
+    }
+}
+
+/// The metrics label of a Slack route: one of ours, never the raw path.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/slack/commands" => "commands",
+        "/slack/interactions" => "interactions",
+        "/slack/events" => "events",
+        _ => "other",
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use slack_morphism::prelude::*;
+use tracing::Instrument;
 
 use super::{INLINE_BUDGET, Transport, claimed};
 use crate::dispatch::{self, Origin, Reply, Via};
@@ -33,12 +34,15 @@ pub async fn handle(
     };
     let (command, text) = (event.command.0, event.text.unwrap_or_default());
     let task_state = state.clone();
-    let mut work = state.tasks.spawn(async move {
+    let run = async move {
         if !claimed(&task_state, "commands", &keys).await? {
             return Ok(None);
         }
         anyhow::Ok(Some(dispatch::dispatch(&task_state, &origin, &command, &text).await))
-    });
+    };
+    // The command outlives the request when slow; its log lines keep the
+    // request's (or envelope's) span.
+    let mut work = state.tasks.spawn(run.instrument(tracing::Span::current()));
     match tokio::time::timeout(INLINE_BUDGET, &mut work).await {
         Ok(Ok(Ok(reply))) => Ok(reply.map(ephemeral)),
         Ok(Ok(Err(e))) => Err(EdgeError::Internal(e)),

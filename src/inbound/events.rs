@@ -26,17 +26,11 @@ pub async fn handle(state: &Arc<AppState>, cb: SlackPushEventCallback, transport
     keys.extend(transport.envelope_key());
     let mut tx = state.store.begin().await.map_err(anyhow::Error::from)?;
     if !events::claim_all(&mut tx, &keys, now).await? {
-        state.metrics.inc(
-            "runbook_bot_slack_requests_total",
-            "route=\"events\",outcome=\"duplicate\"".into(),
-        );
+        state.metrics.slack_request("events", "duplicate");
         tracing::info!(event_id = %cb.event_id, "duplicate event delivery ignored");
         return Ok(());
     }
-    state.metrics.inc(
-        "runbook_bot_slack_requests_total",
-        "route=\"events\",outcome=\"accepted\"".into(),
-    );
+    state.metrics.slack_request("events", "accepted");
     if let SlackEventCallbackBody::AppMention(m) = cb.event {
         on_mention(&mut tx, &m, now).await?;
     }
@@ -51,9 +45,7 @@ fn mention_allowed(state: &AppState, m: &SlackAppMentionEvent, now: i64) -> bool
     match state.mentions.check(m.user.as_ref(), now) {
         Verdict::Allow { .. } => true,
         Verdict::Suppress => {
-            state
-                .metrics
-                .inc("runbook_bot_throttled_total", "what=\"mention\"".into());
+            state.metrics.throttled("mention");
             false
         }
     }

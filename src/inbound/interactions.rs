@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use slack_morphism::prelude::*;
+use tracing::Instrument;
 
 use super::{INLINE_BUDGET, Transport, claimed};
 use crate::dispatch::{self, Origin, Via};
@@ -49,7 +50,7 @@ pub async fn handle(
     };
     let task_state = state.clone();
     // The claim runs inside the budget too: on SQLite it waits for the one writer.
-    let mut work = state.tasks.spawn(async move {
+    let run = async move {
         if !claimed(&task_state, "interactions", &keys).await? {
             return Ok(());
         }
@@ -59,7 +60,9 @@ pub async fn handle(
             (Some(url), Some(reply)) => task_state.outbox.respond(&url, reply.text).await,
             _ => Ok(()),
         }
-    });
+    };
+    // The click's log lines keep the request's (or envelope's) span.
+    let mut work = state.tasks.spawn(run.instrument(tracing::Span::current()));
     match tokio::time::timeout(INLINE_BUDGET, &mut work).await {
         Ok(Ok(queued)) => Ok(queued?),
         Ok(Err(join)) => Err(EdgeError::Internal(anyhow::anyhow!("click task failed: {join}"))),

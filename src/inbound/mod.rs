@@ -53,13 +53,10 @@ impl Transport {
 /// Claim a command's or click's delivery ids and count it on `route`; false
 /// for a redelivery. Committed before the work starts, which runs its own
 /// transactions (see `store::events::claim_now`).
-async fn claimed(state: &AppState, route: &str, keys: &[String]) -> anyhow::Result<bool> {
+async fn claimed(state: &AppState, route: &'static str, keys: &[String]) -> anyhow::Result<bool> {
     let first = claim_now(&state.store, keys, state.clock.now_ms()).await?;
     let outcome = if first { "accepted" } else { "duplicate" };
-    state.metrics.inc(
-        "runbook_bot_slack_requests_total",
-        format!("route=\"{route}\",outcome=\"{outcome}\""),
-    );
+    state.metrics.slack_request(route, outcome);
     if !first {
         tracing::info!(route, "duplicate Slack delivery ignored");
     }

@@ -30,9 +30,7 @@ async fn on_envelope(state: Arc<AppState>, envelope: Envelope) -> Option<Ack> {
             None
         }
         Err(e) => {
-            state
-                .metrics
-                .inc("runbook_bot_socket_total", "event=\"invalid_frame\"".into());
+            state.metrics.socket("invalid_frame");
             tracing::warn!(envelope.kind = kind, error = %e, "malformed Socket Mode envelope acknowledged and ignored");
             Some(Ack::Bare)
         }

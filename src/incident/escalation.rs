@@ -184,10 +184,7 @@ async fn post_once(
         now,
     )
     .await?;
-    state.metrics.inc(
-        "runbook_bot_escalations_total",
-        format!("severity=\"{}\"", i.severity.as_str()),
-    );
+    state.metrics.escalation(i.severity.as_str());
     tracing::info!(incident.id = i.id, step, "escalation posted");
     Ok(true)
 }

@@ -25,6 +25,7 @@ use sqlx::AnyConnection;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::metrics::OutboxBacklog;
 use crate::slack::ids::{ChannelId, UserId};
 use crate::store::Store;
 
@@ -69,12 +70,24 @@ impl Outbox {
         Ok(())
     }
 
-    /// Rows waiting to be delivered, for `/metrics`.
-    pub async fn pending_count(&self) -> anyhow::Result<i64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
-            .fetch_one(&self.store.pool)
-            .await?;
-        Ok(n)
+    /// What waits to be delivered: the background readiness check reads it
+    /// (`readiness`), and `/metrics` serves what that check last read.
+    pub async fn backlog(&self) -> anyhow::Result<OutboxBacklog> {
+        let (pending, lanes, oldest, fullest_lane): (i64, i64, Option<i64>, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT lane), MIN(created_at),
+                    COALESCE((SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM outbox
+                                                  WHERE status = 'pending' GROUP BY lane) l), 0)
+             FROM outbox WHERE status = 'pending'",
+        )
+        .fetch_one(&self.store.pool)
+        .await?;
+        let now = self.clock.now_ms();
+        Ok(OutboxBacklog {
+            pending,
+            lanes,
+            fullest_lane,
+            oldest_age_ms: oldest.map_or(0, |t| (now - t).max(0)),
+        })
     }
 }
 
@@ -127,6 +140,9 @@ pub struct Outgoing {
     /// Caused by monitoring, not a person: delivered after what people
     /// caused in the same channel.
     pub automated: bool,
+    /// An alert's own post, or a grouped message listing new alerts: when
+    /// their payload was received (for the intake → Slack delay in `/metrics`).
+    pub intake_at: Option<i64>,
 }
 
 impl Outgoing {
@@ -170,6 +186,7 @@ impl Outgoing {
             content,
             sensitive: false,
             automated: false,
+            intake_at: None,
         }
     }
     /// A direct message to `user`: `chat.postMessage` takes a user id as its
@@ -195,6 +212,7 @@ impl Outgoing {
             content,
             sensitive: false,
             automated: false,
+            intake_at: None,
         }
     }
     pub fn respond(response_url: &str, content: SlackMessageContent) -> Self {
@@ -209,6 +227,7 @@ impl Outgoing {
             content,
             sensitive: false,
             automated: false,
+            intake_at: None,
         }
     }
 
@@ -229,6 +248,12 @@ impl Outgoing {
     /// Mark as caused by monitoring rather than a person.
     pub fn automated(mut self) -> Self {
         self.automated = true;
+        self
+    }
+
+    /// Mark as the first post of alerts whose payload arrived at `received_at_ms`.
+    pub fn alert_received_at(mut self, received_at_ms: i64) -> Self {
+        self.intake_at = Some(received_at_ms);
         self
     }
 
@@ -258,8 +283,8 @@ pub async fn enqueue(
         let payload = serde_json::to_string(&m.content)?;
         sqlx::query(
             "INSERT INTO outbox (lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url,
-               payload, status, attempts, next_attempt_at, created_at, sensitive, priority, order_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $12, $13, $14)",
+               payload, status, attempts, next_attempt_at, created_at, sensitive, priority, order_key, intake_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $12, $13, $14, $15)",
         )
         .bind(m.lane())
         .bind(m.kind.as_str())
@@ -275,6 +300,7 @@ pub async fn enqueue(
         .bind(i64::from(m.sensitive))
         .bind(i64::from(m.automated))
         .bind(m.order_key())
+        .bind(m.intake_at)
         .execute(&mut *conn)
         .await?;
     }

@@ -29,6 +29,11 @@ pub struct OutboxRow {
     pub notify_url: Option<String>,
     pub payload: String,
     pub attempts: i64,
+    pub created_at: i64,
+    /// 0 for what a person caused, 1 for automated posts.
+    pub priority: i64,
+    /// When the alert whose own post this is was received.
+    pub intake_at: Option<i64>,
 }
 
 /// Stored kinds read back. One unreadable row must not stop every lane
@@ -53,7 +58,7 @@ pub async fn due(store: &Store, now: i64) -> anyhow::Result<Vec<OutboxRow>> {
            WHERE status = 'pending' GROUP BY lane, order_key
          )
          SELECT o.id, o.lane, o.kind, o.channel, o.incident_id, o.thread_ts, o.thread_key, o.message_key,
-                o.response_url, o.notify_url, o.payload, o.attempts
+                o.response_url, o.notify_url, o.payload, o.attempts, o.created_at, o.priority, o.intake_at
          FROM heads h JOIN outbox o ON o.id = h.id
          WHERE o.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1)
          ORDER BY h.priority, o.id

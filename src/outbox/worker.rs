@@ -103,14 +103,12 @@ impl Worker {
         let store = &self.outbox.store;
         let now = self.outbox.clock.now_ms();
         let max = i64::from(self.config.max_attempts);
-        let metric = |outcome: &str| {
-            self.metrics
-                .inc("runbook_bot_outbox_total", format!("outcome=\"{outcome}\""))
-        };
+        let metric = |outcome: &'static str| self.metrics.outbox_delivery(outcome);
         match outcome {
             Outcome::Sent(ts) => {
                 rows::mark_sent(store, owner, row, ts, now).await?;
                 metric("sent");
+                self.observe_sent(row, now);
             }
             Outcome::Superseded => {
                 rows::mark_superseded(store, owner, row.id, now).await?;
@@ -138,12 +136,21 @@ impl Worker {
         Ok(())
     }
 
+    /// How long a delivered row waited, and for an alert's first post (its
+    /// own, or a grouped message listing it first) how long since its
+    /// webhook arrived (on the app's clock, like the row's times).
+    fn observe_sent(&self, row: &OutboxRow, now: i64) {
+        let since = |t: i64| Duration::from_millis(u64::try_from(now - t).unwrap_or(0));
+        let intake = row.intake_at.map(since);
+        self.metrics
+            .outbox_sent(row.kind.as_str(), row.priority > 0, since(row.created_at), intake);
+    }
+
     /// A permanent failure: recorded on the row, logged, counted, added to
     /// the incident's timeline, and reported to whoever caused the message.
     async fn give_up(&self, owner: &str, row: &OutboxRow, error: String, now: i64) -> anyhow::Result<()> {
         tracing::error!(outbox.id = row.id, lane = %row.lane, kind = row.kind.as_str(), incident.id = ?row.incident_id, error = %error, "slack write failed for good");
-        self.metrics
-            .inc("runbook_bot_outbox_total", "outcome=\"failed\"".into());
+        self.metrics.outbox_delivery("failed");
         let mut tx = self.outbox.store.begin().await?;
         rows::mark_failed(&mut tx, owner, row.id, &error, now).await?;
         if let Some(incident) = row.incident_id {

@@ -82,6 +82,10 @@ async fn a_60_alert_group_is_one_incident_and_one_message_updated_in_place(backe
         .expect("the grouped message");
     assert!(text(group).contains("60 firing") && text(group).contains("…and 45 more"));
     let group_ts = group.ts.clone().unwrap();
+    // Sixty alerts counted as grouped; one grouped message, one alert → Slack delay.
+    let grouped = r#"runbook_bot_alerts_total{source="alertmanager",outcome="grouped"}"#;
+    assert_eq!(t.counter(grouped).await, 60);
+    assert_eq!(t.counter("runbook_bot_alert_to_slack_seconds_count").await, 1);
 
     // Alertmanager sends the whole group again: 10 resolved, 50 still firing.
     send(&t, &notification("HighErrorRate", alerts("pod-", 60, 10, "critical"))).await;
@@ -102,6 +106,9 @@ async fn a_60_alert_group_is_one_incident_and_one_message_updated_in_place(backe
     let u = updates_of(&t, &group_ts);
     assert!(text(u.last().unwrap()).contains("*0 firing* · 60 resolved"));
     assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents").await, 1);
+    // Updates that list no new alert are no alert's first appearance.
+    assert_eq!(t.counter(grouped).await, 60);
+    assert_eq!(t.counter("runbook_bot_alert_to_slack_seconds_count").await, 1);
     t.finish().await;
 }
 
@@ -123,6 +130,9 @@ async fn a_small_group_posts_each_alert_and_opens_one_incident(backend: Backend)
     let firing = p.iter().filter(|c| text(c).contains("[FIRING] pod-")).count();
     assert_eq!((p.len(), firing), (7, 5), "{:#?}", fake_slack::summary(&p));
     assert!(!p.iter().any(|c| text(c).contains("Alert group")));
+    let posted = r#"runbook_bot_alerts_total{source="alertmanager",outcome="posted"}"#;
+    assert_eq!(t.counter(posted).await, 5);
+    assert_eq!(t.counter("runbook_bot_alert_to_slack_seconds_count").await, 5);
     t.finish().await;
 }
 
@@ -215,6 +225,8 @@ async fn storm_mode_attaches_groups_beyond_the_limit_and_says_so_once(backend: B
     assert_eq!(notices[0].body["thread_ts"], roots[1].ts.clone().unwrap().as_str());
     let timeline = t.command(L1, "timeline #2").await;
     assert!(timeline.contains("Storm mode"), "{timeline}");
+    let storm = r#"runbook_bot_alert_storm_total{route="routes[0]"}"#;
+    assert_eq!(t.counter(storm).await, 2, "the two groups beyond the limit");
 
     // Once the window has passed, the route declares again.
     t.clock.advance(11 * 60_000);
@@ -255,11 +267,9 @@ timeout_ms = 10000
     dir
 }
 
-fn auto(t: &TestApp, name: &str, outcome: &str) -> u64 {
-    t.state().metrics.get(
-        "runbook_bot_auto_diagnose_total",
-        &format!("name=\"{name}\",outcome=\"{outcome}\""),
-    )
+async fn auto(t: &TestApp, name: &str, outcome: &str) -> u64 {
+    let series = format!("runbook_bot_auto_diagnose_total{{name=\"{name}\",outcome=\"{outcome}\"}}");
+    t.counter(&series).await
 }
 
 async fn auto_diagnose_runs_once_per_incident_and_the_cap_holds(backend: Backend) {
@@ -302,8 +312,12 @@ async fn auto_diagnose_runs_once_per_incident_and_the_cap_holds(backend: Backend
         .await;
     t.drained(15).await;
     for name in ["orphans", "connections"] {
-        assert_eq!(auto(&t, name, "started"), 1, "{name}");
-        assert_eq!(auto(&t, name, "deduplicated"), 1, "{name}: the second notification");
+        assert_eq!(auto(&t, name, "started").await, 1, "{name}");
+        assert_eq!(
+            auto(&t, name, "deduplicated").await,
+            1,
+            "{name}: the second notification"
+        );
         let results = posts(&t)
             .iter()
             .filter(|c| text(c).contains(&format!("/diagnose {name} on")))
@@ -324,7 +338,8 @@ async fn auto_diagnose_runs_once_per_incident_and_the_cap_holds(backend: Backend
             n("Not run automatically") == 2 && n("/diagnose slow on") == 2
         })
         .await;
-    assert_eq!((auto(&t, "slow", "started"), auto(&t, "slow", "skipped")), (2, 2));
+    let slow = (auto(&t, "slow", "started").await, auto(&t, "slow", "skipped").await);
+    assert_eq!(slow, (2, 2));
     let m = t.metrics().await;
     assert!(
         m.contains("runbook_bot_auto_diagnose_total{name=\"slow\",outcome=\"skipped\"} 2"),
@@ -396,7 +411,7 @@ async fn target_connections_never_exceed_the_pool(backend: Backend) {
     // those that wait out the connect timeout could not check instead.
     let max = i64::from(runbook_bot::targets::MAX_CONNECTIONS);
     assert_eq!(peak, max, "{peak} connections open at once (pool of {max})");
-    assert_eq!(auto(&t, "slow", "started"), 12);
+    assert_eq!(auto(&t, "slow", "started").await, 12);
     t.finish().await;
     target.cleanup().await;
 }

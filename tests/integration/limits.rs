@@ -219,7 +219,15 @@ async fn readiness_is_answered_from_the_background_check(backend: Backend) {
         let r = t.http.get(format!("{}/readyz", t.addr)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
-    assert!(t.metrics().await.contains("runbook_bot_outbox_pending 0"));
+    let m = t.metrics().await;
+    for line in [
+        "runbook_bot_outbox_pending 0\n",
+        "runbook_bot_outbox_lanes_waiting 0\n",
+        "runbook_bot_outbox_lane_backlog_max 0\n",
+        "runbook_bot_outbox_oldest_pending_seconds 0",
+    ] {
+        assert!(m.contains(line), "lacks {line}\n{m}");
+    }
     t.finish().await;
 }
 

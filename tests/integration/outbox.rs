@@ -72,8 +72,8 @@ async fn server_errors_and_retryable_slack_errors_are_retried(backend: Backend) 
     let posts = t.slack.ok_calls("chat.postMessage");
     assert_eq!(posts.len(), 2, "{:?}", fake_slack::summary(&t.slack.calls()));
     assert_eq!(t.slack.calls().len(), 5);
-    let retries = t.state().metrics.get("runbook_bot_outbox_total", "outcome=\"retry\"");
-    assert_eq!(retries, 3);
+    let m = t.metrics().await;
+    assert!(m.contains("runbook_bot_outbox_total{outcome=\"retry\"} 3\n"), "{m}");
     t.finish().await;
 }
 

@@ -196,6 +196,21 @@ async fn one_envelope_delivered_twice_and_over_two_connections_is_acted_on_once(
         metrics.contains(r#"runbook_bot_slack_requests_total{route="commands",outcome="duplicate"} 3"#),
         "{metrics}"
     );
+    // Counted as over HTTP: once accepted, dispatched and timed once; the
+    // HTTP request histogram has nothing from Socket Mode.
+    for line in [
+        r#"runbook_bot_slack_requests_total{route="commands",outcome="accepted"} 1"#,
+        r#"runbook_bot_slack_requests_total{route="events",outcome="accepted"} 1"#,
+        r#"runbook_bot_slack_requests_total{route="events",outcome="duplicate"} 1"#,
+        r#"runbook_bot_commands_total{command="incident.declare",outcome="ok"} 1"#,
+        r#"runbook_bot_command_duration_seconds_count{command="incident.declare",outcome="ok"} 1"#,
+    ] {
+        assert!(metrics.contains(&format!("{line}\n")), "lacks {line}\n{metrics}");
+    }
+    assert!(
+        !metrics.contains(r#"runbook_bot_http_request_duration_seconds_count{route="/slack/"#),
+        "{metrics}"
+    );
     t.finish().await;
 }
 

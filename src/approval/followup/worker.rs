@@ -330,10 +330,7 @@ async fn record(state: &AppState, f: &Followup, owner: &str, attempt: i64, ran: 
     if !store::finish(&mut tx, f.id, owner, state_word, &text, now).await? {
         return Ok(());
     }
-    state.metrics.inc(
-        "runbook_bot_followups_total",
-        format!("outcome=\"{}\"", &kind["followup_".len()..]),
-    );
+    state.metrics.followup(&kind["followup_".len()..]);
     let detail = format!("follow-up #{} {} of approval #{}: {text}", f.id, f.title, f.request_id);
     let r = requests::get(&mut tx, f.request_id).await?;
     let incident = r.as_ref().and_then(|r| r.incident_id);

@@ -80,6 +80,7 @@ pub async fn declare(
 ) -> anyhow::Result<Incident> {
     let channel = &state.config.slack.incident_channel;
     let i = db::insert(tx, channel.as_str(), new.title, new.severity, new.by, new.service, now).await?;
+    crate::telemetry::record_incident(i.id);
     tracing::info!(
         incident.id = i.id,
         severity = new.severity.as_str(),
@@ -101,9 +102,6 @@ pub async fn declare(
     ]
     .map(|m| if new.automated { m.automated() } else { m });
     outbox::enqueue(tx, &msgs, notify_url, now).await?;
-    state.metrics.inc(
-        "runbook_bot_incidents_declared_total",
-        format!("severity=\"{}\"", new.severity.as_str()),
-    );
+    state.metrics.incident_declared(new.severity.as_str());
     Ok(i)
 }

@@ -162,6 +162,12 @@ impl Ctx<'_> {
     /// `#id` if given, else the newest open incident of the channel the
     /// command came from.
     async fn find(&mut self, target: Option<IncidentRef>) -> Result<Incident, CommandError> {
+        let found = self.find_any(target).await?;
+        crate::telemetry::record_incident(found.id);
+        Ok(found)
+    }
+
+    async fn find_any(&mut self, target: Option<IncidentRef>) -> Result<Incident, CommandError> {
         match target {
             Some(r) => db::get(&mut self.tx, r.0)
                 .await?

@@ -66,7 +66,7 @@ pub struct SocketMode {
 
 /// `runbook_bot_socket_total{event=…}`: connections, their ends, bad frames.
 pub(crate) fn count(metrics: &Metrics, event: &'static str) {
-    metrics.inc("runbook_bot_socket_total", format!("event=\"{event}\""));
+    metrics.socket(event);
 }
 
 impl SocketMode {

@@ -5,6 +5,7 @@
 pub mod alertmanager;
 pub mod approvals;
 pub mod diagnose;
+pub mod exposition;
 pub mod fake_slack;
 pub mod fake_socket;
 pub mod supabase;
@@ -320,7 +321,27 @@ impl TestApp {
             .await
     }
 
-    /// The Prometheus text of `/metrics`.
+    /// `/metrics` as Prometheus asks for it: OpenMetrics.
+    pub async fn openmetrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.addr))
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            )
+            .send()
+            .await
+            .unwrap();
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        r.text().await.unwrap()
+    }
+
+    /// The Prometheus text of `/metrics` (the classic text format).
     pub async fn metrics(&self) -> String {
         self.http
             .get(format!("{}/metrics", self.addr))
@@ -330,6 +351,14 @@ impl TestApp {
             .text()
             .await
             .unwrap()
+    }
+
+    /// One counter's value as `/metrics` serves it, by its series as
+    /// written there (`name{label="value",…}`); 0 while it has no sample.
+    pub async fn counter(&self, series: &str) -> u64 {
+        let text = self.metrics().await;
+        let line = text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' '));
+        line.map_or(0, |v| v.parse().unwrap_or_else(|e| panic!("{series} {v}: {e}")))
     }
 
     /// POST a monitoring webhook with the alert token.
