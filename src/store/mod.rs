@@ -97,7 +97,9 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(5))
                 .max_connections(max);
             if backend == Backend::Sqlite {
-                pool = pool.after_connect(move |conn, _| {
+                // A file cannot drop a connection the way a network can: no
+                // ping before every acquire (a round trip to SQLite's thread).
+                pool = pool.test_before_acquire(false).after_connect(move |conn, _| {
                     Box::pin(async move {
                         conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;")
                             .await?;
