@@ -48,51 +48,8 @@ impl App {
             state.metrics.clone(),
             cancel.clone(),
         ));
-        let readiness = supervise("readiness", cancel.clone(), {
-            let (readiness, outbox) = (state.readiness.clone(), state.outbox.clone());
-            let every = state.config.http.readiness_check;
-            move |cancel| crate::readiness::run(readiness.clone(), outbox.clone(), every, cancel)
-        });
-        let outbox = supervise("outbox", cancel.clone(), {
-            let state = state.clone();
-            move |cancel| {
-                let worker = crate::outbox::worker::Worker {
-                    outbox: state.outbox.clone(),
-                    slack: state.slack.clone(),
-                    metrics: state.metrics.clone(),
-                    config: state.config.outbox.clone(),
-                };
-                worker.run(cancel)
-            }
-        });
-        let janitor = supervise("janitor", cancel.clone(), {
-            let (store, clock) = (state.store.clone(), state.clock.clone());
-            let retention = state.config.retention.clone();
-            move |cancel| crate::store::janitor::run(store.clone(), clock.clone(), retention.clone(), cancel)
-        });
-        let approvals = supervise("approvals", cancel.clone(), {
-            let state = state.clone();
-            move |cancel| crate::approval::worker::run(state.clone(), cancel)
-        });
-        let alerts = supervise("alerts", cancel.clone(), {
-            let state = state.clone();
-            move |cancel| crate::alerts::process::run(state.clone(), cancel)
-        });
-        let escalation = supervise("escalation", cancel.clone(), {
-            let state = state.clone();
-            move |cancel| crate::incident::escalation::run(state.clone(), cancel)
-        });
-        let followups = supervise("followups", cancel.clone(), {
-            let state = state.clone();
-            move |cancel| crate::approval::followup::worker::run(state.clone(), cancel)
-        });
-        let health = supervise("health", cancel.clone(), {
-            let state = state.clone();
-            move |cancel| crate::alerts::health::run(state.clone(), cancel)
-        });
-        let mut tasks = vec![
-            server, readiness, outbox, janitor, approvals, alerts, escalation, followups, health,
-        ];
+        let mut tasks = vec![server];
+        tasks.extend(spawn_workers(&state, &cancel));
         if let Some(socket) = socket {
             tasks.push(supervise("socket", cancel.clone(), move |cancel| {
                 socket.clone().run(cancel)
@@ -164,6 +121,55 @@ fn warn_blind_targets(state: &Arc<AppState>) {
         let reads = survey.catalog.reads();
         crate::targets::rls::warn_blind(&survey.targets, reads, Duration::from_secs(5)).await;
     });
+}
+
+/// The background workers, each supervised until `cancel`.
+fn spawn_workers(state: &Arc<AppState>, cancel: &CancellationToken) -> Vec<JoinHandle<()>> {
+    let readiness = supervise("readiness", cancel.clone(), {
+        let (readiness, outbox) = (state.readiness.clone(), state.outbox.clone());
+        let every = state.config.http.readiness_check;
+        move |cancel| crate::readiness::run(readiness.clone(), outbox.clone(), every, cancel)
+    });
+    let outbox = supervise("outbox", cancel.clone(), {
+        let state = state.clone();
+        move |cancel| {
+            let worker = crate::outbox::worker::Worker {
+                outbox: state.outbox.clone(),
+                slack: state.slack.clone(),
+                metrics: state.metrics.clone(),
+                config: state.config.outbox.clone(),
+            };
+            worker.run(cancel)
+        }
+    });
+    let janitor = supervise("janitor", cancel.clone(), {
+        let (store, clock) = (state.store.clone(), state.clock.clone());
+        let retention = state.config.retention.clone();
+        move |cancel| crate::store::janitor::run(store.clone(), clock.clone(), retention.clone(), cancel)
+    });
+    let approvals = supervise("approvals", cancel.clone(), {
+        let state = state.clone();
+        move |cancel| crate::approval::worker::run(state.clone(), cancel)
+    });
+    let alerts = supervise("alerts", cancel.clone(), {
+        let state = state.clone();
+        move |cancel| crate::alerts::process::run(state.clone(), cancel)
+    });
+    let escalation = supervise("escalation", cancel.clone(), {
+        let state = state.clone();
+        move |cancel| crate::incident::escalation::run(state.clone(), cancel)
+    });
+    let followups = supervise("followups", cancel.clone(), {
+        let state = state.clone();
+        move |cancel| crate::approval::followup::worker::run(state.clone(), cancel)
+    });
+    let health = supervise("health", cancel.clone(), {
+        let state = state.clone();
+        move |cancel| crate::alerts::health::run(state.clone(), cancel)
+    });
+    vec![
+        readiness, outbox, janitor, approvals, alerts, escalation, followups, health,
+    ]
 }
 
 /// Run a long-lived worker; if it panics, log and restart it after a pause,

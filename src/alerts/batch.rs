@@ -174,24 +174,7 @@ async fn member(
     let key = g.message_key.as_deref().unwrap_or_default();
     match (a.status, r) {
         (Status::Firing, None) => {
-            sqlx::query(
-                "INSERT INTO alerts (source, fingerprint, status, severity, title, channel, message_key, thread_key,
-                   incident_id, occurrence, deliveries, first_seen, last_seen, fired_at, latest, group_id)
-                 VALUES ($1, $2, 'firing', $3, $4, $5, $6, $7, $8, 1, 1, $9, $9, $9, $10, $11)",
-            )
-            .bind(a.source.as_str())
-            .bind(&a.fingerprint)
-            .bind(&a.severity)
-            .bind(&a.title)
-            .bind(place.channel.as_str())
-            .bind(key)
-            .bind(place.thread_key.clone())
-            .bind(place.incident_id)
-            .bind(now)
-            .bind(latest)
-            .bind(g.id)
-            .execute(&mut *tx)
-            .await?;
+            insert_member(tx, a, &latest, g, place, now).await?;
             tally.joined += 1;
         }
         (Status::Firing, Some(r)) if r.status == Status::Firing && r.group_id == Some(g.id) => {
@@ -241,6 +224,36 @@ async fn member(
         }
         (Status::Resolved, _) => {}
     }
+    Ok(())
+}
+
+/// A new alert of the group, firing.
+async fn insert_member(
+    tx: &mut AnyConnection,
+    a: &Alert,
+    latest: &str,
+    g: &Group,
+    place: &Place,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO alerts (source, fingerprint, status, severity, title, channel, message_key, thread_key,
+           incident_id, occurrence, deliveries, first_seen, last_seen, fired_at, latest, group_id)
+         VALUES ($1, $2, 'firing', $3, $4, $5, $6, $7, $8, 1, 1, $9, $9, $9, $10, $11)",
+    )
+    .bind(a.source.as_str())
+    .bind(&a.fingerprint)
+    .bind(&a.severity)
+    .bind(&a.title)
+    .bind(place.channel.as_str())
+    .bind(g.message_key.as_deref().unwrap_or_default())
+    .bind(place.thread_key.clone())
+    .bind(place.incident_id)
+    .bind(now)
+    .bind(latest)
+    .bind(g.id)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
