@@ -19,6 +19,10 @@ pub struct App {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     cancel: CancellationToken,
+    /// What receives Slack's requests (the HTTP server, Socket Mode), and
+    /// so starts command tasks.
+    receivers: Vec<JoinHandle<()>>,
+    /// The background workers.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -48,10 +52,10 @@ impl App {
             state.metrics.clone(),
             cancel.clone(),
         ));
-        let mut tasks = vec![server];
-        tasks.extend(spawn_workers(&state, &cancel));
+        let mut receivers = vec![server];
+        let tasks = spawn_workers(&state, &cancel);
         if let Some(socket) = socket {
-            tasks.push(supervise("socket", cancel.clone(), move |cancel| {
+            receivers.push(supervise("socket", cancel.clone(), move |cancel| {
                 socket.clone().run(cancel)
             }));
         }
@@ -63,6 +67,7 @@ impl App {
             addr,
             state,
             cancel,
+            receivers,
             tasks,
         })
     }
@@ -80,17 +85,23 @@ impl App {
     }
 
     /// Stop accepting requests, let workers finish their current step, wait.
+    /// The receivers go first: a request they are still answering may start
+    /// a command task, which must be tracked before the tracker is waited on,
+    /// and every task must end before the state store closes under it.
     pub async fn shutdown(self) {
         self.cancel.cancel();
+        let limit = Duration::from_secs(20);
+        for t in self.receivers {
+            if tokio::time::timeout(limit, t).await.is_err() {
+                tracing::warn!("a receiver did not stop within 20 s");
+            }
+        }
         self.state.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(20), self.state.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(limit, self.state.tasks.wait()).await.is_err() {
             tracing::warn!("command tasks did not finish within 20 s");
         }
         for t in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(20), t).await.is_err() {
+            if tokio::time::timeout(limit, t).await.is_err() {
                 tracing::warn!("a task did not stop within 20 s");
             }
         }

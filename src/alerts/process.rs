@@ -67,10 +67,12 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
         let id: i64 = r.try_get("id")?;
         let payload: String = r.try_get("alerts")?;
         let received_at: i64 = r.try_get("received_at")?;
-        match process_one(state, id, &payload, received_at).await {
-            Ok(()) => {
+        match process_one(state, owner, id, &payload, received_at).await {
+            Ok(true) => {
                 failures.remove(&id);
             }
+            // Another replica holds the lease now: it goes on, in order.
+            Ok(false) => return Ok(false),
             Err(e) => {
                 let n = failures.entry(id).or_insert(0);
                 *n += 1;
@@ -95,10 +97,23 @@ pub async fn drain(state: &Arc<AppState>, owner: &str, failures: &mut HashMap<i6
     Ok(full)
 }
 
-async fn process_one(state: &Arc<AppState>, id: i64, payload: &str, received_at: i64) -> anyhow::Result<()> {
+/// One payload in one transaction; false when this replica no longer holds
+/// the alerts lease (a long batch outlived it), and nothing was done.
+async fn process_one(
+    state: &Arc<AppState>,
+    owner: &str,
+    id: i64,
+    payload: &str,
+    received_at: i64,
+) -> anyhow::Result<bool> {
     let alerts: Vec<Alert> = serde_json::from_str(payload)?;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin_in_background().await?;
+    // Renewed in the transaction: two replicas never group at once, which
+    // could give one alert group two incidents.
+    if !lease::renew_in(&mut tx, LEASE, owner, now, LEASE_MS).await? {
+        return Ok(false);
+    }
     // Another instance that held the lease before us may have done it.
     let claimed = sqlx::query("UPDATE alert_inbox SET processed_at = $1 WHERE id = $2 AND processed_at IS NULL")
         .bind(now)
@@ -106,7 +121,7 @@ async fn process_one(state: &Arc<AppState>, id: i64, payload: &str, received_at:
         .execute(&mut *tx)
         .await?;
     if claimed.rows_affected() != 1 {
-        return Ok(());
+        return Ok(true);
     }
     let mut wanted = Vec::new();
     for b in group::partition(&state.config.alerts.routes, &alerts) {
@@ -129,5 +144,5 @@ async fn process_one(state: &Arc<AppState>, id: i64, payload: &str, received_at:
     for d in diagnose {
         auto::start(state, d).await;
     }
-    Ok(())
+    Ok(true)
 }

@@ -46,9 +46,15 @@ async fn answer(state: &Arc<AppState>, envelope: Envelope) -> Result<Ack, EdgeEr
             let response_url = c.response_url.0.to_string();
             match commands::handle(state, *c, &transport).await? {
                 Some(reply) if !envelope.accepts_response_payload => {
-                    // Slack would drop a payload in this ack: reply the HTTP way.
+                    // Slack would drop a payload in this ack: reply the HTTP
+                    // way, after the ack, which must not wait for the store.
                     let text = reply.content.text.unwrap_or_default();
-                    state.outbox.respond(&response_url, text).await?;
+                    let state = state.clone();
+                    state.tasks.clone().spawn(async move {
+                        if let Err(e) = state.outbox.respond(&response_url, text).await {
+                            tracing::error!(error = ?e, "could not queue a Socket Mode command reply");
+                        }
+                    });
                     Ok(Ack::Bare)
                 }
                 Some(reply) => Ok(Ack::Command(Box::new(reply))),

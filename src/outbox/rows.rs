@@ -51,17 +51,27 @@ impl From<String> for Kind {
 /// paces each lane in this order, so people take a channel's tokens first.
 /// A row goes with the best priority waiting behind it under its order key,
 /// so a person's reply is never stuck behind an alert post of its thread.
+/// Each lane offers at most 16 posts and 16 other rows per look: a channel
+/// in an alert storm holds thousands of paced heads, which would otherwise
+/// fill the batch and keep every other channel, and its own unpaced
+/// updates, waiting until its backlog drained at Slack's pace.
 pub async fn due(store: &Store, now: i64) -> anyhow::Result<Vec<OutboxRow>> {
     let rows = sqlx::query_as(
         "WITH heads AS (
-           SELECT min(id) AS id, min(priority) AS priority FROM outbox
+           SELECT lane, min(id) AS id, min(priority) AS priority FROM outbox
            WHERE status = 'pending' GROUP BY lane, order_key
+         ),
+         ranked AS (
+           SELECT h.id, h.priority,
+                  ROW_NUMBER() OVER (PARTITION BY h.lane, o.kind = 'post' ORDER BY h.priority, h.id) AS place
+           FROM heads h JOIN outbox o ON o.id = h.id
+           WHERE o.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1)
          )
          SELECT o.id, o.lane, o.kind, o.channel, o.incident_id, o.thread_ts, o.thread_key, o.message_key,
                 o.response_url, o.notify_url, o.payload, o.attempts, o.created_at, o.priority, o.intake_at
-         FROM heads h JOIN outbox o ON o.id = h.id
-         WHERE o.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1)
-         ORDER BY h.priority, o.id
+         FROM ranked r JOIN outbox o ON o.id = r.id
+         WHERE r.place <= 16
+         ORDER BY r.priority, o.id
          LIMIT 64",
     )
     .bind(now)

@@ -41,7 +41,8 @@ pub async fn claim_now(store: &Store, keys: &[String], now_ms: i64) -> anyhow::R
     if keys.is_empty() {
         return Ok(true);
     }
-    let mut tx = store.begin().await?;
+    // A person is waiting on the command or click it guards.
+    let mut tx = store.begin_for_person().await?;
     if !claim_all(&mut tx, keys, now_ms).await? {
         return Ok(false);
     }

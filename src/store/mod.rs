@@ -45,18 +45,21 @@ pub struct Store {
 }
 
 /// On SQLite, writers queue for the one writer connection in arrival order.
-/// During an alert storm the alert processor would take every other turn,
-/// each a transaction of hundreds of statements, and a person's command
-/// would wait behind several. People's transactions announce themselves
-/// here while they wait; background writers start a transaction only when
-/// no person is waiting, so a person waits for at most the one already
-/// running. (tokio's and sqlx's queues are FIFO, with no priorities, hence
-/// this small gate.)
+/// During an alert storm several background writers can be queued at once
+/// (the alert processor, whose transactions run to hundreds of statements,
+/// automatic diagnostics' results), and a person's command would wait behind
+/// all of them. People's transactions announce themselves here while they
+/// wait; background writers start a transaction only when no person is
+/// waiting, so a person waits for at most the one already running. (sqlx's
+/// pool queue is FIFO with no priorities, hence this small gate.)
 #[derive(Default)]
 struct PeopleFirst {
     waiting: AtomicUsize,
     none_waiting: Notify,
 }
+
+/// The longest a background writer yields to people before it queues anyway.
+const MAX_DEFERENCE: Duration = Duration::from_millis(200);
 
 /// A person's place in the writer queue, given up once they have the writer
 /// (or gave up on it).
@@ -168,17 +171,22 @@ impl Store {
     }
 
     /// `begin` for bulk background work (alert processing): waits until no
-    /// person is waiting for the writer. On PostgreSQL writers do not share
-    /// one connection, so nothing waits.
+    /// person is waiting for the writer, or `MAX_DEFERENCE` at most. On
+    /// PostgreSQL writers do not share one connection, so nothing waits.
     pub async fn begin_in_background(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         if self.backend == Backend::Sqlite {
-            loop {
-                let none_waiting = self.people.none_waiting.notified();
-                if self.people.waiting.load(Ordering::Acquire) == 0 {
-                    break;
+            // People typing back to back could keep the count above zero for
+            // good; background work yields for a bounded time, then queues.
+            let _ = tokio::time::timeout(MAX_DEFERENCE, async {
+                loop {
+                    let none_waiting = self.people.none_waiting.notified();
+                    if self.people.waiting.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    none_waiting.await;
                 }
-                none_waiting.await;
-            }
+            })
+            .await;
         }
         self.begin().await
     }

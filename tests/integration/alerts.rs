@@ -449,7 +449,35 @@ async fn a_payload_that_keeps_failing_is_set_aside(backend: Backend) {
     t.finish().await;
 }
 
+/// The alert processor renews its lease in each payload's transaction: only
+/// its owner, and only while unexpired, so a replica whose long batch
+/// outlived the lease stops instead of grouping beside the new holder.
+async fn only_the_unexpired_owner_renews_a_lease(backend: Backend) {
+    use runbook_bot::store::lease;
+    let t = TestApp::spawn(backend).await;
+    let store = &t.state().store;
+    let now = 1_000_000;
+    assert!(lease::acquire(store, "test-lease", "a", now, 1000).await.unwrap());
+    let renew = |owner: &'static str, at: i64| async move {
+        let mut tx = store.begin().await.unwrap();
+        let held = lease::renew_in(&mut tx, "test-lease", owner, at, 1000).await.unwrap();
+        tx.commit().await.unwrap();
+        held
+    };
+    assert!(!renew("b", now + 10).await, "another owner");
+    assert!(renew("a", now + 500).await, "the owner, in time");
+    assert!(!renew("a", now + 1600).await, "the owner, after it expired");
+    assert!(
+        lease::acquire(store, "test-lease", "b", now + 1600, 1000)
+            .await
+            .unwrap()
+    );
+    assert!(!renew("a", now + 1700).await, "taken over");
+    t.finish().await;
+}
+
 both_backends!(
+    only_the_unexpired_owner_renews_a_lease,
     a_refire_after_its_incident_resolved_opens_a_new_one,
     a_payload_that_keeps_failing_is_set_aside,
     bad_tokens_shapes_and_signatures_store_nothing,

@@ -249,6 +249,40 @@ async fn a_persons_incident_goes_before_queued_alert_posts(backend: Backend) {
     t.finish().await;
 }
 
+/// A storm in one channel (more queued heads than one look at the queue
+/// takes) does not hold up another channel's posts.
+async fn a_storm_in_one_channel_does_not_hold_up_another(backend: Backend) {
+    use runbook_bot::clock::Clock;
+    use runbook_bot::outbox::{Outgoing, enqueue, text_content};
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.outbox.per_channel_per_second = 2.0;
+        cfg.outbox.burst = 1;
+    })
+    .await;
+    // Alert posts each keyed by their alert: every one heads its own queue.
+    let channel = runbook_bot::slack::ids::ChannelId::parse(CHANNEL).unwrap();
+    let storm: Vec<Outgoing> = (0..100)
+        .map(|i| {
+            let content = text_content(format!("alert post {i}"));
+            Outgoing::post_keyed(&channel, None, Some(format!("alert:{i}")), content).automated()
+        })
+        .collect();
+    let mut tx = t.state().store.begin().await.unwrap();
+    enqueue(&mut tx, &storm, None, t.clock.now_ms()).await.unwrap();
+    t.state().outbox.commit(tx).await.unwrap();
+    let other = runbook_bot::slack::ids::ChannelId::parse("C0OTHER").unwrap();
+    let post = Outgoing::post(&other, None, text_content("elsewhere".into())).automated();
+    let mut tx = t.state().store.begin().await.unwrap();
+    enqueue(&mut tx, &[post], None, t.clock.now_ms()).await.unwrap();
+    t.state().outbox.commit(tx).await.unwrap();
+    t.slack
+        .wait_for(3, "the other channel's post", |c| {
+            c.iter().any(|c| c.ok && c.body.to_string().contains("elsewhere"))
+        })
+        .await;
+    t.finish().await;
+}
+
 async fn a_thread_keeps_its_order_and_a_person_behind_an_alert_post_is_not_held_up(backend: Backend) {
     let t = TestApp::spawn_configured(backend, |cfg| {
         cfg.outbox.per_channel_per_second = 2.0;
@@ -291,6 +325,7 @@ async fn a_thread_keeps_its_order_and_a_person_behind_an_alert_post_is_not_held_
 }
 
 both_backends!(
+    a_storm_in_one_channel_does_not_hold_up_another,
     a_persons_incident_goes_before_queued_alert_posts,
     a_thread_keeps_its_order_and_a_person_behind_an_alert_post_is_not_held_up,
     rate_limited_messages_arrive_once_in_order_across_a_restart,

@@ -340,7 +340,49 @@ async fn garbage_frames_do_not_kill_the_connection(backend: Backend) {
     t.finish().await;
 }
 
+/// A connection handles at most 64 envelopes at once; the 65th is left
+/// unacknowledged for Slack to send again, and counted.
+async fn envelopes_beyond_the_in_flight_cap_are_left_for_slack_to_resend(backend: Backend) {
+    let (t, socket) = spawn_socket(backend).await;
+    // As in the slow-command test: no claim or command can finish inline.
+    let mut blocker = t.state().store.begin().await.unwrap();
+    if matches!(backend, Backend::Postgres) {
+        sqlx::query("LOCK TABLE incidents IN EXCLUSIVE MODE")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+    }
+    for n in 0..65 {
+        socket.send(
+            0,
+            &command_envelope(&t, &format!("env-cap-{n}"), L2, &format!("p3 Burst {n}")),
+        );
+    }
+    // The first 64 are acked within Slack's 3 s ("Working on it"); the 65th never.
+    for n in 0..64 {
+        socket.wait_acks(&format!("env-cap-{n}"), 1, 5).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(socket.acks("env-cap-64").is_empty(), "the 65th was acked");
+    blocker.rollback().await.unwrap();
+    let metrics = t.metrics().await;
+    assert!(
+        metrics.contains("runbook_bot_socket_total{event=\"over_capacity\"} 1"),
+        "{metrics}"
+    );
+    // Slack sends it again once the burst is over: acted on then.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.scalar("SELECT COUNT(*) FROM incidents").await < 64 {
+        assert!(Instant::now() < deadline, "the 64 acked commands did not all run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send_and_ack(&socket, 0, &command_envelope(&t, "env-cap-64", L2, "p3 Burst 64")).await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents").await, 65);
+    t.finish().await;
+}
+
 both_backends!(
+    envelopes_beyond_the_in_flight_cap_are_left_for_slack_to_resend,
     a_slash_command_is_acked_in_time_with_its_reply_and_acted_on_once,
     a_slow_command_is_acked_in_time_and_replies_later,
     one_envelope_delivered_twice_and_over_two_connections_is_acted_on_once,

@@ -27,6 +27,11 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const PING_EVERY: Duration = Duration::from_secs(10);
 /// Nothing at all heard for this long: the connection is dead.
 const SILENT_LIMIT: Duration = Duration::from_secs(35);
+/// Envelopes handled at once per connection. Beyond it an envelope is left
+/// unacknowledged, and Slack sends it again later: the Socket Mode form of
+/// HTTP's 503, so a burst cannot pile up tasks waiting on the state store.
+const MAX_IN_FLIGHT: usize = 64;
+
 /// Slack's ack deadline: how long in-flight envelopes may still answer.
 const DRAIN: Duration = Duration::from_secs(3);
 
@@ -107,6 +112,11 @@ fn on_text(
             None
         }
         Frame::Disconnect { reason } => Some(Ended::Disconnect(reason)),
+        Frame::Envelope(env) if inflight.len() >= MAX_IN_FLIGHT => {
+            count(metrics, "over_capacity");
+            tracing::warn!(envelope_id = %env.id, "Socket Mode envelope left for Slack to resend: too many in flight");
+            None
+        }
         Frame::Envelope(env) => {
             let (handler, acks) = (handler.clone(), acks.clone());
             inflight.spawn(async move {
