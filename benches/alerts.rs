@@ -7,9 +7,9 @@
 //! persisted (a 202 means the payload is in the inbox), latency percentiles
 //! of the 202s, and how long the background processing took to catch up.
 
-#[path = "../tests/integration/support/fake_slack.rs"]
-#[allow(dead_code)]
-mod fake_slack;
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code, unused_macros, unused_imports)]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use runbook_bot::App;
 use runbook_bot::config::Config;
 use serde_json::json;
+use support::{Backend, TestDb, fake_slack};
 
 const PER_PAYLOAD: usize = 20;
 const PAYLOADS: usize = 1500;
@@ -45,21 +46,8 @@ fn payload(prefix: &str, n: usize) -> String {
 async fn main() {
     let postgres = std::env::args().any(|a| a == "postgres");
     let slack = fake_slack::FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = if postgres {
-        let admin =
-            std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        use sqlx::{Connection, Executor};
-        let mut c = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL reachable");
-        let name = format!("rb_bench_alerts_{}", std::process::id());
-        c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
-    } else {
-        format!("sqlite://{}", dir.path().join("bench.db").display())
-    };
-    let mut cfg = Config::for_tests(&db_url, &slack.api_url(), "s");
+    let db = TestDb::new(if postgres { Backend::Postgres } else { Backend::Sqlite }).await;
+    let mut cfg = Config::for_tests(&db.url, &slack.api_url(), "s");
     cfg.alerts.token = Some(secrecy::SecretString::from(TOKEN.to_string()));
     cfg.outbox.per_channel_per_second = 10_000.0;
     cfg.outbox.burst = 10_000;
@@ -132,4 +120,5 @@ async fn main() {
         );
     }
     app.shutdown().await;
+    db.cleanup().await;
 }

@@ -12,9 +12,9 @@
 //! answers (each one a state change, a timeline row and two outbox rows in
 //! one transaction), and it reports throughput and latency percentiles.
 
-#[path = "../tests/integration/support/fake_slack.rs"]
-#[allow(dead_code)]
-mod fake_slack;
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code, unused_macros, unused_imports)]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use runbook_bot::App;
 use runbook_bot::config::{Config, Level};
 use runbook_bot::slack::ids::{ChannelId, RoleSubject};
 use runbook_bot::slack::verify::sign;
+use support::{Backend, TestDb, fake_slack};
 
 const SECRET: &str = "bench-secret";
 const DECLARES: usize = 300;
@@ -35,16 +36,21 @@ const OPEN: usize = 20;
 
 #[tokio::main]
 async fn main() {
-    let postgres = std::env::args().any(|a| a == "postgres");
+    let backend = if std::env::args().any(|a| a == "postgres") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
     let only_status = std::env::args().any(|a| a == "status");
     let slack = fake_slack::FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    println!("backend: {}", if postgres { "postgres" } else { "sqlite" });
+    println!("backend: {backend:?}");
 
     if !only_status {
-        sequential(&slack, database(postgres, dir.path(), "sequential").await).await;
+        let db = TestDb::new(backend).await;
+        sequential(&slack, db.url.clone()).await;
+        db.cleanup().await;
     }
-    concurrent(&slack, postgres, dir.path()).await;
+    concurrent(&slack, backend).await;
 }
 
 /// Phase 1: Slack's real pacing would make delivery take minutes; lift it to
@@ -78,10 +84,10 @@ async fn sequential(slack: &fake_slack::FakeSlack, db_url: String) {
 
 /// Phase 2, the write path, with Slack's default pacing as in production:
 /// posts leave at about one per second per channel, root updates as they come.
-async fn concurrent(slack: &fake_slack::FakeSlack, postgres: bool, dir: &std::path::Path) {
+async fn concurrent(slack: &fake_slack::FakeSlack, backend: Backend) {
     for clients in CONCURRENCY {
-        let db = database(postgres, dir, &format!("concurrent{clients}")).await;
-        let (app, send) = start(slack, db, false).await;
+        let db = TestDb::new(backend).await;
+        let (app, send) = start(slack, db.url.clone(), false).await;
         for n in 1..=OPEN {
             send(format!("p2 Checkout slow {n}")).await;
         }
@@ -105,6 +111,7 @@ async fn concurrent(slack: &fake_slack::FakeSlack, postgres: bool, dir: &std::pa
         }
         let (took, cpu) = (started.elapsed(), cpu_seconds() - cpu);
         app.shutdown().await;
+        db.cleanup().await;
         let rate = samples.len() as f64 / took.as_secs_f64();
         let cpu_per = cpu / samples.len() as f64 * 1e6;
         report(
@@ -125,22 +132,6 @@ fn cpu_seconds() -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// A fresh state store for one app.
-async fn database(postgres: bool, dir: &std::path::Path, name: &str) -> String {
-    if !postgres {
-        return format!("sqlite://{}", dir.join(format!("{name}.db")).display());
-    }
-    let admin =
-        std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    use sqlx::{Connection, Executor};
-    let mut c = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL reachable");
-    let name = format!("rb_bench_{}_{name}", std::process::id());
-    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .unwrap();
-    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
 }
 
 /// The app, and a function that sends one signed `/incident` command and
