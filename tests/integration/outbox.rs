@@ -206,8 +206,7 @@ async fn sensitive_messages_are_delivered_and_leave_no_copy_behind(backend: Back
 /// Queue `n` automated posts (alerts) in the incident channel, top level,
 /// or in `incident`'s thread.
 async fn queue_alert_posts(t: &TestApp, n: usize, incident: Option<i64>) {
-    use runbook_bot::clock::Clock;
-    use runbook_bot::outbox::{Outgoing, enqueue, text_content};
+    use runbook_bot::outbox::{Outgoing, text_content};
     let channel = runbook_bot::slack::ids::ChannelId::parse(CHANNEL).unwrap();
     let posts: Vec<Outgoing> = (0..n)
         .map(|i| {
@@ -219,8 +218,16 @@ async fn queue_alert_posts(t: &TestApp, n: usize, incident: Option<i64>) {
             .automated()
         })
         .collect();
+    queue(t, &posts).await;
+}
+
+/// Queue `msgs` as a command would: enqueued, committed, the outbox woken.
+async fn queue(t: &TestApp, msgs: &[runbook_bot::outbox::Outgoing]) {
+    use runbook_bot::clock::Clock;
     let mut tx = t.state().store.begin().await.unwrap();
-    enqueue(&mut tx, &posts, None, t.clock.now_ms()).await.unwrap();
+    runbook_bot::outbox::enqueue(&mut tx, msgs, None, t.clock.now_ms())
+        .await
+        .unwrap();
     t.state().outbox.commit(tx).await.unwrap();
 }
 
@@ -252,8 +259,7 @@ async fn a_persons_incident_goes_before_queued_alert_posts(backend: Backend) {
 /// A storm in one channel (more queued heads than one look at the queue
 /// takes) does not hold up another channel's posts.
 async fn a_storm_in_one_channel_does_not_hold_up_another(backend: Backend) {
-    use runbook_bot::clock::Clock;
-    use runbook_bot::outbox::{Outgoing, enqueue, text_content};
+    use runbook_bot::outbox::{Outgoing, text_content};
     let t = TestApp::spawn_configured(backend, |cfg| {
         cfg.outbox.per_channel_per_second = 2.0;
         cfg.outbox.burst = 1;
@@ -267,14 +273,10 @@ async fn a_storm_in_one_channel_does_not_hold_up_another(backend: Backend) {
             Outgoing::post_keyed(&channel, None, Some(format!("alert:{i}")), content).automated()
         })
         .collect();
-    let mut tx = t.state().store.begin().await.unwrap();
-    enqueue(&mut tx, &storm, None, t.clock.now_ms()).await.unwrap();
-    t.state().outbox.commit(tx).await.unwrap();
+    queue(&t, &storm).await;
     let other = runbook_bot::slack::ids::ChannelId::parse("C0OTHER").unwrap();
     let post = Outgoing::post(&other, None, text_content("elsewhere".into())).automated();
-    let mut tx = t.state().store.begin().await.unwrap();
-    enqueue(&mut tx, &[post], None, t.clock.now_ms()).await.unwrap();
-    t.state().outbox.commit(tx).await.unwrap();
+    queue(&t, &[post]).await;
     t.slack
         .wait_for(3, "the other channel's post", |c| {
             c.iter().any(|c| c.ok && c.body.to_string().contains("elsewhere"))
