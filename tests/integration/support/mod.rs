@@ -388,36 +388,33 @@ impl TestApp {
 
     /// Wait until every alert payload received has been processed.
     pub async fn inbox_processed(&self, secs: u64) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        loop {
-            let n = self
-                .scalar("SELECT COUNT(*) FROM alert_inbox WHERE processed_at IS NULL")
-                .await;
-            if n == 0 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "alert inbox still has {n} unprocessed payloads"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
+        self.until_none(
+            "SELECT COUNT(*) FROM alert_inbox WHERE processed_at IS NULL",
+            "unprocessed alert payloads",
+            secs,
+        )
+        .await;
     }
 
     /// Wait until the outbox has nothing left to deliver.
     pub async fn drained(&self, secs: u64) {
+        self.until_none(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
+            "pending outbox rows",
+            secs,
+        )
+        .await;
+    }
+
+    /// Wait until `count` (a `SELECT COUNT(*)`) reads 0.
+    async fn until_none(&self, count: &'static str, what: &str, secs: u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         loop {
-            let n = self
-                .scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
-                .await;
+            let n = self.scalar(count).await;
             if n == 0 {
                 return;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "outbox still has {n} pending rows"
-            );
+            assert!(std::time::Instant::now() < deadline, "still {n} {what}");
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
     }
