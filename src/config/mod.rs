@@ -6,6 +6,7 @@ mod alert_limits;
 mod alerts;
 mod build;
 mod features;
+mod incidents;
 mod limits;
 mod retention;
 mod supabase;
@@ -14,6 +15,8 @@ pub use alert_limits::{AutoDiagnoseBudget, Grouping, StormLimit};
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
 pub use features::Feature;
+pub use incidents::IncidentsConfig;
+use incidents::RawIncidents;
 pub use limits::{HttpConfig, MetricsConfig};
 use limits::{RawHttp, RawMetrics};
 pub use retention::{AbuseConfig, RetentionConfig};
@@ -117,6 +120,8 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     abuse: RawAbuse,
+    #[serde(default)]
+    incidents: RawIncidents,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +260,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub retention: RetentionConfig,
     pub abuse: AbuseConfig,
+    pub incidents: IncidentsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +427,7 @@ impl Config {
             metrics: MetricsConfig::default(),
             retention: RetentionConfig::default(),
             abuse: AbuseConfig::default(),
+            incidents: IncidentsConfig::default(),
         }
     }
 }

@@ -83,6 +83,39 @@ pub struct Incident {
     pub resolved_by: Option<String>,
     pub resolved_at: Option<i64>,
     pub summary: Option<String>,
+    /// `pending`, `made` or `failed` for an incident with a dedicated
+    /// channel; `None` for one that lives in its thread only.
+    pub room_state: Option<String>,
+    pub room_channel: Option<String>,
+}
+
+/// Where an incident's conversation happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Room {
+    /// Its thread in the incident channel.
+    Thread,
+    /// A dedicated channel is being made; messages wait for it.
+    Pending,
+    Made(String),
+    /// It could not be made; messages go to the thread.
+    Failed,
+}
+
+impl Incident {
+    pub fn room(&self) -> Room {
+        match (self.room_state.as_deref(), &self.room_channel) {
+            (_, Some(c)) => Room::Made(c.clone()),
+            (Some("pending"), None) => Room::Pending,
+            (Some(_), None) => Room::Failed,
+            (None, None) => Room::Thread,
+        }
+    }
+
+    /// Whether messages meant for the room are routed through it (made,
+    /// being made, or given up on and sent to the thread at delivery).
+    pub fn has_room(&self) -> bool {
+        self.room_state.is_some()
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -5,7 +5,7 @@
 use chrono::{TimeZone, Utc};
 use slack_morphism::prelude::*;
 
-use super::model::{Incident, Severity, State, TimelineEvent, human_duration};
+use super::model::{Incident, Room, Severity, State, TimelineEvent, human_duration};
 use crate::slack::text::{SECTION_MAX, escape, escape_code_block, fit};
 
 pub const ACTION_ACK: &str = "incident_ack";
@@ -105,6 +105,9 @@ pub fn root(i: &Incident, now: i64) -> SlackMessageContent {
             )),
         ])),
     ];
+    if let Some(room) = room_line(i) {
+        blocks.push(section(room));
+    }
     if let Some(s) = &i.status_text {
         blocks.push(section(format!("*Latest update:* {}", escape(s))));
     }
@@ -145,6 +148,26 @@ pub fn root(i: &Incident, now: i64) -> SlackMessageContent {
             i.state.as_str()
         ))
         .with_blocks(blocks)
+}
+
+/// Where the incident is worked, on the root message in the incident channel.
+fn room_line(i: &Incident) -> Option<String> {
+    match i.room() {
+        Room::Made(c) => Some(format!("*Incident channel:* <#{c}> — join it to help.")),
+        Room::Pending => Some("*Incident channel:* being created…".into()),
+        Room::Failed | Room::Thread => None,
+    }
+}
+
+/// A room's topic: severity · status · commander (Slack allows 250 characters).
+pub fn topic(i: &Incident) -> String {
+    let status = match i.state {
+        State::Resolved => "Resolved".to_string(),
+        State::Acknowledged => "Acknowledged".to_string(),
+        State::Declared => "Investigating".to_string(),
+    };
+    let t = format!("{} {} · {status} · Commander: {}", i.severity.emoji(), i.severity.label(), who(&i.commander));
+    t.chars().take(250).collect()
 }
 
 pub fn reply(text: String) -> SlackMessageContent {
@@ -310,7 +333,25 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
             summary: None,
+            room_state: None,
+            room_channel: None,
         }
+    }
+
+    #[test]
+    fn the_root_links_the_room_and_the_topic_names_who_leads() {
+        let mut i = incident();
+        assert!(!json(&root(&i, i.declared_at)).contains("Incident channel"));
+        i.room_state = Some("pending".into());
+        assert!(json(&root(&i, i.declared_at)).contains("being created"));
+        i.room_state = Some("made".into());
+        i.room_channel = Some("C0ROOM".into());
+        assert!(json(&root(&i, i.declared_at)).contains("<#C0ROOM>"));
+        i.room_state = Some("failed".into());
+        i.room_channel = None;
+        assert!(!json(&root(&i, i.declared_at)).contains("Incident channel"));
+        let t = topic(&i);
+        assert!(t.contains("P1") && t.contains("Investigating") && t.contains("<@U1>"), "{t}");
     }
 
     fn json(c: &SlackMessageContent) -> String {

@@ -12,7 +12,7 @@ pub use crate::store::timeline::add_event;
 macro_rules! columns {
     () => {
         "id, channel, title, severity, state, status_text, commander, declared_by, declared_at, \
-         acknowledged_by, acknowledged_at, resolved_by, resolved_at, summary"
+         acknowledged_by, acknowledged_at, resolved_by, resolved_at, summary, room_state, room_channel"
     };
 }
 

@@ -1,0 +1,22 @@
+-- Dedicated incident channels ("rooms") for the severities that want one.
+-- room_state: NULL = the incident lives in its #incidents thread only;
+-- 'pending' = the outbox is creating the room; 'made' = room_channel holds
+-- its id (written once, by a conditional update); 'failed' = it could not
+-- be made and everything meant for it goes to the thread instead.
+-- archive_at: when the room of a resolved incident is archived (resolved_at
+-- + incidents.archive_after_hours); cleared by reopen and once queued.
+ALTER TABLE incidents ADD COLUMN room_state TEXT;
+ALTER TABLE incidents ADD COLUMN room_channel TEXT;
+ALTER TABLE incidents ADD COLUMN archive_at BIGINT;
+CREATE INDEX incidents_by_room ON incidents (room_channel) WHERE room_channel IS NOT NULL;
+CREATE INDEX incidents_archive_due ON incidents (archive_at) WHERE archive_at IS NOT NULL;
+
+-- Messages pinned (or marked with the configured emoji) in a room or an
+-- incident thread: one timeline entry per message, whichever events say so.
+CREATE TABLE incident_pins (
+    incident_id BIGINT  NOT NULL REFERENCES incidents (id),
+    message_ts  TEXT    NOT NULL,
+    channel     TEXT    NOT NULL,
+    added_at    BIGINT  NOT NULL,
+    PRIMARY KEY (incident_id, message_ts)
+);
