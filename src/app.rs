@@ -149,6 +149,7 @@ fn spawn_workers(state: &Arc<AppState>, cancel: &CancellationToken) -> Vec<JoinH
                 slack: state.slack.clone(),
                 metrics: state.metrics.clone(),
                 config: state.config.outbox.clone(),
+                rooms: Some(Arc::new(crate::incident::room::steps::Steps { state: state.clone() })),
             };
             worker.run(cancel)
         }
@@ -174,12 +175,16 @@ fn spawn_workers(state: &Arc<AppState>, cancel: &CancellationToken) -> Vec<JoinH
         let state = state.clone();
         move |cancel| crate::approval::followup::worker::run(state.clone(), cancel)
     });
+    let rooms = supervise("room-archive", cancel.clone(), {
+        let state = state.clone();
+        move |cancel| crate::incident::room::archive::run(state.clone(), cancel)
+    });
     let health = supervise("health", cancel.clone(), {
         let state = state.clone();
         move |cancel| crate::alerts::health::run(state.clone(), cancel)
     });
     vec![
-        readiness, outbox, janitor, approvals, alerts, escalation, followups, health,
+        readiness, outbox, janitor, approvals, alerts, escalation, followups, rooms, health,
     ]
 }
 

@@ -52,6 +52,12 @@ impl RoleResolver {
         self.level(roles, slack, user, Freshness::Fresh).await
     }
 
+    /// A user group's members as last known (fetched when stale), for
+    /// invitations: who to ask into a room is not a permission.
+    pub async fn group_members(&self, slack: &SlackApi, group: &str) -> Vec<String> {
+        self.members(slack, group, Freshness::LastKnown).await
+    }
+
     async fn level(&self, roles: &Roles, slack: &SlackApi, user: &str, freshness: Freshness) -> Option<Level> {
         let mut best = roles.direct_level(user);
         for (group, level) in roles.groups() {

@@ -15,7 +15,7 @@ pub use alert_limits::{AutoDiagnoseBudget, Grouping, StormLimit};
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
 pub use features::Feature;
-pub use incidents::IncidentsConfig;
+pub use incidents::{CHANNEL_NAME_MAX, IncidentsConfig};
 use incidents::RawIncidents;
 pub use limits::{HttpConfig, MetricsConfig};
 use limits::{RawHttp, RawMetrics};

@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod escalation;
 pub mod model;
 pub mod render;
+pub mod room;
 pub mod store;
 
 pub use crate::outbox::incident_root_key as root_key;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use slack_morphism::errors::{SlackClientError, SlackClientSystemError};
 use slack_morphism::prelude::*;
 
-use super::Kind;
+use super::{Kind, RoomSteps};
 use super::rows::{self, KnownTs, OutboxRow};
 use crate::config::OutboxConfig;
 use crate::slack::client::SlackApi;
@@ -20,6 +20,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum Outcome {
     /// Slack took it; a post's `ts` when there is one.
     Sent(Option<String>),
+    /// Slack took it in another channel than the row names (a message
+    /// meant for an incident's room).
+    SentIn { channel: String, ts: Option<String> },
+    /// Could not be done, and whoever did the step has already recorded
+    /// and reported it (a room that could not be made): no generic notice.
+    Handled(String),
     Retry {
         after_ms: i64,
         error: String,
@@ -42,16 +48,29 @@ pub struct Delivery<'a> {
     pub store: &'a Store,
     pub slack: &'a SlackApi,
     pub config: &'a OutboxConfig,
+    pub rooms: Option<&'a dyn RoomSteps>,
+}
+
+/// Where a row goes: `channel` when it is not the row's own.
+struct Destination {
+    channel: Option<String>,
+    ts: Option<String>,
 }
 
 impl Delivery<'_> {
     pub async fn deliver(&self, row: &OutboxRow) -> Outcome {
+        if row.kind == Kind::Room {
+            return match self.rooms {
+                Some(rooms) => rooms.deliver(row).await,
+                None => Outcome::Failed("no room steps in this process".into()),
+            };
+        }
         let content: SlackMessageContent = match serde_json::from_str(&row.payload) {
             Ok(c) => c,
             Err(e) => return Outcome::Failed(format!("stored payload does not decode: {e}")),
         };
-        let thread_ts = match self.thread_ts(row).await {
-            Ok(ts) => ts,
+        let dest = match self.destination(row).await {
+            Ok(d) => d,
             Err(outcome) => return outcome,
         };
         if row.kind == Kind::Update {
@@ -61,29 +80,67 @@ impl Delivery<'_> {
                 Err(e) => return self.store_error(e),
             }
         }
-        match tokio::time::timeout(SEND_TIMEOUT, self.send(row, content, thread_ts)).await {
+        let channel = dest.channel.clone();
+        match tokio::time::timeout(SEND_TIMEOUT, self.send(row, content, dest)).await {
             Err(_) => Outcome::Retry {
                 after_ms: backoff_ms(self.config, row.attempts),
                 error: "timed out".into(),
                 counts_as_attempt: true,
             },
-            Ok(Ok(ts)) => Outcome::Sent(ts),
+            Ok(Ok(ts)) => match channel {
+                Some(channel) => Outcome::SentIn { channel, ts },
+                None => Outcome::Sent(ts),
+            },
             Ok(Err(e)) => classify(self.config, row.attempts, &e),
+        }
+    }
+
+    /// A message meant for an incident's room goes there once it is made
+    /// (top level), waits while it is being made, and otherwise goes to the
+    /// incident's thread. Anything else goes where `thread_ts` says.
+    async fn destination(&self, row: &OutboxRow) -> Result<Destination, Outcome> {
+        let room_of = row
+            .thread_key
+            .as_deref()
+            .filter(|k| k.starts_with("room:"))
+            .and(row.incident_id);
+        let Some(incident) = room_of else {
+            return self.thread_ts(row, row.thread_key.as_deref()).await;
+        };
+        match rows::room_of(self.store, incident).await {
+            Ok(rows::RoomDest::Room(channel)) => Ok(Destination {
+                channel: Some(channel),
+                ts: None,
+            }),
+            Ok(rows::RoomDest::NotYet) => Err(Outcome::NotYet { after_ms: 500 }),
+            Ok(rows::RoomDest::Thread) => {
+                let key = super::incident_root_key(incident);
+                self.thread_ts(row, Some(&key)).await
+            }
+            Err(e) => Err(self.store_error(e)),
         }
     }
 
     /// The thread to reply in, or the message to update, may be known only
     /// by key until its own post is delivered (same lane, so it goes first).
-    async fn thread_ts(&self, row: &OutboxRow) -> Result<Option<String>, Outcome> {
+    /// An update goes to the channel its message was posted in.
+    async fn thread_ts(&self, row: &OutboxRow, thread_key: Option<&str>) -> Result<Destination, Outcome> {
         let key = match row.kind {
             Kind::Update => row.message_key.as_deref(),
-            _ => row.thread_key.as_deref(),
+            _ => thread_key,
         };
         let Some(key) = key else {
-            return Ok(row.thread_ts.clone());
+            return Ok(Destination {
+                channel: None,
+                ts: row.thread_ts.clone(),
+            });
         };
         match rows::known_ts(self.store, key).await {
-            Ok(KnownTs::Known(ts)) => Ok(Some(ts)),
+            Ok(KnownTs::Known(channel, ts)) => Ok(Destination {
+                channel: (row.kind == Kind::Update && row.channel.as_deref() != Some(channel.as_str()))
+                    .then_some(channel),
+                ts: Some(ts),
+            }),
             Ok(KnownTs::Lost) => Err(Outcome::Failed(format!(
                 "the message `{key}` it depends on was never delivered"
             ))),
@@ -104,10 +161,15 @@ impl Delivery<'_> {
         &self,
         row: &OutboxRow,
         content: SlackMessageContent,
-        thread_ts: Option<String>,
+        dest: Destination,
     ) -> Result<Option<String>, SlackClientError> {
         let session = self.slack.session();
-        let channel = row.channel.as_deref().map(|c| SlackChannelId::new(c.to_string()));
+        let thread_ts = dest.ts;
+        let channel = dest
+            .channel
+            .as_deref()
+            .or(row.channel.as_deref())
+            .map(|c| SlackChannelId::new(c.to_string()));
         match (row.kind, channel) {
             (Kind::Update, Some(channel)) => {
                 let ts = SlackTs::new(thread_ts.unwrap_or_default());

@@ -16,7 +16,12 @@
 mod delivery;
 pub mod pacing;
 mod rows;
+pub mod steps;
 pub mod worker;
+
+pub use delivery::{Outcome, backoff_ms, classify};
+pub use rows::OutboxRow;
+pub use steps::{RoomSteps, enqueue_step, room_thread_key};
 
 use std::sync::Arc;
 
@@ -100,6 +105,9 @@ pub enum Kind {
     Update,
     /// A reply through a command's `response_url`.
     Respond,
+    /// One step of making or keeping an incident's dedicated channel
+    /// (create, invite, topic, bookmarks, archive), done by `RoomSteps`.
+    Room,
 }
 
 impl Kind {
@@ -108,6 +116,7 @@ impl Kind {
             Kind::Post => "post",
             Kind::Update => "update",
             Kind::Respond => "respond",
+            Kind::Room => "room",
         }
     }
 
@@ -116,6 +125,7 @@ impl Kind {
             "post" => Kind::Post,
             "update" => Kind::Update,
             "respond" => Kind::Respond,
+            "room" => Kind::Room,
             _ => return None,
         })
     }
@@ -155,6 +165,15 @@ impl Outgoing {
     /// A reply in an incident's thread.
     pub fn thread(incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
         let mut m = Self::post_keyed(channel, Some(incident_root_key(incident_id)), None, content);
+        m.incident_id = Some(incident_id);
+        m
+    }
+    /// A message for the incident's dedicated channel: delivery posts it
+    /// there once the room is made, waits while it is being made (same
+    /// lane and order key as the create step), and falls back to the
+    /// incident's thread in `channel` when the room could not be made.
+    pub fn to_room(incident_id: i64, channel: &ChannelId, content: SlackMessageContent) -> Self {
+        let mut m = Self::post_keyed(channel, Some(room_thread_key(incident_id)), None, content);
         m.incident_id = Some(incident_id);
         m
     }

@@ -95,11 +95,13 @@ pub async fn claim(store: &Store, owner: &str, id: i64, now: i64) -> anyhow::Res
     Ok(done.rows_affected() == 1)
 }
 
-/// Sent: remember the posted message's `ts` under its key, in one transaction.
+/// Sent: remember the posted message's `ts` (and the channel it went to,
+/// when not the row's own) under its key, in one transaction.
 pub async fn mark_sent(
     store: &Store,
     owner: &str,
     row: &OutboxRow,
+    sent_in: Option<&str>,
     ts: Option<String>,
     now: i64,
 ) -> anyhow::Result<()> {
@@ -116,7 +118,8 @@ pub async fn mark_sent(
     .bind(SCRUBBED)
     .execute(&mut *tx)
     .await?;
-    if let (Kind::Post, Some(key), Some(channel), Some(ts)) = (row.kind, &row.message_key, &row.channel, ts) {
+    let channel = sent_in.or(row.channel.as_deref());
+    if let (Kind::Post, Some(key), Some(channel), Some(ts)) = (row.kind, &row.message_key, channel, ts) {
         sqlx::query("INSERT INTO slack_messages (key, channel, ts) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(channel)
@@ -187,7 +190,8 @@ pub async fn mark_failed(conn: &mut AnyConnection, owner: &str, id: i64, error: 
 
 /// What is known of the message a row depends on.
 pub enum KnownTs {
-    Known(String),
+    /// The channel it was posted in, and its ts.
+    Known(String, String),
     /// Its post is still queued.
     NotYet,
     /// Its post failed or was never queued.
@@ -195,12 +199,12 @@ pub enum KnownTs {
 }
 
 pub async fn known_ts(store: &Store, key: &str) -> anyhow::Result<KnownTs> {
-    let ts: Option<String> = sqlx::query_scalar("SELECT ts FROM slack_messages WHERE key = $1")
+    let known: Option<(String, String)> = sqlx::query_as("SELECT channel, ts FROM slack_messages WHERE key = $1")
         .bind(key)
         .fetch_optional(&store.pool)
         .await?;
-    if let Some(ts) = ts {
-        return Ok(KnownTs::Known(ts));
+    if let Some((channel, ts)) = known {
+        return Ok(KnownTs::Known(channel, ts));
     }
     let post: Option<String> =
         sqlx::query_scalar("SELECT status FROM outbox WHERE message_key = $1 AND kind = 'post' ORDER BY id LIMIT 1")
@@ -210,6 +214,28 @@ pub async fn known_ts(store: &Store, key: &str) -> anyhow::Result<KnownTs> {
     Ok(match post.as_deref() {
         Some("pending") => KnownTs::NotYet,
         _ => KnownTs::Lost,
+    })
+}
+
+/// Where a message meant for an incident's room goes now.
+pub enum RoomDest {
+    Room(String),
+    /// The room is being made.
+    NotYet,
+    /// No room (never wanted, or it could not be made): the incident's thread.
+    Thread,
+}
+
+pub async fn room_of(store: &Store, incident_id: i64) -> anyhow::Result<RoomDest> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT room_state, room_channel FROM incidents WHERE id = $1")
+            .bind(incident_id)
+            .fetch_optional(&store.pool)
+            .await?;
+    Ok(match row {
+        Some((_, Some(channel))) => RoomDest::Room(channel),
+        Some((Some(state), None)) if state == "pending" => RoomDest::NotYet,
+        _ => RoomDest::Thread,
     })
 }
 

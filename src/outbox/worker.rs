@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::delivery::{Delivery, Outcome};
 use super::pacing::Pacer;
 use super::rows::{self, OutboxRow};
-use super::{Kind, Outbox, Outgoing, text_content};
+use super::{Kind, Outbox, Outgoing, RoomSteps, text_content};
 use crate::config::OutboxConfig;
 use crate::metrics::Metrics;
 use crate::slack::client::SlackApi;
@@ -38,6 +38,8 @@ pub struct Worker {
     pub slack: SlackApi,
     pub metrics: Arc<Metrics>,
     pub config: OutboxConfig,
+    /// Runs the steps of incidents' dedicated channels.
+    pub rooms: Option<Arc<dyn RoomSteps>>,
 }
 
 impl Worker {
@@ -75,13 +77,16 @@ impl Worker {
             store,
             slack: &self.slack,
             config: &self.config,
+            rooms: self.rooms.as_deref(),
         };
         let mut progressed = false;
         for row in rows {
             if cancel.is_cancelled() {
                 break;
             }
-            if row.kind == Kind::Post && pacer.try_take(&row.lane, self.outbox.clock.now_ms()).is_err() {
+            // Room steps are Slack writes too (`conversations.create` is Tier 2).
+            let paced = matches!(row.kind, Kind::Post | Kind::Room);
+            if paced && pacer.try_take(&row.lane, self.outbox.clock.now_ms()).is_err() {
                 continue;
             }
             let claimed = rows::claim(store, owner, row.id, self.outbox.clock.now_ms())
@@ -106,9 +111,21 @@ impl Worker {
         let metric = |outcome: &'static str| self.metrics.outbox_delivery(outcome);
         match outcome {
             Outcome::Sent(ts) => {
-                rows::mark_sent(store, owner, row, ts, now).await?;
+                rows::mark_sent(store, owner, row, None, ts, now).await?;
                 metric("sent");
                 self.observe_sent(row, now);
+            }
+            Outcome::SentIn { channel, ts } => {
+                rows::mark_sent(store, owner, row, Some(&channel), ts, now).await?;
+                metric("sent");
+                self.observe_sent(row, now);
+            }
+            Outcome::Handled(error) => {
+                tracing::warn!(outbox.id = row.id, incident.id = ?row.incident_id, error = %error, "room step failed; degraded to the thread");
+                let mut tx = store.begin().await?;
+                rows::mark_failed(&mut tx, owner, row.id, &error, now).await?;
+                tx.commit().await?;
+                metric("degraded");
             }
             Outcome::Superseded => {
                 rows::mark_superseded(store, owner, row.id, now).await?;

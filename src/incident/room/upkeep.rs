@@ -1,0 +1,202 @@
+//! The steps after a room is made: invitations, topic, bookmarks and the
+//! archive. None of them can lose the incident, so a refusal from Slack is
+//! a warning on the timeline (and, for people who could not be invited, a
+//! message in the room), never a failure; rate limits and outages retry.
+
+use std::collections::BTreeSet;
+
+use slack_morphism::prelude::*;
+
+use super::Step;
+use super::steps::{Answer, Steps};
+use crate::incident::model::{Incident, Room};
+use crate::incident::{render, store as db};
+use crate::outbox::{self, OutboxRow, Outcome, Outgoing};
+use crate::slack::ids::{ChannelId, RoleSubject};
+
+/// `conversations.invite` takes at most 1000 users per call.
+const INVITE_BATCH: usize = 1000;
+
+/// Errors that concern the whole room, not one invitee: inviting people one
+/// by one would only repeat them.
+const ROOM_ERRORS: &[&str] = &[
+    "missing_scope",
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "restricted_action",
+    "not_authed",
+    "invalid_auth",
+    "no_permission",
+    "not_allowed_token_type",
+];
+
+impl Steps {
+    /// Everyone who should be in the room: the declarer, the commander and
+    /// the severity's responders (user groups expanded).
+    async fn invitees(&self, i: &Incident) -> Vec<String> {
+        let mut users = BTreeSet::new();
+        for who in [&i.declared_by, &i.commander] {
+            if who != "bot" {
+                users.insert(who.clone());
+            }
+        }
+        for subject in self.state.config.incidents.responders_for(i.severity) {
+            match subject {
+                RoleSubject::User(u) => {
+                    users.insert(u.as_str().to_string());
+                }
+                RoleSubject::Group(g) => {
+                    let members = self.state.roles.group_members(&self.state.slack, g.as_str()).await;
+                    users.extend(members);
+                }
+            }
+        }
+        users.into_iter().collect()
+    }
+
+    pub(super) async fn invite(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
+        let Room::Made(room) = i.room() else {
+            return Ok(Outcome::Sent(None));
+        };
+        let users = self.invitees(i).await;
+        let mut refused: Vec<(String, String)> = Vec::new();
+        for batch in users.chunks(INVITE_BATCH) {
+            match self.invite_some(row, &room, batch).await {
+                Answer::Later(outcome) => return Ok(outcome),
+                Answer::Ok(_) => {}
+                Answer::No(code) if ROOM_ERRORS.contains(&code.as_str()) || batch.len() == 1 => {
+                    refused.extend(batch.iter().map(|u| (u.clone(), code.clone())));
+                }
+                // One inactive or uninvitable user fails the whole call:
+                // invite the rest one by one and say who could not be.
+                Answer::No(_) => {
+                    for user in batch {
+                        match self.invite_some(row, &room, std::slice::from_ref(user)).await {
+                            Answer::Later(outcome) => return Ok(outcome),
+                            Answer::Ok(_) => {}
+                            Answer::No(code) => refused.push((user.clone(), code)),
+                        }
+                    }
+                }
+            }
+        }
+        if !refused.is_empty() {
+            self.report_refused(i, &refused).await?;
+        }
+        Ok(Outcome::Sent(None))
+    }
+
+    async fn invite_some(&self, row: &OutboxRow, room: &str, users: &[String]) -> Answer {
+        let req = SlackApiConversationsInviteRequest::new(
+            SlackChannelId::new(room.to_string()),
+            users.iter().map(|u| SlackUserId::new(u.clone())).collect(),
+        );
+        match self.call(row, "conversations.invite", &req).await {
+            Answer::No(code) if code == "already_in_channel" => Answer::Ok(serde_json::Value::Null),
+            other => other,
+        }
+    }
+
+    async fn report_refused(&self, i: &Incident, refused: &[(String, String)]) -> anyhow::Result<()> {
+        let now = self.state.clock.now_ms();
+        let list = refused
+            .iter()
+            .map(|(u, code)| format!("<@{u}> (`{}`)", code.replace('`', "'")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let channel = ChannelId::parse(&i.channel).map_err(|e| anyhow::anyhow!("stored channel: {e}"))?;
+        let text = format!(":warning: I could not invite {list}. Everyone else is in; invite them by hand if they should be here.");
+        let mut tx = self.state.store.begin_in_background().await?;
+        outbox::enqueue(&mut tx, &[Outgoing::to_room(i.id, &channel, render::reply(text))], None, now).await?;
+        let who: Vec<&str> = refused.iter().map(|(u, _)| u.as_str()).collect();
+        let event = format!("Could not invite to the incident channel: {}", who.join(", "));
+        db::add_event(&mut tx, i.id, now, "bot", "room_warning", &event).await?;
+        self.state.outbox.commit(tx).await?;
+        Ok(())
+    }
+
+    pub(super) async fn topic(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
+        let Room::Made(room) = i.room() else {
+            return Ok(Outcome::Sent(None));
+        };
+        let req = SlackApiConversationsSetTopicRequest::new(SlackChannelId::new(room), render::topic(i));
+        self.warn_unless_done(row, i, "conversations.setTopic", &req, "set the topic").await
+    }
+
+    pub(super) async fn bookmarks(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
+        let Room::Made(room) = i.room() else {
+            return Ok(Outcome::Sent(None));
+        };
+        let config = &self.state.config.incidents;
+        let links = [("Runbook", &config.runbook_url), ("Status page", &config.status_page_url)];
+        for (title, link) in links {
+            let Some(link) = link else { continue };
+            // slack-morphism has no bookmarks API: the same client, its generic post.
+            let req = serde_json::json!({"channel_id": room, "title": title, "type": "link", "link": link});
+            match self.warn_unless_done(row, i, "bookmarks.add", &req, "add a bookmark").await? {
+                Outcome::Sent(_) => {}
+                later => return Ok(later),
+            }
+        }
+        Ok(Outcome::Sent(None))
+    }
+
+    pub(super) async fn archive(&self, row: &OutboxRow, i: &Incident, stray: Option<String>) -> anyhow::Result<Outcome> {
+        let room = match (stray.clone(), i.room()) {
+            (Some(c), _) | (None, Room::Made(c)) => c,
+            _ => return Ok(Outcome::Sent(None)),
+        };
+        let req = SlackApiConversationsArchiveRequest::new(SlackChannelId::new(room));
+        match self.call(row, "conversations.archive", &req).await {
+            Answer::Later(outcome) => Ok(outcome),
+            Answer::Ok(_) if stray.is_none() => {
+                self.note(i, "room", "Incident channel archived").await?;
+                Ok(Outcome::Sent(None))
+            }
+            Answer::Ok(_) => Ok(Outcome::Sent(None)),
+            Answer::No(code) if code == "already_archived" => Ok(Outcome::Sent(None)),
+            Answer::No(code) => {
+                self.note(i, "room_warning", &format!("Could not archive the incident channel ({code})"))
+                    .await?;
+                Ok(Outcome::Sent(None))
+            }
+        }
+    }
+
+    /// Make a call whose refusal is only a warning on the timeline.
+    async fn warn_unless_done(
+        &self,
+        row: &OutboxRow,
+        i: &Incident,
+        method: &str,
+        req: &(impl serde::Serialize + Send + Sync),
+        what: &str,
+    ) -> anyhow::Result<Outcome> {
+        match self.call(row, method, req).await {
+            Answer::Ok(_) => Ok(Outcome::Sent(None)),
+            Answer::Later(outcome) => Ok(outcome),
+            Answer::No(code) => {
+                self.note(i, "room_warning", &format!("Could not {what} of the incident channel ({code})"))
+                    .await?;
+                Ok(Outcome::Sent(None))
+            }
+        }
+    }
+
+    async fn note(&self, i: &Incident, kind: &str, text: &str) -> anyhow::Result<()> {
+        let mut tx = self.state.store.begin_in_background().await?;
+        db::add_event(&mut tx, i.id, self.state.clock.now_ms(), "bot", kind, text).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Queue a topic refresh for an incident with a room (after a change of
+/// severity, status or commander, and on resolve and reopen).
+pub async fn refresh_topic(conn: &mut sqlx::AnyConnection, i: &Incident, now: i64) -> anyhow::Result<()> {
+    if matches!(i.room(), Room::Made(_) | Room::Pending) {
+        super::queue(conn, i, Step::Topic, None, now).await?;
+    }
+    Ok(())
+}
