@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::model::{Incident, Severity, human_duration};
 use super::store as db;
 use crate::config::{Config, Level};
-use crate::outbox::{self, Outgoing};
+use crate::outbox;
 use crate::slack::ids::{ChannelId, RoleSubject};
 use crate::state::AppState;
 
@@ -179,7 +179,7 @@ async fn post_once(
     db::add_event(tx, i.id, now, "bot", "escalation", &format!("Escalation step {step}")).await?;
     outbox::enqueue(
         tx,
-        &[Outgoing::thread(i.id, &channel, super::render::reply(text.to_string()))],
+        &[super::cmd::conversation(i, &channel, super::render::reply(text.to_string()))],
         None,
         now,
     )

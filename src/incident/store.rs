@@ -174,3 +174,18 @@ pub async fn timeline(conn: &mut AnyConnection, incident_id: i64) -> anyhow::Res
     .await?;
     Ok(rows.iter().map(TimelineEvent::from_row).collect::<Result<_, _>>()?)
 }
+
+/// Reopen a resolved incident: back to acknowledged (or declared, if nobody
+/// had acknowledged it), and a scheduled archive of its room is cancelled.
+pub async fn reopen(conn: &mut AnyConnection, id: i64, now: i64) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE incidents SET state = CASE WHEN acknowledged_at IS NULL THEN 'declared' ELSE 'acknowledged' END,
+           resolved_by = NULL, resolved_at = NULL, archive_at = NULL, updated_at = $1
+         WHERE id = $2 AND state = 'resolved'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -99,11 +99,7 @@ impl Delivery<'_> {
     /// (top level), waits while it is being made, and otherwise goes to the
     /// incident's thread. Anything else goes where `thread_ts` says.
     async fn destination(&self, row: &OutboxRow) -> Result<Destination, Outcome> {
-        let room_of = row
-            .thread_key
-            .as_deref()
-            .filter(|k| k.starts_with("room:"))
-            .and(row.incident_id);
+        let room_of = row.thread_key.as_deref().and_then(super::steps::room_of_key);
         let Some(incident) = room_of else {
             return self.thread_ts(row, row.thread_key.as_deref()).await;
         };

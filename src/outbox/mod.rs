@@ -254,7 +254,8 @@ impl Outgoing {
     /// incident, else one thread or one message and its updates, else the
     /// lane's unkeyed posts.
     fn order_key(&self) -> String {
-        match self.incident_id {
+        let room = self.thread_key.as_deref().and_then(steps::room_of_key);
+        match self.incident_id.or(room) {
             Some(id) => incident_root_key(id),
             None => self
                 .thread_key

@@ -17,6 +17,11 @@ pub fn room_thread_key(incident_id: i64) -> String {
     format!("room:{incident_id}")
 }
 
+/// The incident a room thread key names.
+pub fn room_of_key(key: &str) -> Option<i64> {
+    key.strip_prefix("room:")?.parse().ok()
+}
+
 /// Runs one room step (`row.payload` is the step, as its owner wrote it).
 pub trait RoomSteps: Send + Sync {
     fn deliver<'a>(&'a self, row: &'a OutboxRow) -> BoxFuture<'a, Outcome>;

@@ -7,7 +7,7 @@ use super::{Ctx, TITLE_MAX, usage_error};
 use crate::config::Level;
 use crate::error::{CommandError, UserError};
 use crate::incident::model::{Incident, Severity};
-use crate::incident::{render, store as db};
+use crate::incident::{render, room, store as db};
 use crate::origin::Reply;
 use crate::outbox::{self, Outgoing};
 use crate::slack::text::decode_command_text;
@@ -49,8 +49,13 @@ impl Declare {
             automated: false,
         };
         let i = declare(&mut ctx.tx, ctx.state, new, ctx.origin.response_url.as_deref(), ctx.now).await?;
+        let where_ = if i.has_room() {
+            "I am creating its own channel and will invite you; its message there links to it."
+        } else {
+            "Updates thread under its message."
+        };
         Ok(Reply::new(format!(
-            ":rotating_light: Declared incident *#{}* ({}) in <#{channel}>. You are the commander; updates thread under its message.",
+            ":rotating_light: Declared incident *#{}* ({}) in <#{channel}>. You are the commander. {where_}",
             i.id, self.severity
         )))
     }
@@ -79,7 +84,12 @@ pub async fn declare(
     now: i64,
 ) -> anyhow::Result<Incident> {
     let channel = &state.config.slack.incident_channel;
-    let i = db::insert(tx, channel.as_str(), new.title, new.severity, new.by, new.service, now).await?;
+    let mut i = db::insert(tx, channel.as_str(), new.title, new.severity, new.by, new.service, now).await?;
+    // Only severities that want a room pay for one (a P3 runs what it always did).
+    let room = state.config.incidents.wants_room(new.severity);
+    if room {
+        room::mark_pending(tx, &mut i).await?;
+    }
     crate::telemetry::record_incident(i.id);
     tracing::info!(
         incident.id = i.id,
@@ -102,6 +112,9 @@ pub async fn declare(
     ]
     .map(|m| if new.automated { m.automated() } else { m });
     outbox::enqueue(tx, &msgs, notify_url, now).await?;
+    if room {
+        room::queue(tx, &i, room::Step::Create, notify_url, now).await?;
+    }
     state.metrics.incident_declared(new.severity.as_str());
     Ok(i)
 }

@@ -9,6 +9,7 @@ mod ack;
 mod assign;
 mod declare;
 mod list;
+mod reopen;
 mod resolve;
 mod sev;
 mod status;
@@ -18,15 +19,18 @@ pub use ack::Ack;
 pub use assign::Assign;
 pub use declare::{Declare, NewIncident, declare};
 pub use list::List;
+pub use reopen::Reopen;
 pub use resolve::Resolve;
 pub use sev::Sev;
 pub use status::Status;
 pub use timeline::Timeline;
 
+use slack_morphism::prelude::SlackMessageContent;
 use sqlx::{Any, AnyConnection, Transaction};
 
 use super::model::{Incident, IncidentRef, State};
 use super::render;
+use super::room;
 use super::store as db;
 use crate::config::Level;
 use crate::error::{CommandError, UserError};
@@ -46,6 +50,7 @@ In an incident's channel (or with `#id`):\n\
 • `/incident sev [#id] p0|p1|p2|p3` — change severity\n\
 • `/incident assign [#id] @person` — hand over the commander role\n\
 • `/incident resolve [#id] [summary]` — resolve, with timeline, postmortem and status-page drafts\n\
+• `/incident reopen [#id]` — reopen a resolved incident (and keep its channel)\n\
 • `/incident list` — open incidents\n\
 • `/incident timeline [#id]` — everything that happened";
 
@@ -57,6 +62,7 @@ pub enum IncidentCmd {
     Sev(Sev),
     Assign(Assign),
     Resolve(Resolve),
+    Reopen(Reopen),
     List(List),
     Timeline(Timeline),
 }
@@ -79,6 +85,7 @@ impl IncidentCmd {
             "sev" | "severity" => IncidentCmd::Sev(Sev::parse(target, &verb_lc, rest)?),
             "assign" => IncidentCmd::Assign(Assign::parse(target, &verb_lc, rest)?),
             "resolve" => IncidentCmd::Resolve(Resolve::parse(target, rest)?),
+            "reopen" => IncidentCmd::Reopen(Reopen::parse(target, &verb_lc, rest)?),
             "list" => IncidentCmd::List(List::parse(target, &verb_lc, rest)?),
             "timeline" => IncidentCmd::Timeline(Timeline::parse(target, &verb_lc, rest)?),
             _ => return Err(usage_error(format!("Unknown subcommand `{}`.", shown(verb)))),
@@ -104,6 +111,7 @@ impl IncidentCmd {
             IncidentCmd::Sev(_) => Sev::NAME,
             IncidentCmd::Assign(_) => Assign::NAME,
             IncidentCmd::Resolve(_) => Resolve::NAME,
+            IncidentCmd::Reopen(_) => Reopen::NAME,
             IncidentCmd::List(_) => List::NAME,
             IncidentCmd::Timeline(_) => Timeline::NAME,
         }
@@ -118,6 +126,7 @@ impl IncidentCmd {
             IncidentCmd::Sev(_) => Sev::LEVEL,
             IncidentCmd::Assign(_) => Assign::LEVEL,
             IncidentCmd::Resolve(_) => Resolve::LEVEL,
+            IncidentCmd::Reopen(_) => Reopen::LEVEL,
             IncidentCmd::List(_) => List::LEVEL,
             IncidentCmd::Timeline(_) => Timeline::LEVEL,
         }
@@ -138,6 +147,7 @@ impl IncidentCmd {
             IncidentCmd::Sev(c) => c.run(&mut ctx).await?,
             IncidentCmd::Assign(c) => c.run(&mut ctx).await?,
             IncidentCmd::Resolve(c) => c.run(&mut ctx).await?,
+            IncidentCmd::Reopen(c) => c.run(&mut ctx).await?,
             IncidentCmd::List(c) => c.run(&mut ctx).await?,
             IncidentCmd::Timeline(c) => c.run(&mut ctx).await?,
         };
@@ -172,14 +182,23 @@ impl Ctx<'_> {
             Some(r) => db::get(&mut self.tx, r.0)
                 .await?
                 .ok_or_else(|| UserError::new(format!("There is no incident {r}. See `/incident list`.")).into()),
-            None => db::newest_open_in_channel(&mut self.tx, self.origin.channel.as_str())
-                .await?
-                .ok_or_else(|| {
+            None => {
+                let channel = self.origin.channel.as_str();
+                if let Some(i) = db::newest_open_in_channel(&mut self.tx, channel).await? {
+                    return Ok(i);
+                }
+                // Not the incident channel: an incident's own channel names it.
+                let in_room = match room::incident_in_room(&mut self.tx, channel).await? {
+                    Some(id) => db::get(&mut self.tx, id).await?,
+                    None => None,
+                };
+                in_room.ok_or_else(|| {
                     UserError::new(
                         "There is no open incident in this channel. Name one with `#id` (see `/incident list`).",
                     )
                     .into()
-                }),
+                })
+            }
         }
     }
 
@@ -191,11 +210,25 @@ impl Ctx<'_> {
             .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
         let channel = channel_of(&i)?;
         let msgs = [
-            Outgoing::thread(i.id, &channel, render::reply(reply)),
+            conversation(&i, &channel, render::reply(reply)),
             Outgoing::update_root(i.id, &channel, render::root(&i, self.now)),
         ];
         outbox::enqueue(&mut self.tx, &msgs, self.origin.response_url.as_deref(), self.now).await?;
+        // The room's topic shows severity, state and commander, not updates.
+        if i.has_room() && kind != "status" {
+            room::upkeep::refresh_topic(&mut self.tx, &i, self.now).await?;
+        }
         Ok(())
+    }
+}
+
+/// A message in the incident's conversation: its room when it has one (or
+/// is getting one), else its thread.
+pub fn conversation(i: &Incident, channel: &ChannelId, content: SlackMessageContent) -> Outgoing {
+    if i.has_room() {
+        Outgoing::to_room(i.id, channel, content)
+    } else {
+        Outgoing::thread(i.id, channel, content)
     }
 }
 
@@ -215,8 +248,8 @@ async fn refused(conn: &mut AnyConnection, id: i64, verb: &str) -> CommandError 
 fn refusal(i: &Incident, verb: &str) -> UserError {
     match i.state {
         State::Resolved => UserError::new(format!(
-            "#{} is already resolved; nothing to {verb}. Declare a new incident if it is back.",
-            i.id
+            "#{} is already resolved; nothing to {verb}. `/incident reopen #{}` if it is back.",
+            i.id, i.id
         )),
         State::Acknowledged => UserError::new(format!(
             "#{} was already acknowledged by {}.",
@@ -343,6 +376,13 @@ mod tests {
         );
         assert_eq!(inc("list"), IncidentCmd::List(List));
         assert_eq!(
+            inc("reopen #5"),
+            IncidentCmd::Reopen(Reopen {
+                target: Some(IncidentRef(5))
+            })
+        );
+        assert_eq!(inc("reopen"), IncidentCmd::Reopen(Reopen { target: None }));
+        assert_eq!(
             inc("timeline #9"),
             IncidentCmd::Timeline(Timeline {
                 target: Some(IncidentRef(9))
@@ -367,6 +407,8 @@ mod tests {
         assert!(err("status").contains("needs the update text"));
         assert!(err("frobnicate").contains("Unknown subcommand `frobnicate`"));
         assert!(err("list #3").contains("takes no incident reference"));
+        assert!(err("reopen #2 now").contains("does not take `now`"));
+        assert!(err("reopen #x").contains("`#x` is not an incident reference"));
         assert!(err("frobnicate").contains("*Usage:*"));
     }
 
@@ -375,7 +417,7 @@ mod tests {
         assert_eq!(inc("p1 x").level(), Level::L1);
         assert_eq!(inc("list").level(), Level::L1);
         assert_eq!(inc("timeline").level(), Level::L1);
-        for l2 in ["ack", "status x", "sev p2", "assign <@U0BOB>", "resolve"] {
+        for l2 in ["ack", "status x", "sev p2", "assign <@U0BOB>", "resolve", "reopen #3"] {
             assert_eq!(inc(l2).level(), Level::L2, "{l2}");
         }
     }

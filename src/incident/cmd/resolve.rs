@@ -1,11 +1,11 @@
 //! `/incident resolve [#id] [summary]`: resolve, then post the timeline
 //! summary, the postmortem skeleton and the status-page "resolved" draft.
 
-use super::{Ctx, TEXT_MAX, channel_of, refused, usage_error};
+use super::{Ctx, TEXT_MAX, channel_of, conversation, refused, usage_error};
 use crate::config::Level;
 use crate::error::{CommandError, UserError};
 use crate::incident::model::{IncidentRef, human_duration};
-use crate::incident::render;
+use crate::incident::{render, room};
 use crate::incident::store::{self as db, Change};
 use crate::origin::Reply;
 use crate::outbox::{self, Outgoing};
@@ -56,20 +56,29 @@ impl Resolve {
         let events = db::timeline(&mut ctx.tx, i.id).await?;
         let channel = channel_of(&i)?;
         let msgs = [
-            Outgoing::thread(
-                i.id,
+            conversation(
+                &i,
                 &channel,
                 render::reply(format!(":white_check_mark: <@{by}> resolved #{} after {took}.", i.id)),
             ),
-            Outgoing::thread(i.id, &channel, render::postmortem(&i, &events, ctx.now)),
-            Outgoing::thread(i.id, &channel, render::reply(render::status_page_resolved(&i))),
+            conversation(&i, &channel, render::postmortem(&i, &events, ctx.now)),
+            conversation(&i, &channel, render::reply(render::status_page_resolved(&i))),
             Outgoing::update_root(i.id, &channel, render::root(&i, ctx.now)),
         ];
         outbox::enqueue(&mut ctx.tx, &msgs, ctx.origin.response_url.as_deref(), ctx.now).await?;
         tracing::info!(incident.id = i.id, slack.user_id = %by, "incident resolved");
+        if !i.has_room() {
+            return Ok(Reply::new(format!(
+                "Resolved #{} after {took}. The postmortem skeleton is in the thread.",
+                i.id
+            )));
+        }
+        room::upkeep::refresh_topic(&mut ctx.tx, &i, ctx.now).await?;
+        let incidents = &ctx.state.config.incidents;
+        room::archive::schedule(&mut ctx.tx, i.id, ctx.now + incidents.archive_after_ms()).await?;
         Ok(Reply::new(format!(
-            "Resolved #{} after {took}. The postmortem skeleton is in the thread.",
-            i.id
+            "Resolved #{} after {took}. The postmortem skeleton is in its channel, which I archive in {} h unless you `/incident reopen` it.",
+            i.id, incidents.archive_after_hours
         )))
     }
 }

@@ -1,12 +1,36 @@
 //! `/incident sev [#id] p0|p1|p2|p3`: change the severity (the escalation
 //! ladder of the new level applies from then on).
 
-use super::{Ctx, no_more, refused, split_first, usage_error};
+use super::{Ctx, channel_of, no_more, refused, split_first, usage_error};
 use crate::config::Level;
 use crate::error::{CommandError, UserError};
 use crate::incident::model::{IncidentRef, Severity, State};
 use crate::incident::store::{self as db, Change};
+use crate::incident::{render, room};
+use crate::outbox::{self, Outgoing};
 use crate::origin::Reply;
+
+/// A severity that wants a room, reached mid-incident: create one, and say
+/// so in the thread where the incident lived until now.
+async fn open_room_now(ctx: &mut Ctx<'_>, id: i64) -> Result<(), CommandError> {
+    let mut i = db::get(&mut ctx.tx, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+    room::mark_pending(&mut ctx.tx, &mut i).await?;
+    let channel = channel_of(&i)?;
+    let note = format!(
+        ":door: #{} is now {}: I am creating a dedicated channel for it; updates continue there.",
+        i.id, i.severity
+    );
+    let msgs = [
+        Outgoing::thread(i.id, &channel, render::reply(note)),
+        Outgoing::update_root(i.id, &channel, render::root(&i, ctx.now)),
+    ];
+    outbox::enqueue(&mut ctx.tx, &msgs, ctx.origin.response_url.as_deref(), ctx.now).await?;
+    let url = ctx.origin.response_url.as_deref();
+    room::queue(&mut ctx.tx, &i, room::Step::Create, url, ctx.now).await?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sev {
@@ -48,6 +72,13 @@ impl Sev {
             to.definition()
         );
         ctx.changed(i.id, "severity", &what, reply).await?;
+        if ctx.state.config.incidents.wants_room(to) && !i.has_room() {
+            open_room_now(ctx, i.id).await?;
+            return Ok(Reply::new(format!(
+                "#{} is now {to}; I am creating its own channel and will link it in the thread.",
+                i.id
+            )));
+        }
         Ok(Reply::new(format!("#{} is now {to}.", i.id)))
     }
 }

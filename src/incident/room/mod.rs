@@ -65,15 +65,16 @@ pub async fn queue(
     outbox::enqueue_step(conn, i.id, &channel, &step.payload(), notify_url, now).await
 }
 
-/// Mark an incident as wanting a room and queue its create step. Only
-/// called for severities that want one, so a thread incident pays nothing.
-pub async fn open(conn: &mut AnyConnection, i: &mut Incident, notify_url: Option<&str>, now: i64) -> anyhow::Result<()> {
+/// Mark an incident as wanting a room (its create step is queued next,
+/// after the messages that must precede it). Only called for severities
+/// that want one, so a thread incident pays nothing.
+pub async fn mark_pending(conn: &mut AnyConnection, i: &mut Incident) -> anyhow::Result<()> {
     sqlx::query("UPDATE incidents SET room_state = 'pending' WHERE id = $1 AND room_state IS NULL")
         .bind(i.id)
         .execute(&mut *conn)
         .await?;
     i.room_state = Some("pending".into());
-    queue(conn, i, Step::Create, notify_url, now).await
+    Ok(())
 }
 
 /// The incident whose room `channel` is, if any (resolved ones too: the
