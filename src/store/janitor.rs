@@ -8,7 +8,8 @@
 //! * message keys (`slack_messages`) nothing can update or reply to any
 //!   more: of alerts gone, of incidents resolved and approvals finished long
 //!   ago, never while a pending write or a scheduled follow-up needs one;
-//! * the audit log and the timelines of resolved incidents, kept longest.
+//! * the audit log and the timelines of resolved incidents (with the
+//!   messages pinned to them), kept longest.
 //!   The timeline of an open incident is never deleted.
 //!
 //! Deletes go in batches of `BATCH` rows, each its own short statement, so
@@ -140,6 +141,14 @@ const RULES: &[Rule] = &[
         kind: "timeline",
         sql: "DELETE FROM incident_events WHERE id IN (SELECT e.id FROM incident_events e
               JOIN incidents i ON i.id = e.incident_id
+              WHERE i.state = 'resolved' AND i.resolved_at < $1 LIMIT $2)",
+        days: |r| r.audit_days,
+    },
+    // Pinned messages go with the timeline they were added to.
+    Rule {
+        kind: "incident_pins",
+        sql: "DELETE FROM incident_pins WHERE (incident_id, message_ts) IN (SELECT p.incident_id, p.message_ts
+              FROM incident_pins p JOIN incidents i ON i.id = p.incident_id
               WHERE i.state = 'resolved' AND i.resolved_at < $1 LIMIT $2)",
         days: |r| r.audit_days,
     },
