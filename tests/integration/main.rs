@@ -26,4 +26,5 @@ mod outbox;
 mod reset_password;
 mod retention;
 mod rls_blindness;
+mod rooms;
 mod socket;

@@ -42,6 +42,14 @@ struct Inner {
     groups: HashMap<String, Vec<String>>,
     /// What `apps.connections.open` hands out (the fake Socket Mode server).
     socket_url: Option<String>,
+    /// Answers for the next calls of one method, before `script`.
+    by_method: HashMap<String, VecDeque<Scripted>>,
+    /// Channels made by `conversations.create`: name → id.
+    channels: HashMap<String, String>,
+    /// Deactivated users: `conversations.invite` refuses any call naming one.
+    inactive: Vec<String>,
+    /// Messages `conversations.history` knows: (channel, ts) → text.
+    messages: HashMap<(String, String), String>,
 }
 
 #[derive(Clone)]
@@ -58,6 +66,7 @@ impl FakeSlack {
         }));
         let app = Router::new()
             .route("/api/usergroups.users.list", get(usergroup_members))
+            .route("/api/conversations.history", get(history))
             .route("/api/apps.connections.open", post(connections_open))
             .route("/api/{method}", post(api))
             .route("/response/{id}", post(response_url))
@@ -83,6 +92,36 @@ impl FakeSlack {
     /// The next calls (of any method) get these answers, in order.
     pub fn script(&self, answers: impl IntoIterator<Item = Scripted>) {
         self.inner.lock().unwrap().script.extend(answers);
+    }
+
+    /// The next calls of `method` get these answers, in order (other
+    /// methods are not affected).
+    pub fn script_method(&self, method: &str, answers: impl IntoIterator<Item = Scripted>) {
+        let mut i = self.inner.lock().unwrap();
+        i.by_method.entry(method.to_string()).or_default().extend(answers);
+    }
+
+    /// A channel of this name exists already (`conversations.create` answers `name_taken`).
+    pub fn add_channel(&self, name: &str, id: &str) {
+        self.inner.lock().unwrap().channels.insert(name.into(), id.into());
+    }
+
+    /// The channels `conversations.create` made or knows: name → id.
+    pub fn channels(&self) -> HashMap<String, String> {
+        self.inner.lock().unwrap().channels.clone()
+    }
+
+    pub fn deactivate(&self, user: &str) {
+        self.inner.lock().unwrap().inactive.push(user.into());
+    }
+
+    /// A message `conversations.history` returns.
+    pub fn add_message(&self, channel: &str, ts: &str, text: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .messages
+            .insert((channel.into(), ts.into()), text.into());
     }
 
     pub fn set_group(&self, group: &str, members: &[&str]) {
@@ -152,8 +191,14 @@ pub fn summary(calls: &[Call]) -> Vec<String> {
         .collect()
 }
 
-fn scripted(inner: &Mutex<Inner>) -> Option<Response> {
-    let next = inner.lock().unwrap().script.pop_front()?;
+fn scripted(inner: &Mutex<Inner>, method: &str) -> Option<Response> {
+    let next = {
+        let mut i = inner.lock().unwrap();
+        match i.by_method.get_mut(method).and_then(VecDeque::pop_front) {
+            Some(s) => s,
+            None => i.script.pop_front()?,
+        }
+    };
     Some(match next {
         Scripted::RateLimited { retry_after_secs } => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -207,8 +252,11 @@ async fn api(
         record(&inner, &method, body, false, None);
         return axum::Json(json!({"ok": false, "error": "not_authed"})).into_response();
     }
-    if let Some(r) = scripted(&inner) {
+    if let Some(r) = scripted(&inner, &method) {
         record(&inner, &method, body, false, None);
+        return r;
+    }
+    if let Some(r) = rooms(&inner, &method, &body) {
         return r;
     }
     let channel = body["channel"].as_str().unwrap_or("").to_string();
@@ -239,6 +287,41 @@ async fn api(
     }
 }
 
+/// The methods of incident channels, answered like Slack: `name_taken`
+/// for a name in use, `user_is_inactive` for a call naming a deactivated user.
+fn rooms(inner: &Mutex<Inner>, method: &str, body: &Value) -> Option<Response> {
+    let (ok, answer) = match method {
+        "conversations.create" => {
+            let name = body["name"].as_str().unwrap_or_default().to_string();
+            let mut i = inner.lock().unwrap();
+            if i.channels.contains_key(&name) {
+                (false, json!({"ok": false, "error": "name_taken"}))
+            } else {
+                let id = format!("C0ROOM{}", i.channels.len() + 1);
+                i.channels.insert(name.clone(), id.clone());
+                (true, json!({"ok": true, "channel": {"id": id, "name": name, "created": 1_700_000_000}}))
+            }
+        }
+        "conversations.invite" => {
+            let users: Vec<String> = match &body["users"] {
+                Value::Array(a) => a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect(),
+                Value::String(s) => s.split(',').map(str::to_string).collect(),
+                _ => Vec::new(),
+            };
+            let inactive = inner.lock().unwrap().inactive.clone();
+            if users.iter().any(|u| inactive.contains(u)) {
+                (false, json!({"ok": false, "error": "user_is_inactive"}))
+            } else {
+                (true, json!({"ok": true, "channel": {"id": body["channel"], "created": 1_700_000_000}}))
+            }
+        }
+        "conversations.setTopic" | "bookmarks.add" | "conversations.archive" => (true, json!({"ok": true})),
+        _ => return None,
+    };
+    record(inner, method, body.clone(), ok, None);
+    Some(axum::Json(answer).into_response())
+}
+
 /// Socket Mode's URL, for the app-level token only (as Slack: a bot token
 /// gets `not_allowed_token_type`).
 async fn connections_open(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -252,7 +335,7 @@ async fn connections_open(State(inner): State<Arc<Mutex<Inner>>>, headers: Heade
         record(&inner, method, body, false, None);
         return axum::Json(json!({"ok": false, "error": "not_allowed_token_type"})).into_response();
     }
-    if let Some(r) = scripted(&inner) {
+    if let Some(r) = scripted(&inner, method) {
         record(&inner, method, body, false, None);
         return r;
     }
@@ -262,6 +345,21 @@ async fn connections_open(State(inner): State<Arc<Mutex<Inner>>>, headers: Heade
         Some(url) => axum::Json(json!({"ok": true, "url": url})).into_response(),
         None => axum::Json(json!({"ok": false, "error": "socket_mode_not_enabled"})).into_response(),
     }
+}
+
+/// `conversations.history` (a GET): the message at `latest`, when known.
+async fn history(State(inner): State<Arc<Mutex<Inner>>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let key = (
+        q.get("channel").cloned().unwrap_or_default(),
+        q.get("latest").cloned().unwrap_or_default(),
+    );
+    let text = inner.lock().unwrap().messages.get(&key).cloned();
+    let messages: Vec<Value> = text
+        .map(|t| json!({"type": "message", "user": "U0SOMEONE", "text": t, "ts": key.1}))
+        .into_iter()
+        .collect();
+    record(&inner, "conversations.history", json!(q), true, None);
+    axum::Json(json!({"ok": true, "messages": messages, "has_more": false})).into_response()
 }
 
 async fn usergroup_members(
@@ -285,7 +383,7 @@ async fn response_url(
 ) -> Response {
     let mut body = decode(&headers, &body);
     body["response_id"] = json!(id);
-    if let Some(r) = scripted(&inner) {
+    if let Some(r) = scripted(&inner, "response_url") {
         record(&inner, "response_url", body, false, None);
         return r;
     }

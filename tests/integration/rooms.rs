@@ -1,0 +1,437 @@
+//! Dedicated incident channels end to end: the real app against the fake
+//! Slack's conversations.create / invite / setTopic / archive and
+//! bookmarks.add, on both backends; asserted at the fake and in the store.
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::support::*;
+
+const ROOM: &str = "C0ROOM1";
+const RESPONDER: &str = "U0RESPONDER";
+const GROUP: &str = "S0ONCALL";
+const HOUR_MS: i64 = 3_600_000;
+
+/// An app whose P0/P1 incidents get rooms, with responders and bookmarks.
+async fn spawn_rooms(backend: Backend) -> TestApp {
+    let t = TestApp::spawn_configured(backend, room_config).await;
+    t.slack.set_group(GROUP, &["U0GROUPIE1", "U0GROUPIE2"]);
+    t
+}
+
+fn room_config(c: &mut runbook_bot::config::Config) {
+    use runbook_bot::severity::Severity;
+    use runbook_bot::slack::ids::RoleSubject;
+    c.incidents.dedicated_channel = vec![Severity::P0, Severity::P1];
+    c.incidents.responders[1] = vec![
+        RoleSubject::parse(RESPONDER).unwrap(),
+        RoleSubject::parse(GROUP).unwrap(),
+    ];
+    c.incidents.runbook_url = Some("https://runbooks.example.com/incidents".into());
+    c.incidents.status_page_url = Some("https://status.example.com/drafts".into());
+}
+
+/// Everyone invited to `room` by successful calls.
+fn invited(t: &TestApp, room: &str) -> Vec<String> {
+    let mut users: Vec<String> = t
+        .slack
+        .ok_calls("conversations.invite")
+        .iter()
+        .filter(|c| c.body["channel"] == room)
+        .flat_map(|c| match &c.body["users"] {
+            Value::Array(a) => a.iter().map(|u| u.as_str().unwrap().to_string()).collect::<Vec<_>>(),
+            Value::String(s) => s.split(',').map(str::to_string).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    users.sort();
+    users
+}
+
+fn posts_in(t: &TestApp, channel: &str) -> Vec<String> {
+    t.slack
+        .ok_calls("chat.postMessage")
+        .iter()
+        .filter(|c| c.body["channel"] == channel)
+        .map(|c| c.body.to_string())
+        .collect()
+}
+
+async fn room_of(t: &TestApp) -> Option<String> {
+    sqlx::query_scalar("SELECT room_channel FROM incidents WHERE id = 1")
+        .fetch_one(&t.state().store.pool)
+        .await
+        .unwrap()
+}
+
+async fn a_p1_gets_a_room_with_invitees_topic_and_bookmarks(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let reply = t.command(L2, "p1 Checkout 502s").await;
+    assert!(reply.contains("its own channel"), "{reply}");
+    t.slack
+        .wait_for(10, "the room's bookmarks", |c| {
+            c.iter().filter(|c| c.ok && c.method == "bookmarks.add").count() == 2
+        })
+        .await;
+    t.drained(10).await;
+
+    let created = t.slack.ok_calls("conversations.create");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].body["name"], "inc-1-checkout-502s");
+    assert_eq!(room_of(&t).await.as_deref(), Some(ROOM));
+    assert_eq!(
+        invited(&t, ROOM),
+        ["U0GROUPIE1", "U0GROUPIE2", L2, RESPONDER],
+        "declarer and commander, the P1 responders and the group's members"
+    );
+    let topic = &t.slack.ok_calls("conversations.setTopic")[0].body;
+    assert_eq!(topic["channel"], ROOM);
+    let topic = topic["topic"].as_str().unwrap();
+    assert!(topic.contains("P1") && topic.contains("Investigating") && topic.contains(L2), "{topic}");
+    let links: Vec<_> = t
+        .slack
+        .ok_calls("bookmarks.add")
+        .iter()
+        .map(|c| (c.body["channel_id"].clone(), c.body["link"].clone()))
+        .collect();
+    assert_eq!(links[0], (json!(ROOM), json!("https://runbooks.example.com/incidents")));
+    assert_eq!(links[1].1, json!("https://status.example.com/drafts"));
+    // #incidents keeps the index: its root links the room, once it exists.
+    let update = t.slack.ok_calls("chat.update").last().unwrap().body.to_string();
+    assert!(update.contains(&format!("<#{ROOM}>")), "{update}");
+    assert!(posts_in(&t, ROOM)[0].contains("This channel is for incident *#1*"));
+
+    // Updates go to the room, the topic follows, the root in #incidents too.
+    t.command_in(L2B, ROOM, "ack").await;
+    t.command_in(L2, ROOM, "status rolled back the deploy").await;
+    t.drained(10).await;
+    let room_posts = posts_in(&t, ROOM);
+    assert!(room_posts.iter().any(|p| p.contains("acknowledged #1")), "{room_posts:?}");
+    assert!(room_posts.iter().any(|p| p.contains("rolled back the deploy")));
+    let thread_replies = t
+        .slack
+        .ok_calls("chat.postMessage")
+        .iter()
+        .filter(|c| c.body["channel"] == CHANNEL && !c.body["thread_ts"].is_null())
+        .count();
+    assert_eq!(thread_replies, 1, "only the status-page draft threads in #incidents");
+    let topics = t.slack.ok_calls("conversations.setTopic");
+    assert!(topics.last().unwrap().body["topic"].as_str().unwrap().contains("Acknowledged"));
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM outbox WHERE status NOT IN ('sent', 'superseded')").await, 0);
+    t.finish().await;
+}
+
+async fn a_p3_stays_a_thread(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let reply = t.command(L2, "p3 Typo on the pricing page").await;
+    assert!(reply.contains("Updates thread under its message"), "{reply}");
+    t.command(L2, "status fixed in the CMS").await;
+    t.command(L2, "resolve").await;
+    t.drained(10).await;
+    let calls = t.slack.calls();
+    assert!(
+        calls.iter().all(|c| !c.method.starts_with("conversations.") && c.method != "bookmarks.add"),
+        "{:?}",
+        fake_slack::summary(&calls)
+    );
+    assert!(t.slack.ok_calls("chat.postMessage").iter().all(|c| c.body["channel"] == CHANNEL));
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state IS NULL AND archive_at IS NULL")
+            .await,
+        1
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'room'").await, 0);
+    t.finish().await;
+}
+
+async fn commands_in_the_room_need_no_id(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.command(L2, "p3 Something else, in #incidents").await;
+    t.command(L2, "p1 Login failing").await;
+    t.drained(10).await;
+    let room = sqlx::query_scalar::<_, String>("SELECT room_channel FROM incidents WHERE id = 2")
+        .fetch_one(&t.state().store.pool)
+        .await
+        .unwrap();
+    assert_eq!(t.command_in(L2B, &room, "ack").await, "Acknowledged #2.");
+    assert!(t.command_in(L2, &room, "sev p0").await.contains("#2 is now P0"));
+    assert!(t.command_in(L2, &room, "timeline").await.contains("Login failing"));
+    // Elsewhere, without #id, there is still nothing to act on.
+    let lost = t.command_in(L2, "C0ELSEWHERE", "ack").await;
+    assert!(lost.contains("no open incident in this channel"), "{lost}");
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE id = 1 AND state = 'declared'")
+            .await,
+        1,
+        "the thread incident was not touched"
+    );
+    t.finish().await;
+}
+
+/// A signed Events API callback.
+async fn send_event(t: &TestApp, event_id: &str, event: Value) {
+    let body = json!({
+        "token": "x", "team_id": "T0TEAM", "api_app_id": "A0APP", "type": "event_callback",
+        "event_id": event_id, "event_time": 1_700_000_000, "event": event,
+    })
+    .to_string();
+    let r = t.post_signed("/slack/events", "application/json", body, 0).await;
+    assert_eq!(r.status(), 200, "event {event_id}");
+}
+
+fn pin(room: &str, ts: &str, text: &str) -> Value {
+    json!({
+        "type": "pin_added", "user": L2, "channel_id": room, "event_ts": "1700000100.000100",
+        "item": {"type": "message", "channel": room, "created": 1_700_000_100, "created_by": L2,
+                 "message": {"type": "message", "user": L2B, "text": text, "ts": ts}}
+    })
+}
+
+async fn a_pinned_message_reaches_the_postmortem_once(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    let msg_ts = "1700000050.000100";
+    let event = pin(ROOM, msg_ts, "Found it: the pool is exhausted by the report job");
+    send_event(&t, "Ev0PIN1", event.clone()).await;
+    send_event(&t, "Ev0PIN1", event).await; // Slack's retry of the same event
+    // A second, different event for the same message: the reaction.
+    t.slack.add_message(ROOM, msg_ts, "Found it: the pool is exhausted by the report job");
+    let reaction = json!({
+        "type": "reaction_added", "user": L2B, "reaction": "pushpin", "item_user": L2B,
+        "item": {"type": "message", "channel": ROOM, "ts": msg_ts}, "event_ts": "1700000101.000100"
+    });
+    send_event(&t, "Ev0REACT1", reaction.clone()).await;
+    // A reaction with the emoji on another message, whose text the bot reads.
+    t.slack.add_message(ROOM, "1700000060.000100", "Report job paused");
+    let mut other = reaction.clone();
+    other["item"]["ts"] = json!("1700000060.000100");
+    send_event(&t, "Ev0REACT2", other).await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_pins").await, 2);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'pinned'").await, 2);
+
+    t.command_in(L2, ROOM, "resolve pool sized for the report job").await;
+    t.drained(10).await;
+    let postmortem = posts_in(&t, ROOM)
+        .into_iter()
+        .find(|p| p.contains("Postmortem draft"))
+        .expect("the postmortem is posted in the room");
+    assert_eq!(postmortem.matches("the pool is exhausted by the report job").count(), 1, "{postmortem}");
+    assert!(postmortem.contains("Report job paused"), "{postmortem}");
+    t.finish().await;
+}
+
+async fn resolve_archives_after_the_delay_across_a_restart(backend: Backend) {
+    let mut t = spawn_rooms(backend).await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    let reply = t.command_in(L2, ROOM, "resolve").await;
+    assert!(reply.contains("archive in 24 h"), "{reply}");
+    t.drained(10).await;
+    let topic = t.slack.ok_calls("conversations.setTopic").last().unwrap().body.to_string();
+    assert!(topic.contains("Resolved"), "{topic}");
+    let root = t.slack.ok_calls("chat.update").last().unwrap().body.to_string();
+    assert!(root.contains("Resolved by") && root.contains(&format!("<#{ROOM}>")), "{root}");
+
+    t.restart().await;
+    t.clock.advance(23 * HOUR_MS);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(t.slack.ok_calls("conversations.archive").is_empty(), "not before the delay");
+    t.clock.advance(HOUR_MS + 1000);
+    let calls = t
+        .slack
+        .wait_for(10, "the archive", |c| c.iter().any(|c| c.ok && c.method == "conversations.archive"))
+        .await;
+    assert_eq!(calls.iter().filter(|c| c.method == "conversations.archive").count(), 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE archive_at IS NOT NULL").await, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(t.slack.ok_calls("conversations.archive").len(), 1, "archived once");
+    t.finish().await;
+}
+
+async fn reopen_cancels_the_archive(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    t.command_in(L2, ROOM, "resolve").await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE archive_at IS NOT NULL").await, 1);
+    assert_eq!(t.command_in(L2, ROOM, "reopen").await, "Reopened #1.");
+    assert!(t.command_in(L2, ROOM, "reopen").await.contains("not resolved"));
+    assert!(t.command_in(L1, ROOM, "reopen").await.contains("l2"), "reopen needs the level of resolve");
+    t.clock.advance(25 * HOUR_MS);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    t.drained(10).await;
+    assert!(t.slack.ok_calls("conversations.archive").is_empty());
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE state = 'declared' AND archive_at IS NULL").await, 1);
+    assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("reopened #1")));
+    // A thread incident reopens too.
+    t.command(L2, "p3 Small thing").await;
+    t.command(L2, "resolve #2").await;
+    assert_eq!(t.command(L2, "reopen #2").await, "Reopened #2.");
+    t.finish().await;
+}
+
+async fn name_taken_gets_a_suffix(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.slack.add_channel("inc-1-checkout-502s", "C0OLD1");
+    t.slack.add_channel("inc-1-checkout-502s-2", "C0OLD2");
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    let tried: Vec<_> = t
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "conversations.create")
+        .map(|c| (c.body["name"].as_str().unwrap().to_string(), c.ok))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("inc-1-checkout-502s".to_string(), false),
+            ("inc-1-checkout-502s-2".to_string(), false),
+            ("inc-1-checkout-502s-3".to_string(), true)
+        ]
+    );
+    let room = room_of(&t).await.unwrap();
+    assert_eq!(t.slack.channels()["inc-1-checkout-502s-3"], room);
+    assert!(!invited(&t, &room).is_empty());
+    t.finish().await;
+}
+
+async fn missing_scope_degrades_to_the_thread_with_one_message(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.slack
+        .script_method("conversations.create", [Scripted::SlackError("missing_scope")]);
+    t.command(L2, "p1 Checkout 502s").await;
+    t.command(L2, "status looking at the load balancer").await;
+    t.drained(10).await;
+    assert_eq!(room_of(&t).await, None);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'failed'").await, 1);
+    let told: Vec<_> = t
+        .slack
+        .ok_calls("response_url")
+        .into_iter()
+        .filter(|c| c.body.to_string().contains("could not create a dedicated channel"))
+        .collect();
+    assert_eq!(told.len(), 1, "the declarer is told once");
+    let notice = told[0].body.to_string();
+    assert!(notice.contains("missing_scope") && notice.contains("channels:manage"), "{notice}");
+    // The incident goes on in its thread: the update is there, nothing is lost.
+    let posts = t.slack.ok_calls("chat.postMessage");
+    assert!(posts.iter().all(|c| c.body["channel"] == CHANNEL));
+    assert!(
+        posts
+            .iter()
+            .any(|c| !c.body["thread_ts"].is_null() && c.body.to_string().contains("looking at the load balancer"))
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'room_failed'").await, 1);
+    let root = t.slack.ok_calls("chat.update").last().unwrap().body.to_string();
+    assert!(!root.contains("being created"), "{root}");
+    assert!(t.slack.calls().iter().all(|c| c.method != "conversations.invite"));
+    t.finish().await;
+}
+
+async fn rate_limits_wait_and_restricted_actions_degrade(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.slack.script_method(
+        "conversations.create",
+        [Scripted::RateLimited { retry_after_secs: 1 }],
+    );
+    t.command(L2, "p1 First").await;
+    t.drained(15).await;
+    assert_eq!(room_of(&t).await.as_deref(), Some(ROOM), "made after Retry-After");
+    let creates: Vec<_> = t.slack.calls().into_iter().filter(|c| c.method == "conversations.create").collect();
+    assert_eq!(creates.len(), 2);
+    assert!(creates[1].at - creates[0].at >= std::time::Duration::from_millis(900));
+
+    t.slack
+        .script_method("conversations.create", [Scripted::SlackError("restricted_action")]);
+    t.slack.script_method("conversations.setTopic", [Scripted::SlackError("too_long")]);
+    t.command(L2, "p0 Second").await;
+    t.drained(10).await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE id = 2 AND room_state = 'failed'").await, 1);
+    t.finish().await;
+}
+
+async fn an_inactive_invitee_does_not_stop_the_others(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.slack.deactivate("U0GROUPIE1");
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    assert_eq!(invited(&t, ROOM), ["U0GROUPIE2", L2, RESPONDER]);
+    let warning = posts_in(&t, ROOM)
+        .into_iter()
+        .find(|p| p.contains("could not invite"))
+        .expect("the room says who could not be invited");
+    assert!(warning.contains("<@U0GROUPIE1>") && warning.contains("user_is_inactive"), "{warning}");
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'made'").await, 1);
+    t.finish().await;
+}
+
+async fn two_replicas_create_one_channel(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let replica = runbook_bot::App::build_with_clock(t.config.clone(), t.clock.clone())
+        .await
+        .expect("replica builds");
+    for n in 0..3 {
+        t.command(L2, &format!("p1 Incident number {n}")).await;
+    }
+    t.drained(15).await;
+    assert_eq!(t.slack.ok_calls("conversations.create").len(), 3, "one channel per incident");
+    assert_eq!(t.scalar("SELECT COUNT(DISTINCT room_channel) FROM incidents").await, 3);
+    assert!(t.slack.ok_calls("conversations.archive").is_empty(), "no stray channel");
+    // A create step run again (a retry after a crash, a lapsed lease) finds
+    // the stored channel and creates nothing.
+    sqlx::query(
+        "INSERT INTO outbox (lane, kind, channel, incident_id, payload, status, attempts, next_attempt_at,
+           created_at, sensitive, priority, order_key)
+         SELECT lane, kind, channel, incident_id, payload, 'pending', 0, next_attempt_at, created_at, 0, 0, order_key
+         FROM outbox WHERE kind = 'room' AND payload LIKE '%create%'",
+    )
+    .execute(&t.state().store.writer)
+    .await
+    .unwrap();
+    t.drained(10).await;
+    assert_eq!(t.slack.ok_calls("conversations.create").len(), 3);
+    replica.shutdown().await;
+    t.finish().await;
+}
+
+async fn a_sev_change_to_p1_makes_a_room_mid_incident(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.command(L2, "p3 Slow search").await;
+    t.drained(10).await;
+    assert!(t.slack.ok_calls("conversations.create").is_empty());
+    let reply = t.command(L2, "sev p1").await;
+    assert!(reply.contains("creating its own channel"), "{reply}");
+    t.drained(10).await;
+    assert_eq!(t.slack.ok_calls("conversations.create").len(), 1);
+    assert_eq!(room_of(&t).await.as_deref(), Some(ROOM));
+    let thread: Vec<_> = t
+        .slack
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["channel"] == CHANNEL && !c.body["thread_ts"].is_null())
+        .map(|c| c.body.to_string())
+        .collect();
+    assert!(thread.iter().any(|p| p.contains("creating a dedicated channel")), "{thread:?}");
+    t.command(L2, "status now in the room").await;
+    t.drained(10).await;
+    assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("now in the room")));
+    t.finish().await;
+}
+
+both_backends!(
+    a_p1_gets_a_room_with_invitees_topic_and_bookmarks,
+    a_p3_stays_a_thread,
+    commands_in_the_room_need_no_id,
+    a_pinned_message_reaches_the_postmortem_once,
+    resolve_archives_after_the_delay_across_a_restart,
+    reopen_cancels_the_archive,
+    name_taken_gets_a_suffix,
+    missing_scope_degrades_to_the_thread_with_one_message,
+    rate_limits_wait_and_restricted_actions_degrade,
+    an_inactive_invitee_does_not_stop_the_others,
+    two_replicas_create_one_channel,
+    a_sev_change_to_p1_makes_a_room_mid_incident,
+);
