@@ -114,7 +114,10 @@ pub(super) fn incidents(raw: RawIncidents, push: Push<'_>) -> IncidentsConfig {
     c.status_page_url = url(raw.status_page_url, "incidents.status_page_url", push);
     for (sev, ids) in raw.responders {
         let Ok(s) = Severity::parse(&sev) else {
-            push(&format!("incidents.responders.{sev}"), "must be p0, p1, p2 or p3".into());
+            push(
+                &format!("incidents.responders.{sev}"),
+                "must be p0, p1, p2 or p3".into(),
+            );
             continue;
         };
         for (i, id) in ids.iter().enumerate() {
@@ -155,7 +158,9 @@ fn check_template(t: &str) -> Result<(), String> {
     }
     // Room for a 10-digit number and a `-99` suffix.
     if fixed.chars().count() + 10 + 3 > CHANNEL_NAME_MAX {
-        return Err(format!("is too long: channel names have at most {CHANNEL_NAME_MAX} characters"));
+        return Err(format!(
+            "is too long: channel names have at most {CHANNEL_NAME_MAX} characters"
+        ));
     }
     Ok(())
 }

@@ -141,7 +141,10 @@ mod tests {
             "event_ts": "1700000001.000200"
         }));
         let m = marked(&pin, "pushpin").expect("a pin marks");
-        assert_eq!((m.channel.as_str(), m.ts.as_str(), m.by.as_str()), ("C0ROOM", "1700000000.000100", "U0A"));
+        assert_eq!(
+            (m.channel.as_str(), m.ts.as_str(), m.by.as_str()),
+            ("C0ROOM", "1700000000.000100", "U0A")
+        );
         assert_eq!(m.text.as_deref(), Some("the index is missing"));
 
         let reaction = |name: &str| {

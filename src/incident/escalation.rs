@@ -179,7 +179,11 @@ async fn post_once(
     db::add_event(tx, i.id, now, "bot", "escalation", &format!("Escalation step {step}")).await?;
     outbox::enqueue(
         tx,
-        &[super::cmd::conversation(i, &channel, super::render::reply(text.to_string()))],
+        &[super::cmd::conversation(
+            i,
+            &channel,
+            super::render::reply(text.to_string()),
+        )],
         None,
         now,
     )

@@ -166,7 +166,12 @@ pub fn topic(i: &Incident) -> String {
         State::Acknowledged => "Acknowledged".to_string(),
         State::Declared => "Investigating".to_string(),
     };
-    let t = format!("{} {} · {status} · Commander: {}", i.severity.emoji(), i.severity.label(), who(&i.commander));
+    let t = format!(
+        "{} {} · {status} · Commander: {}",
+        i.severity.emoji(),
+        i.severity.label(),
+        who(&i.commander)
+    );
     t.chars().take(250).collect()
 }
 
@@ -351,7 +356,10 @@ mod tests {
         i.room_channel = None;
         assert!(!json(&root(&i, i.declared_at)).contains("Incident channel"));
         let t = topic(&i);
-        assert!(t.contains("P1") && t.contains("Investigating") && t.contains("<@U1>"), "{t}");
+        assert!(
+            t.contains("P1") && t.contains("Investigating") && t.contains("<@U1>"),
+            "{t}"
+        );
     }
 
     fn json(c: &SlackMessageContent) -> String {

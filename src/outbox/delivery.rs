@@ -8,8 +8,8 @@ use std::time::Duration;
 use slack_morphism::errors::{SlackClientError, SlackClientSystemError};
 use slack_morphism::prelude::*;
 
-use super::{Kind, RoomSteps};
 use super::rows::{self, KnownTs, OutboxRow};
+use super::{Kind, RoomSteps};
 use crate::config::OutboxConfig;
 use crate::slack::client::SlackApi;
 use crate::store::Store;
@@ -22,7 +22,10 @@ pub enum Outcome {
     Sent(Option<String>),
     /// Slack took it in another channel than the row names (a message
     /// meant for an incident's room).
-    SentIn { channel: String, ts: Option<String> },
+    SentIn {
+        channel: String,
+        ts: Option<String>,
+    },
     /// Could not be done, and whoever did the step has already recorded
     /// and reported it (a room that could not be made): no generic notice.
     Handled(String),

@@ -9,7 +9,7 @@
 use futures_util::future::BoxFuture;
 use sqlx::AnyConnection;
 
-use super::{Kind, Outcome, OutboxRow, incident_root_key};
+use super::{Kind, OutboxRow, Outcome, incident_root_key};
 use crate::slack::ids::ChannelId;
 
 /// The thread key of messages meant for an incident's room (see `Outgoing::to_room`).

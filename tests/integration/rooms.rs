@@ -87,7 +87,10 @@ async fn a_p1_gets_a_room_with_invitees_topic_and_bookmarks(backend: Backend) {
     let topic = &t.slack.ok_calls("conversations.setTopic")[0].body;
     assert_eq!(topic["channel"], ROOM);
     let topic = topic["topic"].as_str().unwrap();
-    assert!(topic.contains("P1") && topic.contains("Investigating") && topic.contains(L2), "{topic}");
+    assert!(
+        topic.contains("P1") && topic.contains("Investigating") && topic.contains(L2),
+        "{topic}"
+    );
     let links: Vec<_> = t
         .slack
         .ok_calls("bookmarks.add")
@@ -106,7 +109,10 @@ async fn a_p1_gets_a_room_with_invitees_topic_and_bookmarks(backend: Backend) {
     t.command_in(L2, ROOM, "status rolled back the deploy").await;
     t.drained(10).await;
     let room_posts = posts_in(&t, ROOM);
-    assert!(room_posts.iter().any(|p| p.contains("acknowledged #1")), "{room_posts:?}");
+    assert!(
+        room_posts.iter().any(|p| p.contains("acknowledged #1")),
+        "{room_posts:?}"
+    );
     assert!(room_posts.iter().any(|p| p.contains("rolled back the deploy")));
     let thread_replies = t
         .slack
@@ -116,8 +122,17 @@ async fn a_p1_gets_a_room_with_invitees_topic_and_bookmarks(backend: Backend) {
         .count();
     assert_eq!(thread_replies, 1, "only the status-page draft threads in #incidents");
     let topics = t.slack.ok_calls("conversations.setTopic");
-    assert!(topics.last().unwrap().body["topic"].as_str().unwrap().contains("Acknowledged"));
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM outbox WHERE status NOT IN ('sent', 'superseded')").await, 0);
+    assert!(
+        topics.last().unwrap().body["topic"]
+            .as_str()
+            .unwrap()
+            .contains("Acknowledged")
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM outbox WHERE status NOT IN ('sent', 'superseded')")
+            .await,
+        0
+    );
     t.finish().await;
 }
 
@@ -130,11 +145,18 @@ async fn a_p3_stays_a_thread(backend: Backend) {
     t.drained(10).await;
     let calls = t.slack.calls();
     assert!(
-        calls.iter().all(|c| !c.method.starts_with("conversations.") && c.method != "bookmarks.add"),
+        calls
+            .iter()
+            .all(|c| !c.method.starts_with("conversations.") && c.method != "bookmarks.add"),
         "{:?}",
         fake_slack::summary(&calls)
     );
-    assert!(t.slack.ok_calls("chat.postMessage").iter().all(|c| c.body["channel"] == CHANNEL));
+    assert!(
+        t.slack
+            .ok_calls("chat.postMessage")
+            .iter()
+            .all(|c| c.body["channel"] == CHANNEL)
+    );
     assert_eq!(
         t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state IS NULL AND archive_at IS NULL")
             .await,
@@ -196,7 +218,8 @@ async fn a_pinned_message_reaches_the_postmortem_once(backend: Backend) {
     send_event(&t, "Ev0PIN1", event.clone()).await;
     send_event(&t, "Ev0PIN1", event).await; // Slack's retry of the same event
     // A second, different event for the same message: the reaction.
-    t.slack.add_message(ROOM, msg_ts, "Found it: the pool is exhausted by the report job");
+    t.slack
+        .add_message(ROOM, msg_ts, "Found it: the pool is exhausted by the report job");
     let reaction = json!({
         "type": "reaction_added", "user": L2B, "reaction": "pushpin", "item_user": L2B,
         "item": {"type": "message", "channel": ROOM, "ts": msg_ts}, "event_ts": "1700000101.000100"
@@ -208,7 +231,11 @@ async fn a_pinned_message_reaches_the_postmortem_once(backend: Backend) {
     other["item"]["ts"] = json!("1700000060.000100");
     send_event(&t, "Ev0REACT2", other).await;
     assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_pins").await, 2);
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'pinned'").await, 2);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'pinned'")
+            .await,
+        2
+    );
 
     t.command_in(L2, ROOM, "resolve pool sized for the report job").await;
     t.drained(10).await;
@@ -216,7 +243,11 @@ async fn a_pinned_message_reaches_the_postmortem_once(backend: Backend) {
         .into_iter()
         .find(|p| p.contains("Postmortem draft"))
         .expect("the postmortem is posted in the room");
-    assert_eq!(postmortem.matches("the pool is exhausted by the report job").count(), 1, "{postmortem}");
+    assert_eq!(
+        postmortem.matches("the pool is exhausted by the report job").count(),
+        1,
+        "{postmortem}"
+    );
     assert!(postmortem.contains("Report job paused"), "{postmortem}");
     t.finish().await;
 }
@@ -228,22 +259,40 @@ async fn resolve_archives_after_the_delay_across_a_restart(backend: Backend) {
     let reply = t.command_in(L2, ROOM, "resolve").await;
     assert!(reply.contains("archive in 24 h"), "{reply}");
     t.drained(10).await;
-    let topic = t.slack.ok_calls("conversations.setTopic").last().unwrap().body.to_string();
+    let topic = t
+        .slack
+        .ok_calls("conversations.setTopic")
+        .last()
+        .unwrap()
+        .body
+        .to_string();
     assert!(topic.contains("Resolved"), "{topic}");
     let root = t.slack.ok_calls("chat.update").last().unwrap().body.to_string();
-    assert!(root.contains("Resolved by") && root.contains(&format!("<#{ROOM}>")), "{root}");
+    assert!(
+        root.contains("Resolved by") && root.contains(&format!("<#{ROOM}>")),
+        "{root}"
+    );
 
     t.restart().await;
     t.clock.advance(23 * HOUR_MS);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert!(t.slack.ok_calls("conversations.archive").is_empty(), "not before the delay");
+    assert!(
+        t.slack.ok_calls("conversations.archive").is_empty(),
+        "not before the delay"
+    );
     t.clock.advance(HOUR_MS + 1000);
     let calls = t
         .slack
-        .wait_for(10, "the archive", |c| c.iter().any(|c| c.ok && c.method == "conversations.archive"))
+        .wait_for(10, "the archive", |c| {
+            c.iter().any(|c| c.ok && c.method == "conversations.archive")
+        })
         .await;
     assert_eq!(calls.iter().filter(|c| c.method == "conversations.archive").count(), 1);
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE archive_at IS NOT NULL").await, 0);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE archive_at IS NOT NULL")
+            .await,
+        0
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(t.slack.ok_calls("conversations.archive").len(), 1, "archived once");
     t.finish().await;
@@ -254,15 +303,26 @@ async fn reopen_cancels_the_archive(backend: Backend) {
     t.command(L2, "p1 Checkout 502s").await;
     t.drained(10).await;
     t.command_in(L2, ROOM, "resolve").await;
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE archive_at IS NOT NULL").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE archive_at IS NOT NULL")
+            .await,
+        1
+    );
     assert_eq!(t.command_in(L2, ROOM, "reopen").await, "Reopened #1.");
     assert!(t.command_in(L2, ROOM, "reopen").await.contains("not resolved"));
-    assert!(t.command_in(L1, ROOM, "reopen").await.contains("l2"), "reopen needs the level of resolve");
+    assert!(
+        t.command_in(L1, ROOM, "reopen").await.contains("l2"),
+        "reopen needs the level of resolve"
+    );
     t.clock.advance(25 * HOUR_MS);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     t.drained(10).await;
     assert!(t.slack.ok_calls("conversations.archive").is_empty());
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE state = 'declared' AND archive_at IS NULL").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE state = 'declared' AND archive_at IS NULL")
+            .await,
+        1
+    );
     assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("reopened #1")));
     // A thread incident reopens too.
     t.command(L2, "p3 Small thing").await;
@@ -306,7 +366,11 @@ async fn missing_scope_degrades_to_the_thread_with_one_message(backend: Backend)
     t.command(L2, "status looking at the load balancer").await;
     t.drained(10).await;
     assert_eq!(room_of(&t).await, None);
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'failed'").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'failed'")
+            .await,
+        1
+    );
     let told: Vec<_> = t
         .slack
         .ok_calls("response_url")
@@ -315,7 +379,10 @@ async fn missing_scope_degrades_to_the_thread_with_one_message(backend: Backend)
         .collect();
     assert_eq!(told.len(), 1, "the declarer is told once");
     let notice = told[0].body.to_string();
-    assert!(notice.contains("missing_scope") && notice.contains("channels:manage"), "{notice}");
+    assert!(
+        notice.contains("missing_scope") && notice.contains("channels:manage"),
+        "{notice}"
+    );
     // The incident goes on in its thread: the update is there, nothing is lost.
     let posts = t.slack.ok_calls("chat.postMessage");
     assert!(posts.iter().all(|c| c.body["channel"] == CHANNEL));
@@ -324,7 +391,11 @@ async fn missing_scope_degrades_to_the_thread_with_one_message(backend: Backend)
             .iter()
             .any(|c| !c.body["thread_ts"].is_null() && c.body.to_string().contains("looking at the load balancer"))
     );
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'room_failed'").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'room_failed'")
+            .await,
+        1
+    );
     let root = t.slack.ok_calls("chat.update").last().unwrap().body.to_string();
     assert!(!root.contains("being created"), "{root}");
     assert!(t.slack.calls().iter().all(|c| c.method != "conversations.invite"));
@@ -333,23 +404,31 @@ async fn missing_scope_degrades_to_the_thread_with_one_message(backend: Backend)
 
 async fn rate_limits_wait_and_restricted_actions_degrade(backend: Backend) {
     let t = spawn_rooms(backend).await;
-    t.slack.script_method(
-        "conversations.create",
-        [Scripted::RateLimited { retry_after_secs: 1 }],
-    );
+    t.slack
+        .script_method("conversations.create", [Scripted::RateLimited { retry_after_secs: 1 }]);
     t.command(L2, "p1 First").await;
     t.drained(15).await;
     assert_eq!(room_of(&t).await.as_deref(), Some(ROOM), "made after Retry-After");
-    let creates: Vec<_> = t.slack.calls().into_iter().filter(|c| c.method == "conversations.create").collect();
+    let creates: Vec<_> = t
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "conversations.create")
+        .collect();
     assert_eq!(creates.len(), 2);
     assert!(creates[1].at - creates[0].at >= std::time::Duration::from_millis(900));
 
     t.slack
         .script_method("conversations.create", [Scripted::SlackError("restricted_action")]);
-    t.slack.script_method("conversations.setTopic", [Scripted::SlackError("too_long")]);
+    t.slack
+        .script_method("conversations.setTopic", [Scripted::SlackError("too_long")]);
     t.command(L2, "p0 Second").await;
     t.drained(10).await;
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE id = 2 AND room_state = 'failed'").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE id = 2 AND room_state = 'failed'")
+            .await,
+        1
+    );
     t.finish().await;
 }
 
@@ -363,8 +442,15 @@ async fn an_inactive_invitee_does_not_stop_the_others(backend: Backend) {
         .into_iter()
         .find(|p| p.contains("could not invite"))
         .expect("the room says who could not be invited");
-    assert!(warning.contains("<@U0GROUPIE1>") && warning.contains("user_is_inactive"), "{warning}");
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'made'").await, 1);
+    assert!(
+        warning.contains("<@U0GROUPIE1>") && warning.contains("user_is_inactive"),
+        "{warning}"
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'made'")
+            .await,
+        1
+    );
     t.finish().await;
 }
 
@@ -377,7 +463,11 @@ async fn two_replicas_create_one_channel(backend: Backend) {
         t.command(L2, &format!("p1 Incident number {n}")).await;
     }
     t.drained(15).await;
-    assert_eq!(t.slack.ok_calls("conversations.create").len(), 3, "one channel per incident");
+    assert_eq!(
+        t.slack.ok_calls("conversations.create").len(),
+        3,
+        "one channel per incident"
+    );
     assert_eq!(t.scalar("SELECT COUNT(DISTINCT room_channel) FROM incidents").await, 3);
     assert!(t.slack.ok_calls("conversations.archive").is_empty(), "no stray channel");
     // A create step run again (a retry after a crash, a lapsed lease) finds
@@ -414,7 +504,10 @@ async fn a_sev_change_to_p1_makes_a_room_mid_incident(backend: Backend) {
         .filter(|c| c.body["channel"] == CHANNEL && !c.body["thread_ts"].is_null())
         .map(|c| c.body.to_string())
         .collect();
-    assert!(thread.iter().any(|p| p.contains("creating a dedicated channel")), "{thread:?}");
+    assert!(
+        thread.iter().any(|p| p.contains("creating a dedicated channel")),
+        "{thread:?}"
+    );
     t.command(L2, "status now in the room").await;
     t.drained(10).await;
     assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("now in the room")));

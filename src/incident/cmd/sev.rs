@@ -7,8 +7,8 @@ use crate::error::{CommandError, UserError};
 use crate::incident::model::{IncidentRef, Severity, State};
 use crate::incident::store::{self as db, Change};
 use crate::incident::{render, room};
-use crate::outbox::{self, Outgoing};
 use crate::origin::Reply;
+use crate::outbox::{self, Outgoing};
 
 /// A severity that wants a room, reached mid-incident: create one, and say
 /// so in the thread where the incident lived until now.

@@ -80,10 +80,11 @@ pub async fn mark_pending(conn: &mut AnyConnection, i: &mut Incident) -> anyhow:
 /// The incident whose room `channel` is, if any (resolved ones too: the
 /// room outlives the resolve until it is archived, and `reopen` is typed there).
 pub async fn incident_in_room(conn: &mut AnyConnection, channel: &str) -> anyhow::Result<Option<i64>> {
-    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE room_channel = $1 ORDER BY id DESC LIMIT 1")
-        .bind(channel)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM incidents WHERE room_channel = $1 ORDER BY id DESC LIMIT 1")
+            .bind(channel)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(id)
 }
 
@@ -103,7 +104,11 @@ pub fn channel_name(config: &IncidentsConfig, number: i64, title: &str) -> Strin
 
 /// The `n`th name tried for a room (1 is the plain name).
 pub fn nth_name(base: &str, n: usize) -> String {
-    if n <= 1 { base.to_string() } else { format!("{base}-{n}") }
+    if n <= 1 {
+        base.to_string()
+    } else {
+        format!("{base}-{n}")
+    }
 }
 
 fn slug(title: &str, max: usize) -> String {
@@ -123,7 +128,11 @@ fn slug(title: &str, max: usize) -> String {
             break;
         }
     }
-    out.chars().take(max).collect::<String>().trim_end_matches('-').to_string()
+    out.chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
 }
 
 #[cfg(test)]
@@ -138,7 +147,10 @@ mod tests {
         assert_eq!(channel_name(&c, 7, "💥💥"), "inc-7");
         let long = channel_name(&c, 123_456, &"word ".repeat(40));
         assert!(long.chars().count() <= 78, "{long}");
-        assert!(long.starts_with("inc-123456-word-word") && !long.ends_with('-'), "{long}");
+        assert!(
+            long.starts_with("inc-123456-word-word") && !long.ends_with('-'),
+            "{long}"
+        );
         assert!(
             long.chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')

@@ -84,7 +84,9 @@ impl Steps {
         let session = self.state.slack.session();
         let sent = tokio::time::timeout(
             CALL_TIMEOUT,
-            session.http_session_api.http_post::<_, serde_json::Value>(method, body, None),
+            session
+                .http_session_api
+                .http_post::<_, serde_json::Value>(method, body, None),
         )
         .await;
         let e = match sent {
@@ -93,7 +95,15 @@ impl Steps {
             Err(_) => return self.last_or(row, "timed out".into()),
         };
         if let SlackClientError::ApiError(api) = &e
-            && !matches!(api.code.as_str(), "ratelimited" | "rate_limited" | "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout")
+            && !matches!(
+                api.code.as_str(),
+                "ratelimited"
+                    | "rate_limited"
+                    | "internal_error"
+                    | "fatal_error"
+                    | "service_unavailable"
+                    | "request_timeout"
+            )
         {
             return Answer::No(api.code.clone());
         }
@@ -172,7 +182,10 @@ impl Steps {
             };
             super::queue(&mut tx, i, stray, None, now).await?;
             self.state.outbox.commit(tx).await?;
-            tracing::warn!(incident.id = i.id, "another instance stored the room first; archiving ours");
+            tracing::warn!(
+                incident.id = i.id,
+                "another instance stored the room first; archiving ours"
+            );
             return Ok(Outcome::Sent(None));
         }
         let i = db::get(&mut tx, i.id)
@@ -195,7 +208,15 @@ impl Steps {
             Outgoing::update_root(i.id, &channel, render::root(&i, now)),
         ];
         outbox::enqueue(&mut tx, &msgs, None, now).await?;
-        db::add_event(&mut tx, i.id, now, "bot", "room", &format!("Incident channel #{name} created")).await?;
+        db::add_event(
+            &mut tx,
+            i.id,
+            now,
+            "bot",
+            "room",
+            &format!("Incident channel #{name} created"),
+        )
+        .await?;
         self.state.outbox.commit(tx).await?;
         tracing::info!(incident.id = i.id, room, "incident channel created");
         Ok(Outcome::Sent(None))
@@ -226,7 +247,10 @@ impl Steps {
             (None, "bot") => Outgoing::thread(i.id, &channel, render::reply(text)),
             (None, who) => Outgoing::thread(i.id, &channel, render::reply(format!("<@{who}> {text}"))),
         };
-        let msgs = [to_declarer, Outgoing::update_root(i.id, &channel, render::root(&i, now))];
+        let msgs = [
+            to_declarer,
+            Outgoing::update_root(i.id, &channel, render::root(&i, now)),
+        ];
         outbox::enqueue(&mut tx, &msgs, None, now).await?;
         let event = format!("Could not create the incident channel ({code}); the incident stays in its thread");
         db::add_event(&mut tx, i.id, now, "bot", "room_failed", &event).await?;
@@ -246,7 +270,9 @@ pub(super) fn store_retry(e: anyhow::Error) -> Outcome {
 /// What the declarer is told when the room cannot be made.
 pub fn degraded_notice(i: &Incident, code: &str) -> String {
     let hint = match code.split(' ').next().unwrap_or_default() {
-        "missing_scope" => " The Slack app needs the `channels:manage` (public) or `groups:write` (private) scope: reinstall it with the manifest in `deploy/`.",
+        "missing_scope" => {
+            " The Slack app needs the `channels:manage` (public) or `groups:write` (private) scope: reinstall it with the manifest in `deploy/`."
+        }
         "restricted_action" => " This workspace does not let apps create channels; ask an admin to allow it.",
         "not_allowed_token_type" => " `SLACK_BOT_TOKEN` must be the bot token (`xoxb-…`).",
         "name_taken" => " Every name tried is taken; archive or rename old incident channels.",

@@ -106,9 +106,17 @@ impl Steps {
             .collect::<Vec<_>>()
             .join(", ");
         let channel = ChannelId::parse(&i.channel).map_err(|e| anyhow::anyhow!("stored channel: {e}"))?;
-        let text = format!(":warning: I could not invite {list}. Everyone else is in; invite them by hand if they should be here.");
+        let text = format!(
+            ":warning: I could not invite {list}. Everyone else is in; invite them by hand if they should be here."
+        );
         let mut tx = self.state.store.begin_in_background().await?;
-        outbox::enqueue(&mut tx, &[Outgoing::to_room(i.id, &channel, render::reply(text))], None, now).await?;
+        outbox::enqueue(
+            &mut tx,
+            &[Outgoing::to_room(i.id, &channel, render::reply(text))],
+            None,
+            now,
+        )
+        .await?;
         let who: Vec<&str> = refused.iter().map(|(u, _)| u.as_str()).collect();
         let event = format!("Could not invite to the incident channel: {}", who.join(", "));
         db::add_event(&mut tx, i.id, now, "bot", "room_warning", &event).await?;
@@ -121,7 +129,8 @@ impl Steps {
             return Ok(Outcome::Sent(None));
         };
         let req = SlackApiConversationsSetTopicRequest::new(SlackChannelId::new(room), render::topic(i));
-        self.warn_unless_done(row, i, "conversations.setTopic", &req, "set the topic").await
+        self.warn_unless_done(row, i, "conversations.setTopic", &req, "set the topic")
+            .await
     }
 
     pub(super) async fn bookmarks(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
@@ -129,12 +138,18 @@ impl Steps {
             return Ok(Outcome::Sent(None));
         };
         let config = &self.state.config.incidents;
-        let links = [("Runbook", &config.runbook_url), ("Status page", &config.status_page_url)];
+        let links = [
+            ("Runbook", &config.runbook_url),
+            ("Status page", &config.status_page_url),
+        ];
         for (title, link) in links {
             let Some(link) = link else { continue };
             // slack-morphism has no bookmarks API: the same client, its generic post.
             let req = serde_json::json!({"channel_id": room, "title": title, "type": "link", "link": link});
-            match self.warn_unless_done(row, i, "bookmarks.add", &req, "add a bookmark").await? {
+            match self
+                .warn_unless_done(row, i, "bookmarks.add", &req, "add a bookmark")
+                .await?
+            {
                 Outcome::Sent(_) => {}
                 later => return Ok(later),
             }
@@ -142,7 +157,12 @@ impl Steps {
         Ok(Outcome::Sent(None))
     }
 
-    pub(super) async fn archive(&self, row: &OutboxRow, i: &Incident, stray: Option<String>) -> anyhow::Result<Outcome> {
+    pub(super) async fn archive(
+        &self,
+        row: &OutboxRow,
+        i: &Incident,
+        stray: Option<String>,
+    ) -> anyhow::Result<Outcome> {
         let room = match (stray.clone(), i.room()) {
             (Some(c), _) | (None, Room::Made(c)) => c,
             _ => return Ok(Outcome::Sent(None)),
@@ -157,8 +177,12 @@ impl Steps {
             Answer::Ok(_) => Ok(Outcome::Sent(None)),
             Answer::No(code) if code == "already_archived" => Ok(Outcome::Sent(None)),
             Answer::No(code) => {
-                self.note(i, "room_warning", &format!("Could not archive the incident channel ({code})"))
-                    .await?;
+                self.note(
+                    i,
+                    "room_warning",
+                    &format!("Could not archive the incident channel ({code})"),
+                )
+                .await?;
                 Ok(Outcome::Sent(None))
             }
         }
@@ -177,8 +201,12 @@ impl Steps {
             Answer::Ok(_) => Ok(Outcome::Sent(None)),
             Answer::Later(outcome) => Ok(outcome),
             Answer::No(code) => {
-                self.note(i, "room_warning", &format!("Could not {what} of the incident channel ({code})"))
-                    .await?;
+                self.note(
+                    i,
+                    "room_warning",
+                    &format!("Could not {what} of the incident channel ({code})"),
+                )
+                .await?;
                 Ok(Outcome::Sent(None))
             }
         }

@@ -299,7 +299,10 @@ fn rooms(inner: &Mutex<Inner>, method: &str, body: &Value) -> Option<Response> {
             } else {
                 let id = format!("C0ROOM{}", i.channels.len() + 1);
                 i.channels.insert(name.clone(), id.clone());
-                (true, json!({"ok": true, "channel": {"id": id, "name": name, "created": 1_700_000_000}}))
+                (
+                    true,
+                    json!({"ok": true, "channel": {"id": id, "name": name, "created": 1_700_000_000}}),
+                )
             }
         }
         "conversations.invite" => {
@@ -312,7 +315,10 @@ fn rooms(inner: &Mutex<Inner>, method: &str, body: &Value) -> Option<Response> {
             if users.iter().any(|u| inactive.contains(u)) {
                 (false, json!({"ok": false, "error": "user_is_inactive"}))
             } else {
-                (true, json!({"ok": true, "channel": {"id": body["channel"], "created": 1_700_000_000}}))
+                (
+                    true,
+                    json!({"ok": true, "channel": {"id": body["channel"], "created": 1_700_000_000}}),
+                )
             }
         }
         "conversations.setTopic" | "bookmarks.add" | "conversations.archive" => (true, json!({"ok": true})),
