@@ -252,6 +252,40 @@ async fn a_pinned_message_reaches_the_postmortem_once(backend: Backend) {
     t.finish().await;
 }
 
+/// Over Socket Mode the same pin, sent twice (two envelopes of one event,
+/// on two connections), is added once.
+async fn a_pin_over_socket_mode_is_added_once(backend: Backend) {
+    let socket = FakeSocket::start().await;
+    let slack = FakeSlack::start().await;
+    slack.set_socket_url(&socket.url);
+    let db = TestDb::new(backend).await;
+    let mut config = config(&db.url, &slack);
+    room_config(&mut config);
+    config.slack.app_token = Some(secrecy::SecretString::from("xapp-1-A0APP-test".to_string()));
+    let t = TestApp::spawn_with(config, slack, db).await;
+    let conns = socket.wait_open(2, 2, 10).await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    let envelope = |id: &str| {
+        json!({
+            "type": "events_api", "envelope_id": id, "accepts_response_payload": false,
+            "payload": {
+                "token": "x", "team_id": "T0TEAM", "api_app_id": "A0APP", "type": "event_callback",
+                "event_id": "Ev0SOCKETPIN", "event_time": 1_700_000_000,
+                "event": pin(ROOM, "1700000070.000100", "Socket pin: disk full on db-2"),
+            }
+        })
+    };
+    socket.send(conns[0], &envelope("env-pin-1"));
+    socket.wait_acks("env-pin-1", 1, 5).await;
+    socket.send(conns[1], &envelope("env-pin-2"));
+    socket.wait_acks("env-pin-2", 1, 5).await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_pins").await, 1);
+    let timeline = t.command_in(L1, ROOM, "timeline").await;
+    assert_eq!(timeline.matches("disk full on db-2").count(), 1, "{timeline}");
+    t.finish().await;
+}
+
 async fn resolve_archives_after_the_delay_across_a_restart(backend: Backend) {
     let mut t = spawn_rooms(backend).await;
     t.command(L2, "p1 Checkout 502s").await;
@@ -519,6 +553,7 @@ both_backends!(
     a_p3_stays_a_thread,
     commands_in_the_room_need_no_id,
     a_pinned_message_reaches_the_postmortem_once,
+    a_pin_over_socket_mode_is_added_once,
     resolve_archives_after_the_delay_across_a_restart,
     reopen_cancels_the_archive,
     name_taken_gets_a_suffix,
