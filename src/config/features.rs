@@ -93,6 +93,16 @@ impl Config {
                 },
                 "no [[health_checks]] or targets to probe, or alerts.health_poll_seconds = 0",
             ),
+            feature(
+                "incident channels",
+                !self.incidents.dedicated_channel.is_empty(),
+                || {
+                    let levels = list(self.incidents.dedicated_channel.iter().map(|s| s.as_str()));
+                    let h = self.incidents.archive_after_hours;
+                    format!("a channel per {levels} incident, archived {h} h after resolve")
+                },
+                "every incident is a thread; set incidents.dedicated_channel = [\"p0\", \"p1\"] for their own channels",
+            ),
         ]
     }
 }
@@ -121,7 +131,7 @@ mod tests {
         let on: Vec<_> = states(&c).into_iter().filter(|(_, on)| *on).map(|(n, _)| n).collect();
         assert_eq!(on, ["slack http"]);
         let lines: Vec<String> = c.features().iter().map(ToString::to_string).collect();
-        assert_eq!(lines.len(), 7);
+        assert_eq!(lines.len(), 8);
         assert!(lines.contains(
             &"alert intake: off (set ALERT_WEBHOOK_TOKEN (or alerts.token) to accept monitoring webhooks)".to_string()
         ));
@@ -141,6 +151,8 @@ mod tests {
             url = "postgres://x@db/app"
             [deploy_hooks.api]
             url = "https://deploy.example.com/hook"
+            [incidents]
+            dedicated_channel = ["p0", "p1"]
         "#;
         let e = env(&[
             ("SLACK_BOT_TOKEN", "xoxb-1"),
@@ -161,6 +173,10 @@ mod tests {
         assert_eq!(
             by("health poller"),
             "health poller: on (0 endpoints and 1 targets every 300 s)"
+        );
+        assert_eq!(
+            by("incident channels"),
+            "incident channels: on (a channel per p0, p1 incident, archived 24 h after resolve)"
         );
         assert!(c.serve_problems().is_empty(), "Socket Mode needs no signing secret");
     }
