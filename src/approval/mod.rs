@@ -32,7 +32,6 @@ use crate::catalog::Entry;
 use crate::catalog::args::Value;
 use crate::config::Level;
 use crate::error::{CommandError, UserError};
-use crate::incident::store as incidents;
 use crate::origin::{Origin, Reply, Via};
 use crate::state::AppState;
 use crate::targets::{StepError, classify};
@@ -61,7 +60,7 @@ pub async fn request(
     let hash = plan::request_hash(&plan, &snapshot);
     let now = state.clock.now_ms();
     let mut tx = state.store.begin_for_person().await?;
-    let incident = incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await?;
+    let incident = crate::incident::room::incident_for_channel(&mut tx, origin.channel.as_str()).await?;
     let plan_json = serde_json::to_string(&plan).map_err(anyhow::Error::from)?;
     let new = store::NewRequest {
         command: &def.command,

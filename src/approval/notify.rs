@@ -1,6 +1,7 @@
 //! What the approval flow tells Slack: the card (posted once, then updated in
 //! place under its own message key) and the thread replies, each written to
 //! the outbox in the same transaction as the state change and its audit row.
+//! For an incident with a dedicated channel they go there.
 
 use sqlx::AnyConnection;
 
@@ -22,8 +23,11 @@ fn channel(r: &Request) -> anyhow::Result<ChannelId> {
     ChannelId::parse(&r.channel).map_err(|e| anyhow::anyhow!("stored channel: {e}"))
 }
 
+/// An incident's conversation: its dedicated channel when it has one
+/// (resolved when delivered, so a room made after the request is used),
+/// else its thread.
 fn thread_key(r: &Request) -> Option<String> {
-    r.incident_id.map(crate::incident::root_key)
+    r.incident_id.map(crate::outbox::room_thread_key)
 }
 
 /// A reply where the request's other replies go: the incident's thread, or

@@ -70,26 +70,17 @@ async fn execute(
 ) -> Result<run::Outcome, CommandError> {
     let outcome = run_on(state, entry, values, target_name).await?;
     let mut tx = state.store.begin_for_person().await?;
-    let mut incident = incidents::newest_open_in_channel(&mut tx, origin.channel.as_str()).await?;
-    // In an incident's own channel the result is posted there, on its timeline.
-    let in_room = match incident {
-        Some(_) => None,
-        None => crate::incident::room::incident_in_room(&mut tx, origin.channel.as_str()).await?,
-    };
-    if let Some(id) = in_room {
-        incident = incidents::get(&mut tx, id).await?;
-    }
+    // In (or about) an incident with its own channel, the result goes there.
+    let incident = crate::incident::room::incident_for_channel(&mut tx, origin.channel.as_str()).await?;
     if let Some(i) = &incident {
         crate::telemetry::record_incident(i.id);
     }
     let place = Place {
         channel: &origin.channel,
-        thread_key: match &incident {
-            _ if in_room.is_some() => None,
-            Some(i) if i.has_room() => Some(crate::outbox::room_thread_key(i.id)),
-            Some(i) => Some(crate::incident::root_key(i.id)),
-            None => None,
-        },
+        thread_key: incident.as_ref().map(|i| match i.has_room() {
+            true => crate::outbox::room_thread_key(i.id),
+            false => crate::incident::root_key(i.id),
+        }),
         incident_id: incident.map(|i| i.id),
         automated: false,
     };

@@ -548,6 +548,57 @@ async fn a_sev_change_to_p1_makes_a_room_mid_incident(backend: Backend) {
     t.finish().await;
 }
 
+async fn approval_cards_and_diagnostics_go_to_the_room(backend: Backend) {
+    let db = SupabaseDb::new(AppSchema::Hotel).await;
+    let t = TestApp::spawn_configured(backend, |c| {
+        db.attach(c);
+        room_config(c);
+    })
+    .await;
+    t.command(L2, "p1 New tenant flow broken").await;
+    t.drained(10).await;
+    // Typed in #incidents, about the incident there: its card goes to the room.
+    let reply = t.slash(L2, "/rollback", "flag new-tenant-flow").await;
+    assert!(reply.contains("Approval #1 requested"), "{reply}");
+    t.drained(10).await;
+    let card = posts_in(&t, ROOM)
+        .into_iter()
+        .find(|p| p.contains("Approval #1"))
+        .expect("the card is in the room");
+    assert!(card.contains("approval_approve"), "{card}");
+    assert_eq!(
+        click_reply(&t, L3, "approval_approve", 1).await,
+        "Approved #1; applying it now."
+    );
+    wait_state(&t, 1, "applied").await;
+    t.drained(10).await;
+    let card_update = t.slack.ok_calls("chat.update").last().unwrap().body.clone();
+    assert_eq!(card_update["channel"], ROOM, "the card is updated where it was posted");
+    assert!(card_update.to_string().contains("was applied and verified"));
+    assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("1 rows changed")));
+    // A diagnostic typed in the room is posted there and on the timeline.
+    let before = posts_in(&t, ROOM).len();
+    let reply = t.slash_in(L1, ROOM, "/diagnose", "db-size").await;
+    assert!(reply.contains("Running"), "{reply}");
+    t.slack
+        .wait_for(20, "the diagnostic's result in the room", |c| {
+            c.iter()
+                .filter(|c| c.ok && c.method == "chat.postMessage" && c.body["channel"] == ROOM)
+                .count()
+                > before
+        })
+        .await;
+    let result = posts_in(&t, ROOM).pop().unwrap();
+    assert!(!result.contains("thread_ts"), "top level in the room: {result}");
+    let timeline = t.command_in(L1, ROOM, "timeline").await;
+    assert!(
+        timeline.contains("db-size"),
+        "the result is on the incident's timeline: {timeline}"
+    );
+    t.finish().await;
+    db.cleanup().await;
+}
+
 both_backends!(
     a_p1_gets_a_room_with_invitees_topic_and_bookmarks,
     a_p3_stays_a_thread,
@@ -562,4 +613,5 @@ both_backends!(
     an_inactive_invitee_does_not_stop_the_others,
     two_replicas_create_one_channel,
     a_sev_change_to_p1_makes_a_room_mid_incident,
+    approval_cards_and_diagnostics_go_to_the_room,
 );

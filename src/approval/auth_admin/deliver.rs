@@ -46,7 +46,7 @@ pub async fn send(
         r.id,
         said(&escape_entities(&visible(email)), requester)
     ));
-    let thread = Outgoing::post_keyed(&channel, r.incident_id.map(crate::incident::root_key), None, note);
+    let thread = Outgoing::post_keyed(&channel, r.incident_id.map(crate::outbox::room_thread_key), None, note);
     let mut tx = state.store.begin().await?;
     outbox::enqueue(&mut tx, &[dm, thread], None, now).await?;
     let event = Event::bot("recovery_link_sent", &words).about(Some(r.id), r.incident_id);

@@ -182,23 +182,15 @@ impl Ctx<'_> {
             Some(r) => db::get(&mut self.tx, r.0)
                 .await?
                 .ok_or_else(|| UserError::new(format!("There is no incident {r}. See `/incident list`.")).into()),
-            None => {
-                let channel = self.origin.channel.as_str();
-                if let Some(i) = db::newest_open_in_channel(&mut self.tx, channel).await? {
-                    return Ok(i);
-                }
-                // Not the incident channel: an incident's own channel names it.
-                let in_room = match room::incident_in_room(&mut self.tx, channel).await? {
-                    Some(id) => db::get(&mut self.tx, id).await?,
-                    None => None,
-                };
-                in_room.ok_or_else(|| {
+            // In an incident's own channel, that incident.
+            None => room::incident_for_channel(&mut self.tx, self.origin.channel.as_str())
+                .await?
+                .ok_or_else(|| {
                     UserError::new(
                         "There is no open incident in this channel. Name one with `#id` (see `/incident list`).",
                     )
                     .into()
-                })
-            }
+                }),
         }
     }
 

@@ -88,6 +88,18 @@ pub async fn incident_in_room(conn: &mut AnyConnection, channel: &str) -> anyhow
     Ok(id)
 }
 
+/// The incident a command typed in `channel` is about: the newest open one
+/// declared there, else the one whose room `channel` is.
+pub async fn incident_for_channel(conn: &mut AnyConnection, channel: &str) -> anyhow::Result<Option<Incident>> {
+    if let Some(i) = crate::incident::store::newest_open_in_channel(conn, channel).await? {
+        return Ok(Some(i));
+    }
+    match incident_in_room(conn, channel).await? {
+        Some(id) => crate::incident::store::get(conn, id).await,
+        None => Ok(None),
+    }
+}
+
 /// The channel name for incident `number` titled `title`, from the
 /// template: `{slug}` becomes the title in lowercase letters and digits
 /// joined by `-`, cut so the name fits Slack's 80 characters with room for
