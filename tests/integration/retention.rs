@@ -61,6 +61,12 @@ async fn incidents(t: &TestApp, now: i64) {
             &[id, now - 600 * DAY],
         )
         .await;
+        exec(
+            t,
+            "INSERT INTO incident_pins (incident_id, message_ts, channel, added_at) VALUES ($1, '1.2', 'C0ROOM', $2)",
+            &[id, now - 600 * DAY],
+        )
+        .await;
     }
 }
 
@@ -181,6 +187,11 @@ async fn old_rows_of_every_kind_go_and_the_rest_stays(backend: Backend) {
         [1, 3],
         "open and recent timelines stay"
     );
+    assert_eq!(
+        ids(&t, "SELECT incident_id FROM incident_pins ORDER BY incident_id").await,
+        [1, 3],
+        "pins go with their timeline"
+    );
     assert_eq!(ids(&t, "SELECT id FROM alerts ORDER BY id").await, [2, 4]);
     assert_eq!(
         keys(&t).await,
@@ -225,6 +236,7 @@ async fn old_rows_of_every_kind_go_and_the_rest_stays(backend: Backend) {
         [1],
         "the open incident's timeline stays"
     );
+    assert_eq!(ids(&t, "SELECT incident_id FROM incident_pins").await, [1]);
     t.finish().await;
 }
 

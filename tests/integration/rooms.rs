@@ -389,6 +389,55 @@ async fn name_taken_gets_a_suffix(backend: Backend) {
     let room = room_of(&t).await.unwrap();
     assert_eq!(t.slack.channels()["inc-1-checkout-502s-3"], room);
     assert!(!invited(&t, &room).is_empty());
+
+    // Every name up to -9 taken: bounded, and the incident stays a thread.
+    for n in 1..=9 {
+        let name = if n == 1 {
+            "inc-2-busy".to_string()
+        } else {
+            format!("inc-2-busy-{n}")
+        };
+        t.slack.add_channel(&name, &format!("C0BUSY{n}"));
+    }
+    t.command(L2, "p1 Busy").await;
+    t.drained(10).await;
+    let tries = t
+        .slack
+        .calls()
+        .iter()
+        .filter(|c| c.method == "conversations.create" && c.body["name"].as_str().unwrap().starts_with("inc-2-"))
+        .count();
+    assert_eq!(tries, 9);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE id = 2 AND room_state = 'failed'")
+            .await,
+        1
+    );
+    let told = t.slack.ok_calls("response_url");
+    assert!(
+        told.iter()
+            .any(|c| c.body.to_string().contains("Every name tried is taken"))
+    );
+    t.finish().await;
+}
+
+async fn escalations_of_a_room_incident_go_to_the_room(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.command(L2, "p1 Nobody answers").await;
+    t.drained(10).await;
+    t.clock.advance(16 * 60_000);
+    t.slack
+        .wait_for(10, "the first escalation", |c| {
+            c.iter()
+                .any(|c| c.ok && c.body["channel"] == ROOM && c.body.to_string().contains("Escalation"))
+        })
+        .await;
+    assert!(
+        t.slack
+            .ok_calls("chat.postMessage")
+            .iter()
+            .all(|c| c.body["channel"] == ROOM || !c.body.to_string().contains("Escalation"))
+    );
     t.finish().await;
 }
 
@@ -608,6 +657,7 @@ both_backends!(
     resolve_archives_after_the_delay_across_a_restart,
     reopen_cancels_the_archive,
     name_taken_gets_a_suffix,
+    escalations_of_a_room_incident_go_to_the_room,
     missing_scope_degrades_to_the_thread_with_one_message,
     rate_limits_wait_and_restricted_actions_degrade,
     an_inactive_invitee_does_not_stop_the_others,
