@@ -2,7 +2,9 @@
 -- room_state: NULL = the incident lives in its #incidents thread only;
 -- 'pending' = the outbox is creating the room; 'made' = room_channel holds
 -- its id (written once, by a conditional update); 'failed' = it could not
--- be made and everything meant for it goes to the thread instead.
+-- be made and everything meant for it goes to the thread instead;
+-- 'archived' = archived after the resolve (room_channel kept, and what a
+-- reopened incident says goes to the thread).
 -- archive_at: when the room of a resolved incident is archived (resolved_at
 -- + incidents.archive_after_hours); cleared by reopen and once queued.
 ALTER TABLE incidents ADD COLUMN room_state TEXT;

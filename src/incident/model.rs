@@ -83,8 +83,8 @@ pub struct Incident {
     pub resolved_by: Option<String>,
     pub resolved_at: Option<i64>,
     pub summary: Option<String>,
-    /// `pending`, `made` or `failed` for an incident with a dedicated
-    /// channel; `None` for one that lives in its thread only.
+    /// `pending`, `made`, `failed` or `archived` for an incident with a
+    /// dedicated channel; `None` for one that lives in its thread only.
     pub room_state: Option<String>,
     pub room_channel: Option<String>,
 }
@@ -99,11 +99,14 @@ pub enum Room {
     Made(String),
     /// It could not be made; messages go to the thread.
     Failed,
+    /// It was archived (after the resolve); messages go to the thread.
+    Archived(String),
 }
 
 impl Incident {
     pub fn room(&self) -> Room {
         match (self.room_state.as_deref(), &self.room_channel) {
+            (Some("archived"), Some(c)) => Room::Archived(c.clone()),
             (_, Some(c)) => Room::Made(c.clone()),
             (Some("pending"), None) => Room::Pending,
             (Some(_), None) => Room::Failed,

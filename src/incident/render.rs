@@ -155,6 +155,7 @@ fn room_line(i: &Incident) -> Option<String> {
     match i.room() {
         Room::Made(c) => Some(format!("*Incident channel:* <#{c}> — join it to help.")),
         Room::Pending => Some("*Incident channel:* being created…".into()),
+        Room::Archived(c) => Some(format!("*Incident channel:* <#{c}> (archived)")),
         Room::Failed | Room::Thread => None,
     }
 }
@@ -352,6 +353,8 @@ mod tests {
         i.room_state = Some("made".into());
         i.room_channel = Some("C0ROOM".into());
         assert!(json(&root(&i, i.declared_at)).contains("<#C0ROOM>"));
+        i.room_state = Some("archived".into());
+        assert!(json(&root(&i, i.declared_at)).contains("<#C0ROOM> (archived)"));
         i.room_state = Some("failed".into());
         i.room_channel = None;
         assert!(!json(&root(&i, i.declared_at)).contains("Incident channel"));

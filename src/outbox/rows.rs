@@ -222,7 +222,7 @@ pub enum RoomDest {
     Room(String),
     /// The room is being made.
     NotYet,
-    /// No room (never wanted, or it could not be made): the incident's thread.
+    /// No room (never wanted, could not be made, or archived): the incident's thread.
     Thread,
 }
 
@@ -233,6 +233,7 @@ pub async fn room_of(store: &Store, incident_id: i64) -> anyhow::Result<RoomDest
             .fetch_optional(&store.pool)
             .await?;
     Ok(match row {
+        Some((Some(state), Some(_))) if state == "archived" => RoomDest::Thread,
         Some((_, Some(channel))) => RoomDest::Room(channel),
         Some((Some(state), None)) if state == "pending" => RoomDest::NotYet,
         _ => RoomDest::Thread,

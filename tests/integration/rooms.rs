@@ -329,6 +329,18 @@ async fn resolve_archives_after_the_delay_across_a_restart(backend: Backend) {
     );
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(t.slack.ok_calls("conversations.archive").len(), 1, "archived once");
+    t.drained(10).await;
+    let root = t.slack.ok_calls("chat.update").last().unwrap().body.to_string();
+    assert!(root.contains("(archived)"), "{root}");
+
+    // Reopened after the archive, it goes on in its thread in #incidents.
+    let reply = t.command(L2, "reopen #1").await;
+    assert!(reply.contains("was archived already"), "{reply}");
+    t.command(L2, "status back again").await;
+    t.drained(10).await;
+    let update = t.slack.ok_calls("chat.postMessage").last().unwrap().body.clone();
+    assert_eq!(update["channel"], CHANNEL);
+    assert!(!update["thread_ts"].is_null() && update.to_string().contains("back again"));
     t.finish().await;
 }
 

@@ -5,7 +5,7 @@
 use super::{Ctx, no_more};
 use crate::config::Level;
 use crate::error::{CommandError, UserError};
-use crate::incident::model::{IncidentRef, State};
+use crate::incident::model::{IncidentRef, Room, State};
 use crate::incident::store as db;
 use crate::origin::Reply;
 
@@ -37,6 +37,12 @@ impl Reopen {
         ctx.changed(i.id, "reopened", &format!("Reopened by {}", ctx.user()), reply)
             .await?;
         tracing::info!(incident.id = i.id, slack.user_id = %ctx.user(), "incident reopened");
+        if let Room::Archived(c) = i.room() {
+            return Ok(Reply::new(format!(
+                "Reopened #{}. Its channel <#{c}> was archived already, so it continues in its thread in <#{}>.",
+                i.id, i.channel
+            )));
+        }
         Ok(Reply::new(format!("Reopened #{}.", i.id)))
     }
 }

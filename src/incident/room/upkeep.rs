@@ -171,10 +171,14 @@ impl Steps {
         match self.call(row, "conversations.archive", &req).await {
             Answer::Later(outcome) => Ok(outcome),
             Answer::Ok(_) if stray.is_none() => {
-                self.note(i, "room", "Incident channel archived").await?;
+                self.archived(i).await?;
                 Ok(Outcome::Sent(None))
             }
             Answer::Ok(_) => Ok(Outcome::Sent(None)),
+            Answer::No(code) if code == "already_archived" && stray.is_none() => {
+                self.archived(i).await?;
+                Ok(Outcome::Sent(None))
+            }
             Answer::No(code) if code == "already_archived" => Ok(Outcome::Sent(None)),
             Answer::No(code) => {
                 self.note(
@@ -210,6 +214,26 @@ impl Steps {
                 Ok(Outcome::Sent(None))
             }
         }
+    }
+
+    /// From now on what is meant for the room goes to the thread (a reopened
+    /// incident goes on there); the root says the channel is archived.
+    async fn archived(&self, i: &Incident) -> anyhow::Result<()> {
+        let now = self.state.clock.now_ms();
+        let mut tx = self.state.store.begin_in_background().await?;
+        sqlx::query("UPDATE incidents SET room_state = 'archived' WHERE id = $1 AND room_state = 'made'")
+            .bind(i.id)
+            .execute(&mut *tx)
+            .await?;
+        let i = db::get(&mut tx, i.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+        let channel = ChannelId::parse(&i.channel).map_err(|e| anyhow::anyhow!("stored channel: {e}"))?;
+        let root = Outgoing::update_root(i.id, &channel, render::root(&i, now));
+        outbox::enqueue(&mut tx, &[root], None, now).await?;
+        db::add_event(&mut tx, i.id, now, "bot", "room", "Incident channel archived").await?;
+        self.state.outbox.commit(tx).await?;
+        Ok(())
     }
 
     async fn note(&self, i: &Incident, kind: &str, text: &str) -> anyhow::Result<()> {
