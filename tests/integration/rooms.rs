@@ -252,6 +252,33 @@ async fn a_pinned_message_reaches_the_postmortem_once(backend: Backend) {
     t.finish().await;
 }
 
+/// In a thread incident, a pin of a reply in its thread counts too; a pin
+/// anywhere else is not an incident's business.
+async fn a_pin_in_an_incident_thread_reaches_its_timeline(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.command(L2, "p3 Cache misses").await;
+    t.drained(10).await;
+    let root_ts = t.slack.ok_calls("chat.postMessage")[0].ts.clone().unwrap();
+    let mut in_thread = pin(CHANNEL, "1700000080.000100", "TTL was set to 0 by the last deploy");
+    in_thread["item"]["message"]["thread_ts"] = json!(root_ts);
+    send_event(&t, "Ev0THREADPIN", in_thread).await;
+    send_event(&t, "Ev0ELSEWHERE", pin("C0RANDOM", "1700000081.000100", "lunch?")).await;
+    let mut loose = pin(CHANNEL, "1700000082.000100", "not in any thread");
+    loose["item"]["message"]["thread_ts"] = json!("1600000000.000100");
+    send_event(&t, "Ev0LOOSE", loose).await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_pins").await, 1);
+    let timeline = t.command(L1, "timeline #1").await;
+    assert!(
+        timeline.contains("TTL was set to 0") && !timeline.contains("lunch"),
+        "{timeline}"
+    );
+    assert!(
+        t.slack.calls().iter().all(|c| c.method != "conversations.history"),
+        "pins carry their text"
+    );
+    t.finish().await;
+}
+
 /// Over Socket Mode the same pin, sent twice (two envelopes of one event,
 /// on two connections), is added once.
 async fn a_pin_over_socket_mode_is_added_once(backend: Backend) {
@@ -666,6 +693,7 @@ both_backends!(
     commands_in_the_room_need_no_id,
     a_pinned_message_reaches_the_postmortem_once,
     a_pin_over_socket_mode_is_added_once,
+    a_pin_in_an_incident_thread_reaches_its_timeline,
     resolve_archives_after_the_delay_across_a_restart,
     reopen_cancels_the_archive,
     name_taken_gets_a_suffix,
