@@ -460,6 +460,51 @@ async fn name_taken_gets_a_suffix(backend: Backend) {
     t.finish().await;
 }
 
+async fn an_alert_declared_p1_gets_a_room_and_a_thread_notice_if_it_cannot(backend: Backend) {
+    use runbook_bot::config::{Matcher, Route};
+    let t = TestApp::spawn_configured(backend, |c| {
+        room_config(c);
+        c.alerts.routes = vec![Route {
+            matcher: Matcher {
+                source: None,
+                severity: vec!["critical".into()],
+                labels: Default::default(),
+            },
+            declare: Some("p1".into()),
+            ..Route::default()
+        }];
+    })
+    .await;
+    t.slack.set_group(GROUP, &["U0GROUPIE1", "U0GROUPIE2"]);
+    let payload = |fp: &str| alertmanager::notification(fp, vec![alertmanager::alert(fp, "firing", "critical")]);
+    t.alert("alertmanager", &payload("db1")).await;
+    t.inbox_processed(10).await;
+    t.drained(10).await;
+    assert_eq!(room_of(&t).await.as_deref(), Some(ROOM));
+    assert_eq!(
+        invited(&t, ROOM),
+        ["U0GROUPIE1", "U0GROUPIE2", RESPONDER],
+        "no declarer to invite: the bot"
+    );
+
+    // The next one cannot get a room: nobody has a response_url, so the
+    // notice goes to its thread in #incidents.
+    t.slack
+        .script_method("conversations.create", [Scripted::SlackError("restricted_action")]);
+    t.alert("alertmanager", &payload("db2")).await;
+    t.inbox_processed(10).await;
+    t.drained(10).await;
+    let notice = t
+        .slack
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["channel"] == CHANNEL && !c.body["thread_ts"].is_null())
+        .filter(|c| c.body.to_string().contains("could not create a dedicated channel"))
+        .count();
+    assert_eq!(notice, 1);
+    t.finish().await;
+}
+
 async fn escalations_of_a_room_incident_go_to_the_room(backend: Backend) {
     let t = spawn_rooms(backend).await;
     t.command(L2, "p1 Nobody answers").await;
@@ -698,6 +743,7 @@ both_backends!(
     reopen_cancels_the_archive,
     name_taken_gets_a_suffix,
     escalations_of_a_room_incident_go_to_the_room,
+    an_alert_declared_p1_gets_a_room_and_a_thread_notice_if_it_cannot,
     missing_scope_degrades_to_the_thread_with_one_message,
     rate_limits_wait_and_restricted_actions_degrade,
     an_inactive_invitee_does_not_stop_the_others,
