@@ -36,9 +36,9 @@ impl Sev {
         if i.severity == to && i.state != State::Resolved {
             return Err(UserError::new(format!("#{} is already {to}.", i.id)).into());
         }
-        if !db::apply(&mut ctx.tx, i.id, Change::Severity { to }, ctx.now).await? {
+        let Some(changed) = db::apply(&mut ctx.tx, i.id, Change::Severity { to }, ctx.now).await? else {
             return Err(refused(&mut ctx.tx, i.id, "change the severity of").await);
-        }
+        };
         let arrow = if to < i.severity { ":arrow_up:" } else { ":arrow_down:" };
         let what = format!("Severity {} → {to}", i.severity);
         let reply = format!(
@@ -47,7 +47,7 @@ impl Sev {
             i.severity,
             to.definition()
         );
-        ctx.changed(i.id, "severity", &what, reply).await?;
+        ctx.changed(&changed, "severity", &what, reply).await?;
         Ok(Reply::new(format!("#{} is now {to}.", i.id)))
     }
 }
