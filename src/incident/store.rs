@@ -119,7 +119,7 @@ pub async fn list_open(conn: &mut AnyConnection, limit: i64) -> anyhow::Result<V
     Ok(rows.iter().map(Incident::from_row).collect::<Result<_, _>>()?)
 }
 
-/// A conditional change; returns whether this call made it.
+/// A conditional change.
 pub enum Change<'a> {
     Acknowledge { by: &'a str },
     Status { text: &'a str },
@@ -128,41 +128,51 @@ pub enum Change<'a> {
     Resolve { by: &'a str, summary: Option<&'a str> },
 }
 
-pub async fn apply(conn: &mut AnyConnection, id: i64, change: Change<'_>, now: i64) -> anyhow::Result<bool> {
+/// Make `change` if the incident is in a state that allows it; returns the
+/// incident as changed (`RETURNING`, so no second read), or `None` when this
+/// call did not make it (no such incident, or its state forbids it).
+pub async fn apply(
+    conn: &mut AnyConnection,
+    id: i64,
+    change: Change<'_>,
+    now: i64,
+) -> anyhow::Result<Option<Incident>> {
     let q = match change {
-        Change::Acknowledge { by } => sqlx::query(
+        Change::Acknowledge { by } => sqlx::query(concat!(
             "UPDATE incidents SET state = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2, updated_at = $2
-             WHERE id = $3 AND state = 'declared'",
-        )
+             WHERE id = $3 AND state = 'declared' RETURNING ",
+            columns!()
+        ))
         .bind(by.to_string()),
-        Change::Status { text } => {
-            sqlx::query("UPDATE incidents SET status_text = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved'")
-                .bind(text.to_string())
-        }
-        Change::Severity { to } => {
-            sqlx::query("UPDATE incidents SET severity = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved'")
-                .bind(to.as_str())
-        }
-        Change::Assign { commander } => {
-            sqlx::query("UPDATE incidents SET commander = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved'")
-                .bind(commander.to_string())
-        }
-        Change::Resolve { by, summary } => {
-            let done = sqlx::query(
-                "UPDATE incidents SET state = 'resolved', resolved_by = $1, resolved_at = $2, summary = $3, updated_at = $2
-                 WHERE id = $4 AND state <> 'resolved'",
-            )
-            .bind(by)
-            .bind(now)
-            .bind(summary.map(str::to_string))
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-            return Ok(done.rows_affected() == 1);
-        }
+        Change::Status { text } => sqlx::query(concat!(
+            "UPDATE incidents SET status_text = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved' RETURNING ",
+            columns!()
+        ))
+        .bind(text.to_string()),
+        Change::Severity { to } => sqlx::query(concat!(
+            "UPDATE incidents SET severity = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved' RETURNING ",
+            columns!()
+        ))
+        .bind(to.as_str()),
+        Change::Assign { commander } => sqlx::query(concat!(
+            "UPDATE incidents SET commander = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved' RETURNING ",
+            columns!()
+        ))
+        .bind(commander.to_string()),
+        Change::Resolve { by, .. } => sqlx::query(concat!(
+            "UPDATE incidents SET state = 'resolved', resolved_by = $1, resolved_at = $2, summary = $4, updated_at = $2
+             WHERE id = $3 AND state <> 'resolved' RETURNING ",
+            columns!()
+        ))
+        .bind(by.to_string()),
     };
-    let done = q.bind(now).bind(id).execute(&mut *conn).await?;
-    Ok(done.rows_affected() == 1)
+    let q = q.bind(now).bind(id);
+    let q = match change {
+        Change::Resolve { summary, .. } => q.bind(summary.map(str::to_string)),
+        _ => q,
+    };
+    let row = q.fetch_optional(&mut *conn).await?;
+    Ok(row.as_ref().map(Incident::from_row).transpose()?)
 }
 
 pub async fn timeline(conn: &mut AnyConnection, incident_id: i64) -> anyhow::Result<Vec<TimelineEvent>> {
@@ -177,15 +187,17 @@ pub async fn timeline(conn: &mut AnyConnection, incident_id: i64) -> anyhow::Res
 
 /// Reopen a resolved incident: back to acknowledged (or declared, if nobody
 /// had acknowledged it), and a scheduled archive of its room is cancelled.
-pub async fn reopen(conn: &mut AnyConnection, id: i64, now: i64) -> anyhow::Result<bool> {
-    let done = sqlx::query(
+/// Returns the incident as reopened, or `None` when it was not resolved.
+pub async fn reopen(conn: &mut AnyConnection, id: i64, now: i64) -> anyhow::Result<Option<Incident>> {
+    let row = sqlx::query(concat!(
         "UPDATE incidents SET state = CASE WHEN acknowledged_at IS NULL THEN 'declared' ELSE 'acknowledged' END,
            resolved_by = NULL, resolved_at = NULL, archive_at = NULL, updated_at = $1
-         WHERE id = $2 AND state = 'resolved'",
-    )
+         WHERE id = $2 AND state = 'resolved' RETURNING ",
+        columns!()
+    ))
     .bind(now)
     .bind(id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(row.as_ref().map(Incident::from_row).transpose()?)
 }

@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::metrics::OutboxBacklog;
 use crate::slack::ids::{ChannelId, UserId};
-use crate::store::Store;
+use crate::store::{Backend, Store};
 
 /// The key an incident's root message is remembered under; thread replies
 /// and root updates name it before Slack has told us the root's `ts`.
@@ -299,32 +299,114 @@ pub async fn enqueue(
     notify_url: Option<&str>,
     now_ms: i64,
 ) -> anyhow::Result<()> {
-    for m in messages {
-        let payload = serde_json::to_string(&m.content)?;
-        sqlx::query(
-            "INSERT INTO outbox (lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, notify_url,
-               payload, status, attempts, next_attempt_at, created_at, sensitive, priority, order_key, intake_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $12, $13, $14, $15)",
-        )
-        .bind(m.lane())
-        .bind(m.kind.as_str())
-        .bind(m.channel.as_ref().map(|c| c.as_str().to_string()))
-        .bind(m.incident_id)
-        .bind(m.thread_ts.clone())
-        .bind(m.thread_key.clone())
-        .bind(m.message_key.clone())
-        .bind(m.response_url.clone())
-        .bind(notify_url.map(str::to_string))
-        .bind(payload)
-        .bind(now_ms)
-        .bind(i64::from(m.sensitive))
-        .bind(i64::from(m.automated))
-        .bind(m.order_key())
-        .bind(m.intake_at)
-        .execute(&mut *conn)
-        .await?;
+    for chunk in messages.chunks(ENQUEUE_CHUNK) {
+        let sql = insert_sql(chunk.len());
+        bind_rows(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk, notify_url, now_ms)?
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
+}
+
+/// A timeline event to write with the messages that tell of it.
+pub struct Noted<'a> {
+    pub incident_id: i64,
+    pub actor: &'a str,
+    pub kind: &'a str,
+    pub text: &'a str,
+}
+
+/// `enqueue` plus the incident's timeline event (at `now_ms`), in one
+/// statement: every statement is a round trip to the state store's one
+/// writer, which a person's command waits for (PostgreSQL: the event in a
+/// data-modifying `WITH`; SQLite, which has none: two statements in one
+/// query, run back to back on its connection thread).
+pub async fn enqueue_noted(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    event: Noted<'_>,
+    messages: &[Outgoing],
+    notify_url: Option<&str>,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    if messages.len() > ENQUEUE_CHUNK {
+        crate::store::timeline::add_event(conn, event.incident_id, now_ms, event.actor, event.kind, event.text).await?;
+        return enqueue(conn, messages, notify_url, now_ms).await;
+    }
+    let rows = insert_sql(messages.len());
+    let first = 3 + messages.len() * ROW_BINDS;
+    let note = format!(
+        "INSERT INTO incident_events (incident_id, occurred_at, actor, kind, text) VALUES (${first}, $1, ${}, ${}, ${})",
+        first + 1,
+        first + 2,
+        first + 3
+    );
+    let sql = match backend {
+        Backend::Postgres => format!("WITH noted AS ({note}) {rows}"),
+        Backend::Sqlite => format!("{note}; {rows}"),
+    };
+    bind_rows(sqlx::query(sqlx::AssertSqlSafe(sql)), messages, notify_url, now_ms)?
+        .bind(event.incident_id)
+        .bind(event.actor)
+        .bind(event.kind)
+        .bind(event.text)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds `$1` (now), `$2` (notify_url), then `ROW_BINDS` per message, in the
+/// order `insert_sql` numbers them.
+fn bind_rows<'q>(
+    q: Query<'q>,
+    messages: &'q [Outgoing],
+    notify_url: Option<&'q str>,
+    now_ms: i64,
+) -> anyhow::Result<Query<'q>> {
+    let mut q = q.bind(now_ms).bind(notify_url);
+    for m in messages {
+        q = q
+            .bind(m.lane())
+            .bind(m.kind.as_str())
+            .bind(m.channel.as_ref().map(|c| c.as_str()))
+            .bind(m.incident_id)
+            .bind(m.thread_ts.as_deref())
+            .bind(m.thread_key.as_deref())
+            .bind(m.message_key.as_deref())
+            .bind(m.response_url.as_deref())
+            .bind(serde_json::to_string(&m.content)?)
+            .bind(i64::from(m.sensitive))
+            .bind(i64::from(m.automated))
+            .bind(m.order_key())
+            .bind(m.intake_at);
+    }
+    Ok(q)
+}
+
+/// Rows per `INSERT`: one statement (one round trip to the state store)
+/// for all of a command's messages, and a bounded set of statement texts.
+const ENQUEUE_CHUNK: usize = 32;
+/// Binds per row after the two shared ones (`$1` now, `$2` notify_url).
+const ROW_BINDS: usize = 13;
+
+/// `INSERT … VALUES (…), (…)` for `rows` messages, placeholders only (no
+/// value is ever formatted into the text). Rows get ids in list order on
+/// both backends, which is the delivery order within an order key.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO outbox (lane, kind, channel, incident_id, thread_ts, thread_key, message_key, response_url, \
+         payload, sensitive, priority, order_key, intake_at, notify_url, status, attempts, next_attempt_at, created_at) VALUES ",
+    );
+    for r in 0..rows {
+        let p: Vec<String> = (0..ROW_BINDS).map(|i| format!("${}", 3 + r * ROW_BINDS + i)).collect();
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("({}, $2, 'pending', 0, $1, $1)", p.join(", ")));
+    }
+    sql
 }
 
 pub fn text_content(text: String) -> SlackMessageContent {
@@ -334,4 +416,33 @@ pub fn text_content(text: String) -> SlackMessageContent {
 /// A plain-text post, for callers that only have a channel and text.
 pub fn plain(channel: &ChannelId, thread_ts: Option<String>, text: String) -> Outgoing {
     Outgoing::post(channel, thread_ts, text_content(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_insert_numbers_every_row_after_the_shared_binds() {
+        let one = insert_sql(1);
+        assert!(
+            one.ends_with("($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $2, 'pending', 0, $1, $1)"),
+            "{one}"
+        );
+        let two = insert_sql(2);
+        assert!(two.contains("$15, $2, 'pending', 0, $1, $1), ($16, "), "{two}");
+        assert!(two.ends_with("$28, $2, 'pending', 0, $1, $1)"), "{two}");
+        // Columns named and values given agree: 18 columns, 18 values per row.
+        let columns = one[one.find('(').unwrap()..one.find(" VALUES").unwrap()]
+            .matches(',')
+            .count()
+            + 1;
+        let values = one[one.rfind('(').unwrap()..].matches(',').count() + 1;
+        assert_eq!((columns, values), (18, 18));
+        let largest = insert_sql(ENQUEUE_CHUNK);
+        assert!(
+            largest.contains(&format!("${})", 2 + ENQUEUE_CHUNK * ROW_BINDS))
+                || largest.contains(&format!("${}, $2", 2 + ENQUEUE_CHUNK * ROW_BINDS))
+        );
+    }
 }

@@ -24,12 +24,12 @@ impl Ack {
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let i = ctx.find(self.target).await?;
         let by = ctx.user().to_string();
-        if !db::apply(&mut ctx.tx, i.id, Change::Acknowledge { by: &by }, ctx.now).await? {
+        let Some(changed) = db::apply(&mut ctx.tx, i.id, Change::Acknowledge { by: &by }, ctx.now).await? else {
             return Err(refused(&mut ctx.tx, i.id, "acknowledge").await);
-        }
+        };
         let took = human_duration(ctx.now - i.declared_at);
         let text = format!(":eyes: <@{by}> acknowledged #{} after {took}.", i.id);
-        ctx.changed(i.id, "acknowledged", &format!("Acknowledged after {took}"), text)
+        ctx.changed(&changed, "acknowledged", &format!("Acknowledged after {took}"), text)
             .await?;
         Ok(Reply::new(format!("Acknowledged #{}.", i.id)))
     }

@@ -38,16 +38,17 @@ impl Assign {
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let to = self.user;
         let i = ctx.find(self.target).await?;
-        if !db::apply(&mut ctx.tx, i.id, Change::Assign { commander: to.as_str() }, ctx.now).await? {
+        let Some(changed) = db::apply(&mut ctx.tx, i.id, Change::Assign { commander: to.as_str() }, ctx.now).await?
+        else {
             return Err(refused(&mut ctx.tx, i.id, "reassign").await);
-        }
+        };
         let reply = format!(
             ":bust_in_silhouette: {} is now the commander of #{} (handed over by <@{}>).",
             to.mention(),
             i.id,
             ctx.user()
         );
-        ctx.changed(i.id, "assigned", &format!("Commander → {}", to.mention()), reply)
+        ctx.changed(&changed, "assigned", &format!("Commander → {}", to.mention()), reply)
             .await?;
         Ok(Reply::new(format!("{} now commands #{}.", to.mention(), i.id)))
     }

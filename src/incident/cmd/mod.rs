@@ -179,9 +179,7 @@ impl Ctx<'_> {
 
     async fn find_any(&mut self, target: Option<IncidentRef>) -> Result<Incident, CommandError> {
         match target {
-            Some(r) => db::get(&mut self.tx, r.0)
-                .await?
-                .ok_or_else(|| UserError::new(format!("There is no incident {r}. See `/incident list`.")).into()),
+            Some(r) => db::get(&mut self.tx, r.0).await?.ok_or_else(|| no_incident(r.0).into()),
             // In an incident's own channel, that incident.
             None => room::incident_for_channel(&mut self.tx, self.origin.channel.as_str())
                 .await?
@@ -194,21 +192,38 @@ impl Ctx<'_> {
         }
     }
 
-    /// Record a change: timeline event, thread reply, root update.
-    async fn changed(&mut self, id: i64, kind: &str, event: &str, reply: String) -> Result<(), CommandError> {
-        db::add_event(&mut self.tx, id, self.now, self.origin.user.as_str(), kind, event).await?;
-        let i = db::get(&mut self.tx, id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
-        let channel = channel_of(&i)?;
+    /// The incident a change names: `#id` as typed (the conditional change
+    /// itself finds out whether it exists), else the newest open incident of
+    /// the channel the command came from.
+    async fn target_id(&mut self, target: Option<IncidentRef>) -> Result<i64, CommandError> {
+        let id = match target {
+            Some(r) => r.0,
+            None => self.find_any(None).await?.id,
+        };
+        crate::telemetry::record_incident(id);
+        Ok(id)
+    }
+
+    /// Record a change to `i` (as it is after the change): timeline event,
+    /// thread reply, root update.
+    async fn changed(&mut self, i: &Incident, kind: &str, event: &str, reply: String) -> Result<(), CommandError> {
+        let channel = channel_of(i)?;
         let msgs = [
-            conversation(&i, &channel, render::reply(reply)),
-            Outgoing::update_root(i.id, &channel, render::root(&i, self.now)),
+            conversation(i, &channel, render::reply(reply)),
+            Outgoing::update_root(i.id, &channel, render::root(i, self.now)),
         ];
-        outbox::enqueue(&mut self.tx, &msgs, self.origin.response_url.as_deref(), self.now).await?;
-        // The room's topic shows severity, state and commander, not updates.
+        let noted = outbox::Noted {
+            incident_id: i.id,
+            actor: self.origin.user.as_str(),
+            kind,
+            text: event,
+        };
+        let notify = self.origin.response_url.as_deref();
+        outbox::enqueue_noted(&mut self.tx, self.state.store.backend, noted, &msgs, notify, self.now).await?;
+        // The room's topic shows severity, state and commander, not updates
+        // (a thread incident pays nothing for it).
         if i.has_room() && kind != "status" {
-            room::upkeep::refresh_topic(&mut self.tx, &i, self.now).await?;
+            room::upkeep::refresh_topic(&mut self.tx, i, self.now).await?;
         }
         Ok(())
     }
@@ -232,9 +247,13 @@ fn channel_of(i: &Incident) -> anyhow::Result<ChannelId> {
 async fn refused(conn: &mut AnyConnection, id: i64, verb: &str) -> CommandError {
     match db::get(conn, id).await {
         Ok(Some(now)) => refusal(&now, verb).into(),
-        Ok(None) => UserError::new(format!("There is no incident #{id}.")).into(),
+        Ok(None) => no_incident(id).into(),
         Err(e) => e.into(),
     }
+}
+
+fn no_incident(id: i64) -> UserError {
+    UserError::new(format!("There is no incident #{id}. See `/incident list`."))
 }
 
 fn refusal(i: &Incident, verb: &str) -> UserError {

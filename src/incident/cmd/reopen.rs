@@ -26,15 +26,15 @@ impl Reopen {
 
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let i = ctx.find(self.target).await?;
-        if !db::reopen(&mut ctx.tx, i.id, ctx.now).await? {
+        let Some(reopened) = db::reopen(&mut ctx.tx, i.id, ctx.now).await? else {
             let now = db::get(&mut ctx.tx, i.id).await?;
             if now.is_some_and(|n| n.state != State::Resolved) {
                 return Err(UserError::new(format!("#{} is not resolved; nothing to reopen.", i.id)).into());
             }
             return Err(UserError::new(format!("#{} changed while you were typing; try again.", i.id)).into());
-        }
+        };
         let reply = format!(":leftwards_arrow_with_hook: <@{}> reopened #{}.", ctx.user(), i.id);
-        ctx.changed(i.id, "reopened", &format!("Reopened by {}", ctx.user()), reply)
+        ctx.changed(&reopened, "reopened", &format!("Reopened by {}", ctx.user()), reply)
             .await?;
         tracing::info!(incident.id = i.id, slack.user_id = %ctx.user(), "incident reopened");
         if let Room::Archived(c) = i.room() {

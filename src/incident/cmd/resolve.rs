@@ -41,18 +41,16 @@ impl Resolve {
             by: &by,
             summary: self.summary.as_deref(),
         };
-        if !db::apply(&mut ctx.tx, i.id, change, ctx.now).await? {
+        let Some(resolved) = db::apply(&mut ctx.tx, i.id, change, ctx.now).await? else {
             return Err(refused(&mut ctx.tx, i.id, "resolve").await);
-        }
+        };
         let took = human_duration(ctx.now - i.declared_at);
         let what = match &self.summary {
             Some(s) => format!("Resolved after {took}: {s}"),
             None => format!("Resolved after {took}"),
         };
         db::add_event(&mut ctx.tx, i.id, ctx.now, &by, "resolved", &what).await?;
-        let i = db::get(&mut ctx.tx, i.id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+        let i = resolved;
         let events = db::timeline(&mut ctx.tx, i.id).await?;
         let channel = channel_of(&i)?;
         let msgs = [

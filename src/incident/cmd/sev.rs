@@ -4,7 +4,7 @@
 use super::{Ctx, channel_of, no_more, refused, split_first, usage_error};
 use crate::config::Level;
 use crate::error::{CommandError, UserError};
-use crate::incident::model::{IncidentRef, Severity, State};
+use crate::incident::model::{Incident, IncidentRef, Severity, State};
 use crate::incident::store::{self as db, Change};
 use crate::incident::{render, room};
 use crate::origin::Reply;
@@ -12,10 +12,7 @@ use crate::outbox::{self, Outgoing};
 
 /// A severity that wants a room, reached mid-incident: create one, and say
 /// so in the thread where the incident lived until now.
-async fn open_room_now(ctx: &mut Ctx<'_>, id: i64) -> Result<(), CommandError> {
-    let mut i = db::get(&mut ctx.tx, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("incident vanished"))?;
+async fn open_room_now(ctx: &mut Ctx<'_>, mut i: Incident) -> Result<(), CommandError> {
     room::mark_pending(&mut ctx.tx, &mut i).await?;
     let channel = channel_of(&i)?;
     let note = format!(
@@ -60,9 +57,9 @@ impl Sev {
         if i.severity == to && i.state != State::Resolved {
             return Err(UserError::new(format!("#{} is already {to}.", i.id)).into());
         }
-        if !db::apply(&mut ctx.tx, i.id, Change::Severity { to }, ctx.now).await? {
+        let Some(changed) = db::apply(&mut ctx.tx, i.id, Change::Severity { to }, ctx.now).await? else {
             return Err(refused(&mut ctx.tx, i.id, "change the severity of").await);
-        }
+        };
         let arrow = if to < i.severity { ":arrow_up:" } else { ":arrow_down:" };
         let what = format!("Severity {} → {to}", i.severity);
         let reply = format!(
@@ -71,9 +68,9 @@ impl Sev {
             i.severity,
             to.definition()
         );
-        ctx.changed(i.id, "severity", &what, reply).await?;
-        if ctx.state.config.incidents.wants_room(to) && !i.has_room() {
-            open_room_now(ctx, i.id).await?;
+        ctx.changed(&changed, "severity", &what, reply).await?;
+        if ctx.state.config.incidents.wants_room(to) && !changed.has_room() {
+            open_room_now(ctx, changed).await?;
             return Ok(Reply::new(format!(
                 "#{} is now {to}; I am creating its own channel and will link it in the thread.",
                 i.id

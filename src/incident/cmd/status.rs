@@ -33,12 +33,12 @@ impl Status {
     }
 
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
-        let i = ctx.find(self.target).await?;
-        if !db::apply(&mut ctx.tx, i.id, Change::Status { text: &self.text }, ctx.now).await? {
-            return Err(refused(&mut ctx.tx, i.id, "update").await);
-        }
+        let id = ctx.target_id(self.target).await?;
+        let Some(i) = db::apply(&mut ctx.tx, id, Change::Status { text: &self.text }, ctx.now).await? else {
+            return Err(refused(&mut ctx.tx, id, "update").await);
+        };
         let reply = format!(":memo: Status update from <@{}>: {}", ctx.user(), escape(&self.text));
-        ctx.changed(i.id, "status", &self.text, reply).await?;
+        ctx.changed(&i, "status", &self.text, reply).await?;
         Ok(Reply::new(format!("Posted the update to #{}.", i.id)))
     }
 }
