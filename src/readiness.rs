@@ -86,14 +86,17 @@ impl Readiness {
     }
 }
 
-/// Check every `every` until shutdown.
+/// Check every `every` until shutdown. The app checks once before it
+/// serves, so the first check here waits a full interval (checking again at
+/// once only doubled the start-up query, and raced whatever happened to the
+/// store in between).
 pub async fn run(readiness: Readiness, outbox: Outbox, every: Duration, cancel: CancellationToken) {
     loop {
-        readiness.check(&outbox).await;
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
         }
+        readiness.check(&outbox).await;
     }
 }
 
