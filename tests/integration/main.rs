@@ -10,6 +10,7 @@ mod alerts;
 mod approvals;
 mod catalog_sql;
 mod cli;
+mod console;
 mod could_not_check;
 mod deploy;
 mod diagnostics;

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod approvals;
+pub mod console;
 pub mod diagnose;
 pub mod exposition;
 pub mod fake_slack;
