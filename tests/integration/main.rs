@@ -11,6 +11,7 @@ mod approvals;
 mod catalog_sql;
 mod cli;
 mod console;
+mod console_browser;
 mod could_not_check;
 mod deploy;
 mod diagnostics;

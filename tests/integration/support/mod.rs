@@ -10,6 +10,7 @@ pub mod exposition;
 pub mod fake_slack;
 pub mod fake_socket;
 pub mod supabase;
+pub mod webdriver;
 
 use std::path::PathBuf;
 use std::sync::Arc;
