@@ -133,6 +133,19 @@ mod tests {
     }
 
     #[test]
+    fn read_from_the_file_with_unknown_keys_refused() {
+        let env = |k: &str| (k == "SLACK_BOT_TOKEN").then(|| "xoxb-1".to_string());
+        let text = "[slack]\nincident_channel = \"C0INC\"\n[console]\nenabled = true\n\
+                    public_url = \"https://bot.example.com\"\naudit_level = \"l2\"\nlink_minutes = 5\n";
+        let c = crate::config::Config::parse("f.toml", text, &env).unwrap();
+        assert_eq!(c.console.public_url(), Some("https://bot.example.com"));
+        assert_eq!(c.console.audit_level, Level::L2);
+        assert_eq!(c.console.link_ttl, Duration::from_secs(300));
+        let e = crate::config::Config::parse("f.toml", &format!("{text}colour = \"red\"\n"), &env).unwrap_err();
+        assert!(e[0].why.contains("colour"), "{e:?}");
+    }
+
+    #[test]
     fn a_url_without_enabled_serves_nothing() {
         let (c, p) = build(RawConsole {
             public_url: Some("http://127.0.0.1:3000".into()),
