@@ -488,7 +488,28 @@ async fn the_audit_shows_the_approval_and_never_a_connection_url(backend: Backen
     db.cleanup().await;
 }
 
+/// A sign-in link is a secret: when its reply has to wait in the outbox
+/// (a slow command, Socket Mode without a response payload), the row keeps
+/// no copy once delivered.
+async fn a_link_reply_that_waits_in_the_outbox_keeps_no_copy(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let url = t.slack.response_url("late-link");
+    let text = format!("{PUBLIC_URL}/console/login?token={}", "ab".repeat(32));
+    t.state().outbox.respond_with(&url, text.clone(), true).await.unwrap();
+    t.drained(10).await;
+    let delivered = t.slack.ok_calls("response_url");
+    assert!(delivered.iter().any(|c| c.body["text"] == text.as_str()));
+    let payload: String = sqlx::query_scalar("SELECT payload FROM outbox WHERE response_url = $1")
+        .bind(&url)
+        .fetch_one(&t.state().store.pool)
+        .await
+        .unwrap();
+    assert!(!payload.contains("token="), "{payload}");
+    t.finish().await;
+}
+
 both_backends!(
+    a_link_reply_that_waits_in_the_outbox_keeps_no_copy,
     sign_in_through_the_link_opens_one_session,
     an_expired_or_unknown_link_is_refused,
     two_sign_ins_with_one_link_open_one_session,

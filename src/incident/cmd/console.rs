@@ -35,7 +35,7 @@ impl Console {
         let user = ctx.user().to_string();
         let token = crate::console::auth::issue_link(&mut ctx.tx, &user, ctx.now, ttl.as_millis() as i64).await?;
         tracing::info!(slack.user_id = %user, "console sign-in link issued");
-        Ok(Reply::new(format!(
+        Ok(Reply::secret(format!(
             ":lock: <{base}/console/login?token={token}|Open the incident console>: a sign-in link for you alone. \
              It works once and expires in {} minutes; a newer link replaces it.",
             ttl.as_secs() / 60
