@@ -162,7 +162,7 @@ async fn seed_events(t: &TestApp, now: i64, span: i64) {
     ];
     let small = (EVENTS - BIG_EVENTS) / (INCIDENTS - 1);
     let mut batch = Vec::new();
-    let mut flush = async |batch: &mut Vec<String>| {
+    let flush = async |batch: &mut Vec<String>| {
         if !batch.is_empty() {
             exec(
                 t,
