@@ -1,7 +1,8 @@
 //! The console's reads, each bounded (a page, a limit) and answered from an
-//! index (migration 0015): the incident list in id order by severity, state,
-//! service or declaration time; a timeline by `(incident_id, occurred_at)`;
-//! an incident's approvals by `incident_id`; MTTA/MTTR from declaration time.
+//! index: the incident list walks the primary key newest first from its
+//! cursor and stops at a page; a timeline by `(incident_id, occurred_at,
+//! id)`, an incident's approvals by `incident_id`, MTTA/MTTR by declaration
+//! time (migration 0015).
 
 use sqlx::{AnyPool, FromRow, Row};
 
@@ -31,7 +32,7 @@ pub async fn incidents(pool: &AnyPool, f: &IncidentFilter, limit: i64) -> anyhow
         incident_columns!(),
         " FROM incidents
          WHERE ($1 IS NULL OR severity = $1) AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR service = $3)
-           AND ($4 IS NULL OR declared_at >= $4) AND ($5 IS NULL OR declared_at < $5) AND ($6 IS NULL OR id < $6)
+           AND ($4 IS NULL OR declared_at >= $4) AND ($5 IS NULL OR declared_at < $5) AND id < $6
          ORDER BY id DESC LIMIT $7"
     ))
     .bind(f.severity.map(|s| s.as_str()))
@@ -39,7 +40,8 @@ pub async fn incidents(pool: &AnyPool, f: &IncidentFilter, limit: i64) -> anyhow
     .bind(f.service.as_deref())
     .bind(f.from)
     .bind(f.to)
-    .bind(f.before)
+    // Always bound, so the cursor is a range on the primary key.
+    .bind(f.before.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(pool)
     .await?;
