@@ -135,7 +135,7 @@ fn plan_table(t: &PlanTable) -> Markup {
     html! {
         h3 { (t.title) @if !t.counts { " (context, not changed)" } }
         table.plan {
-            thead { tr { @for c in &t.columns { th { (c) @if t.key.as_deref() == Some(c.as_str()) { " 🔑" } } } } }
+            thead { tr { @for c in &t.columns { th { (c) @if t.key.as_deref() == Some(c.as_str()) { " (key)" } } } } }
             tbody { @for row in t.rows.iter().take(ROWS_MAX) { tr { @for cell in row {
                 td { @match cell { Some(v) => (v), None => span.null { "NULL" } } }
             } } } }
