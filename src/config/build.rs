@@ -50,11 +50,13 @@ pub(super) fn build(file: &str, raw: RawConfig, env: Env<'_>, problems: &mut Vec
     let metrics = super::limits::metrics(raw.metrics, &mut push);
     let retention = super::retention::retention(raw.retention, &mut push);
     let abuse = super::retention::abuse(raw.abuse, &mut push);
+    let console = super::console::console(raw.console, &mut push);
     Some(Config {
         http,
         metrics,
         retention,
         abuse,
+        console,
         alerts,
         escalation,
         approvals,

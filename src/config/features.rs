@@ -93,6 +93,15 @@ impl Config {
                 },
                 "no [[health_checks]] or targets to probe, or alerts.health_poll_seconds = 0",
             ),
+            feature(
+                "incident console",
+                self.console.public_url().is_some(),
+                || {
+                    let url = self.console.public_url().unwrap_or_default();
+                    format!("{url}/console, sign-in links from /incident console")
+                },
+                "set console.enabled = true and console.public_url to review incidents in a browser",
+            ),
         ]
     }
 }
@@ -121,7 +130,7 @@ mod tests {
         let on: Vec<_> = states(&c).into_iter().filter(|(_, on)| *on).map(|(n, _)| n).collect();
         assert_eq!(on, ["slack http"]);
         let lines: Vec<String> = c.features().iter().map(ToString::to_string).collect();
-        assert_eq!(lines.len(), 7);
+        assert_eq!(lines.len(), 8);
         assert!(lines.contains(
             &"alert intake: off (set ALERT_WEBHOOK_TOKEN (or alerts.token) to accept monitoring webhooks)".to_string()
         ));

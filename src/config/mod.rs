@@ -5,6 +5,7 @@
 mod alert_limits;
 mod alerts;
 mod build;
+mod console;
 mod features;
 mod limits;
 mod retention;
@@ -13,6 +14,8 @@ mod supabase;
 pub use alert_limits::{AutoDiagnoseBudget, Grouping, StormLimit};
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
+pub use console::ConsoleConfig;
+use console::RawConsole;
 pub use features::Feature;
 pub use limits::{HttpConfig, MetricsConfig};
 use limits::{RawHttp, RawMetrics};
@@ -117,6 +120,8 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     abuse: RawAbuse,
+    #[serde(default)]
+    console: RawConsole,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +260,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub retention: RetentionConfig,
     pub abuse: AbuseConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +427,7 @@ impl Config {
             metrics: MetricsConfig::default(),
             retention: RetentionConfig::default(),
             abuse: AbuseConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }

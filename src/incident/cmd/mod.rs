@@ -7,6 +7,7 @@
 
 mod ack;
 mod assign;
+mod console;
 mod declare;
 mod list;
 mod resolve;
@@ -16,6 +17,7 @@ mod timeline;
 
 pub use ack::Ack;
 pub use assign::Assign;
+pub use console::Console;
 pub use declare::{Declare, NewIncident, declare};
 pub use list::List;
 pub use resolve::Resolve;
@@ -47,7 +49,8 @@ In an incident's channel (or with `#id`):\n\
 • `/incident assign [#id] @person` — hand over the commander role\n\
 • `/incident resolve [#id] [summary]` — resolve, with timeline, postmortem and status-page drafts\n\
 • `/incident list` — open incidents\n\
-• `/incident timeline [#id]` — everything that happened";
+• `/incident timeline [#id]` — everything that happened\n\
+• `/incident console` — a one-time sign-in link to the incident console (in a browser)";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IncidentCmd {
@@ -59,6 +62,7 @@ pub enum IncidentCmd {
     Resolve(Resolve),
     List(List),
     Timeline(Timeline),
+    Console(Console),
 }
 
 impl IncidentCmd {
@@ -81,6 +85,7 @@ impl IncidentCmd {
             "resolve" => IncidentCmd::Resolve(Resolve::parse(target, rest)?),
             "list" => IncidentCmd::List(List::parse(target, &verb_lc, rest)?),
             "timeline" => IncidentCmd::Timeline(Timeline::parse(target, &verb_lc, rest)?),
+            "console" => IncidentCmd::Console(Console::parse(target, &verb_lc, rest)?),
             _ => return Err(usage_error(format!("Unknown subcommand `{}`.", shown(verb)))),
         };
         Ok(Some(cmd))
@@ -106,6 +111,7 @@ impl IncidentCmd {
             IncidentCmd::Resolve(_) => Resolve::NAME,
             IncidentCmd::List(_) => List::NAME,
             IncidentCmd::Timeline(_) => Timeline::NAME,
+            IncidentCmd::Console(_) => Console::NAME,
         }
     }
 
@@ -120,6 +126,7 @@ impl IncidentCmd {
             IncidentCmd::Resolve(_) => Resolve::LEVEL,
             IncidentCmd::List(_) => List::LEVEL,
             IncidentCmd::Timeline(_) => Timeline::LEVEL,
+            IncidentCmd::Console(_) => Console::LEVEL,
         }
     }
 
@@ -140,6 +147,7 @@ impl IncidentCmd {
             IncidentCmd::Resolve(c) => c.run(&mut ctx).await?,
             IncidentCmd::List(c) => c.run(&mut ctx).await?,
             IncidentCmd::Timeline(c) => c.run(&mut ctx).await?,
+            IncidentCmd::Console(c) => c.run(&mut ctx).await?,
         };
         state.outbox.commit(ctx.tx).await?;
         Ok(reply)
@@ -385,6 +393,8 @@ mod tests {
         assert!(err("status").contains("needs the update text"));
         assert!(err("frobnicate").contains("Unknown subcommand `frobnicate`"));
         assert!(err("list #3").contains("takes no incident reference"));
+        assert!(err("console #3").contains("takes no incident reference"));
+        assert!(err("console now").contains("does not take `now`"));
         assert!(err("frobnicate").contains("*Usage:*"));
     }
 
@@ -393,6 +403,7 @@ mod tests {
         assert_eq!(inc("p1 x").level(), Level::L1);
         assert_eq!(inc("list").level(), Level::L1);
         assert_eq!(inc("timeline").level(), Level::L1);
+        assert_eq!(inc("console").level(), Level::L1);
         for l2 in ["ack", "status x", "sev p2", "assign <@U0BOB>", "resolve"] {
             assert_eq!(inc(l2).level(), Level::L2, "{l2}");
         }
