@@ -28,9 +28,10 @@ use support::{Backend, TestDb, fake_slack};
 
 const SECRET: &str = "bench-secret";
 const DECLARES: usize = 300;
-/// Concurrent clients for the write-path phase, and requests per client.
+/// Concurrent clients for the write-path phase, and requests in each run
+/// (enough for a few seconds, so one slow moment does not decide the rate).
 const CONCURRENCY: [usize; 2] = [8, 32];
-const STATUS_PER_CLIENT: usize = 250;
+const STATUS_REQUESTS: usize = 16_000;
 /// Open incidents the status updates are spread over.
 const OPEN: usize = 20;
 
@@ -96,16 +97,17 @@ async fn concurrent(slack: &fake_slack::FakeSlack, backend: Backend) {
             .map(|c| {
                 let send = send.clone();
                 tokio::spawn(async move {
-                    let mut took = Vec::with_capacity(STATUS_PER_CLIENT);
-                    for n in 0..STATUS_PER_CLIENT {
-                        let id = 1 + (c * STATUS_PER_CLIENT + n) % OPEN;
+                    let per_client = STATUS_REQUESTS / clients;
+                    let mut took = Vec::with_capacity(per_client);
+                    for n in 0..per_client {
+                        let id = 1 + (c * per_client + n) % OPEN;
                         took.push(send(format!("status #{id} still failing, update {n}")).await);
                     }
                     took
                 })
             })
             .collect();
-        let mut samples = Vec::with_capacity(clients * STATUS_PER_CLIENT);
+        let mut samples = Vec::with_capacity(STATUS_REQUESTS);
         for t in tasks {
             samples.extend(t.await.unwrap());
         }

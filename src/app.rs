@@ -159,6 +159,10 @@ fn spawn_workers(state: &Arc<AppState>, cancel: &CancellationToken) -> Vec<JoinH
         let retention = state.config.retention.clone();
         move |cancel| crate::store::janitor::run(store.clone(), clock.clone(), retention.clone(), cancel)
     });
+    let checkpoint = supervise("checkpoint", cancel.clone(), {
+        let store = state.store.clone();
+        move |cancel| crate::store::checkpoint::run(store.clone(), cancel)
+    });
     let approvals = supervise("approvals", cancel.clone(), {
         let state = state.clone();
         move |cancel| crate::approval::worker::run(state.clone(), cancel)
@@ -184,7 +188,7 @@ fn spawn_workers(state: &Arc<AppState>, cancel: &CancellationToken) -> Vec<JoinH
         move |cancel| crate::alerts::health::run(state.clone(), cancel)
     });
     vec![
-        readiness, outbox, janitor, approvals, alerts, escalation, followups, rooms, health,
+        readiness, outbox, janitor, checkpoint, approvals, alerts, escalation, followups, rooms, health,
     ]
 }
 

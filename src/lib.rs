@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod diagnose;
 pub mod dispatch;
 pub mod error;

@@ -37,10 +37,24 @@ impl Via {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub text: String,
+    /// The text carries a secret for its reader (a console sign-in link):
+    /// if it has to wait in the outbox, it waits as a sensitive row, whose
+    /// payload is dropped once delivered.
+    pub sensitive: bool,
 }
 
 impl Reply {
     pub fn new(text: impl Into<String>) -> Self {
-        Reply { text: text.into() }
+        Reply {
+            text: text.into(),
+            sensitive: false,
+        }
+    }
+
+    pub fn secret(text: impl Into<String>) -> Self {
+        Reply {
+            text: text.into(),
+            sensitive: true,
+        }
     }
 }

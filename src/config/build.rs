@@ -51,12 +51,14 @@ pub(super) fn build(file: &str, raw: RawConfig, env: Env<'_>, problems: &mut Vec
     let retention = super::retention::retention(raw.retention, &mut push);
     let abuse = super::retention::abuse(raw.abuse, &mut push);
     let incidents = super::incidents::incidents(raw.incidents, &mut push);
+    let console = super::console::console(raw.console, &mut push);
     Some(Config {
         http,
         metrics,
         retention,
         abuse,
         incidents,
+        console,
         alerts,
         escalation,
         approvals,

@@ -103,6 +103,15 @@ impl Config {
                 },
                 "every incident is a thread; set incidents.dedicated_channel = [\"p0\", \"p1\"] for their own channels",
             ),
+            feature(
+                "incident console",
+                self.console.public_url().is_some(),
+                || {
+                    let url = self.console.public_url().unwrap_or_default();
+                    format!("{url}/console, sign-in links from /incident console")
+                },
+                "set console.enabled = true and console.public_url to review incidents in a browser",
+            ),
         ]
     }
 }
@@ -131,7 +140,7 @@ mod tests {
         let on: Vec<_> = states(&c).into_iter().filter(|(_, on)| *on).map(|(n, _)| n).collect();
         assert_eq!(on, ["slack http"]);
         let lines: Vec<String> = c.features().iter().map(ToString::to_string).collect();
-        assert_eq!(lines.len(), 8);
+        assert_eq!(lines.len(), 9);
         assert!(lines.contains(
             &"alert intake: off (set ALERT_WEBHOOK_TOKEN (or alerts.token) to accept monitoring webhooks)".to_string()
         ));

@@ -5,6 +5,7 @@
 mod alert_limits;
 mod alerts;
 mod build;
+mod console;
 mod features;
 mod incidents;
 mod limits;
@@ -14,6 +15,8 @@ mod supabase;
 pub use alert_limits::{AutoDiagnoseBudget, Grouping, StormLimit};
 pub use alerts::{AlertSource, AlertsConfig, EscalationConfig, EscalationStep, Matcher, Route};
 use alerts::{RawAlerts, RawEscalation};
+pub use console::ConsoleConfig;
+use console::RawConsole;
 pub use features::Feature;
 use incidents::RawIncidents;
 pub use incidents::{CHANNEL_NAME_MAX, IncidentsConfig};
@@ -122,6 +125,8 @@ struct RawConfig {
     abuse: RawAbuse,
     #[serde(default)]
     incidents: RawIncidents,
+    #[serde(default)]
+    console: RawConsole,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +266,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub abuse: AbuseConfig,
     pub incidents: IncidentsConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +434,7 @@ impl Config {
             retention: RetentionConfig::default(),
             abuse: AbuseConfig::default(),
             incidents: IncidentsConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }

@@ -25,7 +25,12 @@ use crate::state::AppState;
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    // The console exists only when turned on with a public URL; else /console/* is 404.
+    if state.config.console.public_url().is_some() {
+        routes = routes.merge(crate::console::router());
+    }
+    routes
         .merge(slack_commands::router())
         .merge(interactions::router())
         .merge(events::router())

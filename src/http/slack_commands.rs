@@ -32,6 +32,6 @@ async fn handle(State(state): State<Arc<AppState>>, VerifiedBody(body): Verified
     // Slack never resends a slash command over HTTP, so nothing is a duplicate here.
     let reply = commands::handle(&state, event, &Transport::Http).await?;
     Ok(reply
-        .map(|r| Json(r).into_response())
+        .map(|r| Json(r.response).into_response())
         .unwrap_or_else(|| ().into_response()))
 }

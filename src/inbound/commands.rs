@@ -14,6 +14,13 @@ use crate::error::{CommandError, EdgeError};
 use crate::slack::ids::{ChannelId, UserId};
 use crate::state::AppState;
 
+/// What a command answers inline.
+pub struct Answer {
+    pub response: SlackCommandEventResponse,
+    /// Whether it carries a secret (see `Reply::sensitive`).
+    pub sensitive: bool,
+}
+
 /// The inline reply, or `None` for a redelivery that was already handled
 /// (acknowledged with nothing to show: its first delivery answered). The
 /// claim runs inside the budget too: on SQLite it waits for the one writer.
@@ -21,7 +28,7 @@ pub async fn handle(
     state: &Arc<AppState>,
     event: SlackCommandEvent,
     transport: &Transport,
-) -> Result<Option<SlackCommandEventResponse>, EdgeError> {
+) -> Result<Option<Answer>, EdgeError> {
     let user = UserId::parse(event.user_id.as_ref()).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
     let channel = ChannelId::parse(event.channel_id.as_ref()).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
     let keys = transport.redelivery_keys(event.trigger_id.as_ref());
@@ -59,7 +66,8 @@ pub async fn handle(
                             .into_user_text("late reply"),
                     ),
                 };
-                if let Err(e) = late_state.outbox.respond(&response_url, reply.text).await {
+                let (text, sensitive) = (reply.text, reply.sensitive);
+                if let Err(e) = late_state.outbox.respond_with(&response_url, text, sensitive).await {
                     tracing::error!(error = ?e, "could not queue a late command reply");
                 }
             });
@@ -69,7 +77,10 @@ pub async fn handle(
 }
 
 /// The ephemeral reply Slack shows the person who ran the command.
-pub fn ephemeral(reply: Reply) -> SlackCommandEventResponse {
-    SlackCommandEventResponse::new(SlackMessageContent::new().with_text(reply.text))
-        .with_response_type(SlackMessageResponseType::Ephemeral)
+pub fn ephemeral(reply: Reply) -> Answer {
+    Answer {
+        sensitive: reply.sensitive,
+        response: SlackCommandEventResponse::new(SlackMessageContent::new().with_text(reply.text))
+            .with_response_type(SlackMessageResponseType::Ephemeral),
+    }
 }

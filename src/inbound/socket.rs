@@ -48,16 +48,17 @@ async fn answer(state: &Arc<AppState>, envelope: Envelope) -> Result<Ack, EdgeEr
                 Some(reply) if !envelope.accepts_response_payload => {
                     // Slack would drop a payload in this ack: reply the HTTP
                     // way, after the ack, which must not wait for the store.
-                    let text = reply.content.text.unwrap_or_default();
+                    let text = reply.response.content.text.unwrap_or_default();
+                    let sensitive = reply.sensitive;
                     let state = state.clone();
                     state.tasks.clone().spawn(async move {
-                        if let Err(e) = state.outbox.respond(&response_url, text).await {
+                        if let Err(e) = state.outbox.respond_with(&response_url, text, sensitive).await {
                             tracing::error!(error = ?e, "could not queue a Socket Mode command reply");
                         }
                     });
                     Ok(Ack::Bare)
                 }
-                Some(reply) => Ok(Ack::Command(Box::new(reply))),
+                Some(reply) => Ok(Ack::Command(Box::new(reply.response))),
                 None => Ok(Ack::Bare),
             }
         }

@@ -249,6 +249,18 @@ pub fn timeline_capped(events: &[TimelineEvent], max_chars: usize) -> String {
     )
 }
 
+/// The postmortem's prompts, shared by the Slack draft and the console's
+/// Markdown export (`console::postmortem`).
+pub const SUMMARY_PROMPT: &str = "Add a one-paragraph summary.";
+pub const IMPACT_PROMPT: &str = "Who was affected, how many, for how long; which features failed.";
+pub const ROOT_CAUSE_PROMPT: &str = "What failed and why; what made it possible.";
+pub const ACTIONS: [(&str, &str); 3] = [
+    ("Prevent", "change that stops a recurrence"),
+    ("Detect", "alert or check that would have caught it sooner"),
+    ("Runbook", "update the runbook with what was learnt"),
+];
+pub const REVIEW_NOTE: &str = "Runbooks ask for the post-incident review within 24 hours.";
+
 /// Posted in the thread on resolve: impact, timeline, root cause, actions.
 pub fn postmortem(i: &Incident, events: &[TimelineEvent], now: i64) -> SlackMessageContent {
     let resolved = i.resolved_at.unwrap_or(now);
@@ -271,20 +283,25 @@ pub fn postmortem(i: &Incident, events: &[TimelineEvent], now: i64) -> SlackMess
             i.summary
                 .as_deref()
                 .map(escape)
-                .unwrap_or_else(|| "_Add a one-paragraph summary._".into())
+                .unwrap_or_else(|| format!("_{SUMMARY_PROMPT}_"))
         )),
-        section("*Impact*\n_Who was affected, how many, for how long; which features failed._"),
+        section(format!("*Impact*\n_{IMPACT_PROMPT}_")),
         section(format!(
             "*Timeline* ({} – {})\n{}",
             utc(i.declared_at),
             utc(resolved),
             timeline
         )),
-        section("*Root cause*\n_What failed and why; what made it possible._"),
-        section(
-            "*Actions*\n• [ ] Prevent: _change that stops a recurrence_\n• [ ] Detect: _alert or check that would have caught it sooner_\n• [ ] Runbook: _update the runbook with what was learnt_",
-        ),
-        context("Runbooks ask for the post-incident review within 24 hours."),
+        section(format!("*Root cause*\n_{ROOT_CAUSE_PROMPT}_")),
+        section(format!(
+            "*Actions*\n{}",
+            ACTIONS
+                .iter()
+                .map(|(what, prompt)| format!("• [ ] {what}: _{prompt}_"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )),
+        context(REVIEW_NOTE),
     ];
     SlackMessageContent::new()
         .with_text(format!("Postmortem draft for incident #{}", i.id))

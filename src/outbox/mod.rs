@@ -68,9 +68,18 @@ impl Outbox {
 
     /// Queue one ephemeral reply to a `response_url` and wake the worker.
     pub async fn respond(&self, url: &str, text: String) -> anyhow::Result<()> {
+        self.respond_with(url, text, false).await
+    }
+
+    /// The same; `sensitive` keeps no copy of the text once delivered.
+    pub async fn respond_with(&self, url: &str, text: String, sensitive: bool) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
-        enqueue(&mut tx, &[Outgoing::respond(url, text_content(text))], None, now).await?;
+        let mut reply = Outgoing::respond(url, text_content(text));
+        if sensitive {
+            reply = reply.sensitive();
+        }
+        enqueue(&mut tx, &[reply], None, now).await?;
         self.commit(tx).await?;
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! * message keys (`slack_messages`) nothing can update or reply to any
 //!   more: of alerts gone, of incidents resolved and approvals finished long
 //!   ago, never while a pending write or a scheduled follow-up needs one;
+//! * expired console sign-in links and sessions;
 //! * the audit log and the timelines of resolved incidents (with the
 //!   messages pinned to them), kept longest.
 //!   The timeline of an open incident is never deleted.
@@ -151,6 +152,20 @@ const RULES: &[Rule] = &[
               FROM incident_pins p JOIN incidents i ON i.id = p.incident_id
               WHERE i.state = 'resolved' AND i.resolved_at < $1 LIMIT $2)",
         days: |r| r.audit_days,
+    },
+    // Console sign-in links and sessions are worth nothing once expired
+    // (`days` 0: the cutoff is now).
+    Rule {
+        kind: "console_links",
+        sql: "DELETE FROM console_links WHERE token_hash IN
+              (SELECT token_hash FROM console_links WHERE expires_at < $1 LIMIT $2)",
+        days: |_| 0,
+    },
+    Rule {
+        kind: "console_sessions",
+        sql: "DELETE FROM console_sessions WHERE token_hash IN
+              (SELECT token_hash FROM console_sessions WHERE expires_at < $1 LIMIT $2)",
+        days: |_| 0,
     },
     Rule {
         kind: "audit",

@@ -12,6 +12,7 @@
 //! `query_only`, so a write sent to the wrong pool fails instead of
 //! contending. On PostgreSQL both are the same pool.
 
+pub mod checkpoint;
 pub mod events;
 pub mod janitor;
 pub mod lease;
@@ -104,7 +105,7 @@ impl Store {
                 // ping before every acquire (a round trip to SQLite's thread).
                 pool = pool.test_before_acquire(false).after_connect(move |conn, _| {
                     Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;")
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
                             .await?;
                         if read_only {
                             conn.execute("PRAGMA query_only = ON;").await?;

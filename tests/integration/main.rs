@@ -10,6 +10,8 @@ mod alerts;
 mod approvals;
 mod catalog_sql;
 mod cli;
+mod console;
+mod console_browser;
 mod could_not_check;
 mod deploy;
 mod diagnostics;

@@ -7,6 +7,7 @@
 
 mod ack;
 mod assign;
+mod console;
 mod declare;
 mod list;
 mod reopen;
@@ -17,6 +18,7 @@ mod timeline;
 
 pub use ack::Ack;
 pub use assign::Assign;
+pub use console::Console;
 pub use declare::{Declare, NewIncident, declare};
 pub use list::List;
 pub use reopen::Reopen;
@@ -52,7 +54,8 @@ In an incident's channel (or with `#id`):\n\
 • `/incident resolve [#id] [summary]` — resolve, with timeline, postmortem and status-page drafts\n\
 • `/incident reopen [#id]` — reopen a resolved incident (and keep its channel)\n\
 • `/incident list` — open incidents\n\
-• `/incident timeline [#id]` — everything that happened";
+• `/incident timeline [#id]` — everything that happened\n\
+• `/incident console` — a one-time sign-in link to the incident console (in a browser)";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IncidentCmd {
@@ -65,6 +68,7 @@ pub enum IncidentCmd {
     Reopen(Reopen),
     List(List),
     Timeline(Timeline),
+    Console(Console),
 }
 
 impl IncidentCmd {
@@ -88,6 +92,7 @@ impl IncidentCmd {
             "reopen" => IncidentCmd::Reopen(Reopen::parse(target, &verb_lc, rest)?),
             "list" => IncidentCmd::List(List::parse(target, &verb_lc, rest)?),
             "timeline" => IncidentCmd::Timeline(Timeline::parse(target, &verb_lc, rest)?),
+            "console" => IncidentCmd::Console(Console::parse(target, &verb_lc, rest)?),
             _ => return Err(usage_error(format!("Unknown subcommand `{}`.", shown(verb)))),
         };
         Ok(Some(cmd))
@@ -114,6 +119,7 @@ impl IncidentCmd {
             IncidentCmd::Reopen(_) => Reopen::NAME,
             IncidentCmd::List(_) => List::NAME,
             IncidentCmd::Timeline(_) => Timeline::NAME,
+            IncidentCmd::Console(_) => Console::NAME,
         }
     }
 
@@ -129,6 +135,7 @@ impl IncidentCmd {
             IncidentCmd::Reopen(_) => Reopen::LEVEL,
             IncidentCmd::List(_) => List::LEVEL,
             IncidentCmd::Timeline(_) => Timeline::LEVEL,
+            IncidentCmd::Console(_) => Console::LEVEL,
         }
     }
 
@@ -150,6 +157,7 @@ impl IncidentCmd {
             IncidentCmd::Reopen(c) => c.run(&mut ctx).await?,
             IncidentCmd::List(c) => c.run(&mut ctx).await?,
             IncidentCmd::Timeline(c) => c.run(&mut ctx).await?,
+            IncidentCmd::Console(c) => c.run(&mut ctx).await?,
         };
         state.outbox.commit(ctx.tx).await?;
         Ok(reply)
@@ -420,6 +428,8 @@ mod tests {
         assert!(err("list #3").contains("takes no incident reference"));
         assert!(err("reopen #2 now").contains("does not take `now`"));
         assert!(err("reopen #x").contains("`#x` is not an incident reference"));
+        assert!(err("console #3").contains("takes no incident reference"));
+        assert!(err("console now").contains("does not take `now`"));
         assert!(err("frobnicate").contains("*Usage:*"));
     }
 
@@ -428,6 +438,7 @@ mod tests {
         assert_eq!(inc("p1 x").level(), Level::L1);
         assert_eq!(inc("list").level(), Level::L1);
         assert_eq!(inc("timeline").level(), Level::L1);
+        assert_eq!(inc("console").level(), Level::L1);
         for l2 in ["ack", "status x", "sev p2", "assign <@U0BOB>", "resolve", "reopen #3"] {
             assert_eq!(inc(l2).level(), Level::L2, "{l2}");
         }

@@ -4,11 +4,13 @@
 
 pub mod alertmanager;
 pub mod approvals;
+pub mod console;
 pub mod diagnose;
 pub mod exposition;
 pub mod fake_slack;
 pub mod fake_socket;
 pub mod supabase;
+pub mod webdriver;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,525 @@
+//! The incident console over plain HTTP: sign-in through Slack, sessions,
+//! levels, every refusal, escaping, the security headers, the postmortem
+//! export and its post to the thread through the outbox. The same pages in
+//! a real browser: `console_browser`.
+
+use std::time::Duration;
+
+use runbook_bot::clock::Clock;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::both_backends;
+use crate::support::console::{self as c, PUBLIC_URL};
+use crate::support::*;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+fn sha256(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+async fn link_row(t: &TestApp) -> (String, Option<i64>) {
+    let r = sqlx::query("SELECT token_hash, used_at FROM console_links")
+        .fetch_one(&t.state().store.pool)
+        .await
+        .unwrap();
+    (r.get("token_hash"), r.get("used_at"))
+}
+
+async fn sign_in_through_the_link_opens_one_session(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let reply = t.command(L1, "console").await;
+    assert!(reply.contains("expires in 10 minutes"), "{reply}");
+    let token = c::token_in(&reply);
+    assert_eq!(token.len(), 64);
+    // Only the hash is stored, and opening the link uses nothing up.
+    assert_eq!(link_row(&t).await, (sha256(&token), None));
+    let shown = c::get(&t, None, &format!("/console/login?token={token}")).await;
+    assert_eq!(shown.status(), 200);
+    let html = shown.text().await.unwrap();
+    assert!(html.contains("U0SUPPORT") && html.contains("name=\"token\""), "{html}");
+    assert_eq!(link_row(&t).await.1, None);
+    assert_eq!(c::count(&t, "console_sessions").await, 0);
+
+    let resp = c::post_sign_in(&t, &token).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/console/incidents");
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/console", "Max-Age=43200"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    let cookie = c::session_cookie(&resp);
+    let stored: String = sqlx::query_scalar("SELECT token_hash FROM console_sessions")
+        .fetch_one(&t.state().store.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, sha256(&cookie));
+    assert!(link_row(&t).await.1.is_some());
+
+    let page = c::get(&t, Some(&cookie), "/console/incidents").await;
+    assert_eq!(page.status(), 200);
+    let h = page.headers();
+    assert_eq!(h["content-security-policy"], CSP);
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("U0SUPPORT · l1") && !html.contains("<script"), "{html}");
+
+    // A used link: refused, from the page and the form, and no session.
+    let again = c::post_sign_in(&t, &token).await;
+    assert_eq!(again.status(), 410);
+    assert!(again.headers().get("set-cookie").is_none());
+    assert!(again.text().await.unwrap().contains("was already used"));
+    assert_eq!(
+        c::get(&t, None, &format!("/console/login?token={token}"))
+            .await
+            .status(),
+        410
+    );
+    assert_eq!(c::count(&t, "console_sessions").await, 1);
+    t.finish().await;
+}
+
+async fn an_expired_or_unknown_link_is_refused(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let token = c::link(&t, L2).await;
+    t.clock.advance(10 * 60_000 + 1_000);
+    let page = c::get(&t, None, &format!("/console/login?token={token}")).await;
+    assert_eq!(page.status(), 410);
+    assert!(page.text().await.unwrap().contains("has expired"));
+    let resp = c::post_sign_in(&t, &token).await;
+    assert_eq!(resp.status(), 410);
+    assert!(resp.headers().get("set-cookie").is_none());
+    for bad in [
+        "",
+        "abc",
+        "'; DROP TABLE console_links; --",
+        &"f".repeat(64),
+        &token.to_uppercase(),
+    ] {
+        assert_eq!(c::post_sign_in(&t, bad).await.status(), 403, "{bad}");
+        let q = serde_urlencoded::to_string([("token", bad)]).unwrap();
+        assert_eq!(
+            c::get(&t, None, &format!("/console/login?{q}")).await.status(),
+            403,
+            "{bad}"
+        );
+    }
+    assert_eq!(c::count(&t, "console_sessions").await, 0);
+    // A newer link replaces an unused one.
+    let first = c::link(&t, L2).await;
+    let second = c::link(&t, L2).await;
+    assert_eq!(c::post_sign_in(&t, &first).await.status(), 403);
+    assert_eq!(c::post_sign_in(&t, &second).await.status(), 303);
+    t.finish().await;
+}
+
+async fn two_sign_ins_with_one_link_open_one_session(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let token = c::link(&t, L1).await;
+    let (a, b) = tokio::join!(c::post_sign_in(&t, &token), c::post_sign_in(&t, &token));
+    let mut codes = [a.status().as_u16(), b.status().as_u16()];
+    codes.sort();
+    assert_eq!(codes, [303, 410]);
+    assert_eq!(c::count(&t, "console_sessions").await, 1);
+    t.finish().await;
+}
+
+async fn no_live_session_means_sign_in(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let cookie = c::sign_in(&t, L1).await;
+    for (cookie, why) in [
+        (None, "missing"),
+        (Some("forged"), "malformed"),
+        (Some(&"0".repeat(64)[..]), "unknown"),
+        (Some(&sha256(&cookie)[..]), "the stored hash is not the cookie"),
+    ] {
+        let resp = c::get(&t, cookie, "/console/incidents").await;
+        assert_eq!(resp.status(), 401, "{why}");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("/incident console"), "{html}");
+    }
+    assert_eq!(c::get(&t, Some(&cookie), "/console/metrics").await.status(), 200);
+    t.clock.advance(12 * 3_600_000 + 1_000);
+    assert_eq!(c::get(&t, Some(&cookie), "/console/metrics").await.status(), 401);
+    // The janitor forgets expired sessions and links.
+    c::link(&t, L2).await;
+    t.clock.advance(11 * 60_000);
+    let swept = runbook_bot::store::janitor::sweep(&t.state().store, &t.config.retention, t.clock.now_ms())
+        .await
+        .unwrap();
+    assert!(swept.contains(&("console_sessions", 1)), "{swept:?}");
+    assert!(swept.contains(&("console_links", 2)), "{swept:?}");
+    assert_eq!(c::count(&t, "console_sessions").await, 0);
+    assert_eq!(c::count(&t, "console_links").await, 0);
+    t.finish().await;
+}
+
+async fn a_person_without_a_level_is_refused(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let reply = t.command(NOBODY, "console").await;
+    assert!(!reply.contains("token="), "{reply}");
+    assert_eq!(c::count(&t, "console_links").await, 0);
+    // A link issued while they had a level opens nothing once it is gone.
+    let token = {
+        let mut conn = t.state().store.writer.acquire().await.unwrap();
+        runbook_bot::console::auth::issue_link(&mut conn, NOBODY, t.clock.now_ms(), 60_000)
+            .await
+            .unwrap()
+    };
+    let resp = c::post_sign_in(&t, &token).await;
+    let cookie = c::session_cookie(&resp);
+    assert_eq!(c::get(&t, Some(&cookie), "/console/incidents").await.status(), 403);
+    t.finish().await;
+}
+
+async fn bad_filters_and_ids_are_refused(backend: Backend) {
+    let t = c::spawn(backend).await;
+    t.command(L2, "p1 Login failing").await;
+    let cookie = c::sign_in(&t, L3).await;
+    for q in [
+        "severity=p9",
+        "state=open",
+        "from=yesterday",
+        "to=2026-02-30",
+        "from=2026-02-01&to=2026-01-01",
+        "before=0",
+        "before=1%20OR%201%3D1",
+        "sort=title",
+        "service=%00",
+    ] {
+        let resp = c::get(&t, Some(&cookie), &format!("/console/incidents?{q}")).await;
+        assert_eq!(resp.status(), 400, "{q}");
+        assert!(resp.text().await.unwrap().contains("Bad request"), "{q}");
+    }
+    assert_eq!(
+        c::get(&t, Some(&cookie), "/console/incidents/1?page=0").await.status(),
+        400
+    );
+    assert_eq!(
+        c::get(&t, Some(&cookie), "/console/approvals?page=x").await.status(),
+        400
+    );
+    for path in [
+        "/console/incidents/abc",
+        "/console/incidents/0",
+        "/console/incidents/999",
+        "/console/approvals/7",
+    ] {
+        assert_eq!(c::get(&t, Some(&cookie), path).await.status(), 404, "{path}");
+    }
+    assert_eq!(
+        c::get(&t, Some(&cookie), "/console/incidents/999/postmortem")
+            .await
+            .status(),
+        404
+    );
+    // Good filters narrow the list.
+    let html = c::page(&t, &cookie, "/console/incidents?severity=p1&state=declared").await;
+    assert!(html.contains("Login failing"));
+    let html = c::page(&t, &cookie, "/console/incidents?severity=p0").await;
+    assert!(html.contains("No incidents match") && !html.contains("Login failing"));
+    let html = c::page(&t, &cookie, "/console/incidents?from=2000-01-01&to=2000-01-02").await;
+    assert!(html.contains("No incidents match"));
+    t.finish().await;
+}
+
+async fn the_list_pages_by_keyset(backend: Backend) {
+    let t = c::spawn(backend).await;
+    for n in 1..=52 {
+        sqlx::query(
+            "INSERT INTO incidents (channel, title, severity, state, commander, declared_by, declared_at, updated_at)
+             VALUES ('CINCIDENTS', $1, 'p3', 'resolved', 'U0LEAD', 'U0LEAD', $2, $2)",
+        )
+        .bind(format!("Seeded incident {n:02}"))
+        .bind(t.clock.now_ms() - 3_600_000)
+        .execute(&t.state().store.writer)
+        .await
+        .unwrap();
+    }
+    let cookie = c::sign_in(&t, L1).await;
+    let first = c::page(&t, &cookie, "/console/incidents").await;
+    assert!(first.contains("Seeded incident 52") && first.contains("Seeded incident 03"));
+    assert!(!first.contains("Seeded incident 02"));
+    assert!(first.contains("href=\"/console/incidents?before=3\""), "{first}");
+    let second = c::page(&t, &cookie, "/console/incidents?before=3").await;
+    assert!(second.contains("Seeded incident 02") && second.contains("Seeded incident 01"));
+    assert!(!second.contains("Seeded incident 03") && !second.contains("Older"));
+    t.finish().await;
+}
+
+async fn hostile_titles_are_escaped(backend: Backend) {
+    let t = c::spawn(backend).await;
+    // As Slack sends what a person typed: `<`, `>` and `&` as entities.
+    t.command(
+        L2,
+        "p1 &lt;script&gt;alert(1)&lt;/script&gt; &amp; \"quotes\" &lt;img src=x onerror=alert(2)&gt;",
+    )
+    .await;
+    t.command(L2, "status #1 &lt;b&gt;bold&lt;/b&gt; &lt;/table&gt;").await;
+    let cookie = c::sign_in(&t, L3).await;
+    for path in ["/console/incidents", "/console/incidents/1"] {
+        let html = c::page(&t, &cookie, path).await;
+        assert!(
+            !html.contains("<script") && !html.contains("<img") && !html.contains("<b>"),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"),
+            "{path}: {html}"
+        );
+    }
+    let md = c::get(&t, Some(&cookie), "/console/incidents/1/postmortem").await;
+    assert!(
+        md.text().await.unwrap().contains("<b>bold</b>"),
+        "Markdown keeps the text as typed"
+    );
+    t.finish().await;
+}
+
+async fn the_postmortem_downloads_and_posts_with_a_csrf_token(backend: Backend) {
+    let t = c::spawn(backend).await;
+    t.command(L2, "p1 Checkout errors").await;
+    t.command(L2, "ack #1").await;
+    t.command(L2, "status #1 rolled back the deploy").await;
+    t.command(L2, "resolve #1 bad deploy").await;
+    t.drained(10).await;
+    let l2 = c::sign_in(&t, L2).await;
+    let resp = c::get(&t, Some(&l2), "/console/incidents/1/postmortem").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-disposition"],
+        "attachment; filename=\"incident-1-postmortem.md\""
+    );
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/markdown")
+    );
+    let md = resp.text().await.unwrap();
+    for part in [
+        "# Postmortem draft — incident #1: Checkout errors",
+        "## Impact",
+        "## Timeline",
+        "rolled back the deploy",
+        "## Root cause",
+        "## Actions",
+        "bad deploy",
+    ] {
+        assert!(md.contains(part), "{part}: {md}");
+    }
+    let page = c::page(&t, &l2, "/console/incidents/1").await;
+    let csrf = c::csrf_in(&page);
+    let before = t.slack.ok_calls("chat.postMessage").len();
+    for (form, why) in [(vec![], "missing"), (vec![("csrf", "wrong")], "wrong")] {
+        let resp = c::post_form(&t, &l2, "/console/incidents/1/postmortem", &form).await;
+        assert_eq!(resp.status(), 403, "{why}");
+    }
+    // The right token, but a level that may not post.
+    let l1 = c::sign_in(&t, L1).await;
+    let l1_csrf = c::csrf_in(&c::page(&t, &l1, "/console/incidents/1").await);
+    let resp = c::post_form(&t, &l1, "/console/incidents/1/postmortem", &[("csrf", &l1_csrf)]).await;
+    assert_eq!(resp.status(), 403);
+    // Another session's token is not this session's.
+    let resp = c::post_form(&t, &l2, "/console/incidents/1/postmortem", &[("csrf", &l1_csrf)]).await;
+    assert_eq!(resp.status(), 403);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(t.slack.ok_calls("chat.postMessage").len(), before, "nothing posted");
+
+    let resp = c::post_form(&t, &l2, "/console/incidents/1/postmortem", &[("csrf", &csrf)]).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/console/incidents/1?posted=1");
+    let calls = t
+        .slack
+        .wait_for(10, "the postmortem in the thread", |c| {
+            c.iter().any(|c| {
+                c.ok && c.body["text"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("# Postmortem draft"))
+            })
+        })
+        .await;
+    let root_ts = t.slack.ok_calls("chat.postMessage")[0].ts.clone().unwrap();
+    let post = calls
+        .iter()
+        .find(|c| {
+            c.body["text"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("# Postmortem draft"))
+        })
+        .unwrap();
+    assert_eq!(post.body["thread_ts"], root_ts.as_str());
+    assert!(post.body["text"].as_str().unwrap().contains("rolled back the deploy"));
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM incident_events WHERE incident_id = 1 ORDER BY id")
+        .fetch_all(&t.state().store.pool)
+        .await
+        .unwrap();
+    assert_eq!(kinds.last().map(String::as_str), Some("postmortem_posted"));
+    assert!(
+        c::page(&t, &l2, "/console/incidents/1?posted=1")
+            .await
+            .contains("queued for the incident")
+    );
+    t.finish().await;
+}
+
+async fn the_console_is_absent_unless_enabled(backend: Backend) {
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        cfg.console.public_url = Some(PUBLIC_URL.into());
+    })
+    .await;
+    let reply = t.command(L1, "console").await;
+    assert!(reply.contains("not turned on"), "{reply}");
+    for path in [
+        "/console",
+        "/console/incidents",
+        "/console/login?token=x",
+        "/console/static/app.css",
+    ] {
+        assert_eq!(c::get(&t, None, path).await.status(), 404, "{path}");
+    }
+    assert_eq!(c::count(&t, "console_links").await, 0);
+    t.finish().await;
+}
+
+async fn levels_decide_what_is_shown(backend: Backend) {
+    let t = c::spawn(backend).await;
+    t.command(L2, "p2 Slow search").await;
+    let l1 = c::sign_in(&t, L1).await;
+    for path in ["/console/approvals", "/console/approvals/1", "/console/approvals?q=x"] {
+        let resp = c::get(&t, Some(&l1), path).await;
+        assert_eq!(resp.status(), 403, "{path}");
+        assert!(resp.text().await.unwrap().contains("needs level l3"));
+    }
+    let catalog = c::page(&t, &l1, "/console/catalog").await;
+    assert!(
+        catalog.contains("/diagnose orphans") && catalog.contains("l1"),
+        "{catalog}"
+    );
+    assert!(
+        !catalog.contains("<pre") && !catalog.contains("SELECT"),
+        "no SQL for l1"
+    );
+    assert!(
+        !c::page(&t, &l1, "/console/incidents/1")
+            .await
+            .contains("/console/approvals")
+    );
+    let l3 = c::sign_in(&t, L3).await;
+    let catalog = c::page(&t, &l3, "/console/catalog").await;
+    assert!(catalog.contains("<pre class=\"sql\">") && catalog.contains("SELECT"));
+    assert!(
+        c::page(&t, &l3, "/console/incidents")
+            .await
+            .contains("href=\"/console/approvals\"")
+    );
+    let metrics = c::page(&t, &l1, "/console/metrics").await;
+    assert!(metrics.contains("<svg") && metrics.contains("Incidents declared per week"));
+    let css = c::get(&t, None, "/console/static/app.css").await;
+    assert_eq!(css.status(), 200);
+    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+    t.finish().await;
+}
+
+async fn the_audit_shows_the_approval_and_never_a_connection_url(backend: Backend) {
+    let db = SupabaseDb::new(AppSchema::Hotel).await;
+    let t = TestApp::spawn_configured(backend, |cfg| {
+        db.attach(cfg);
+        c::enable(cfg);
+    })
+    .await;
+    t.command(L2, "p1 New tenant flow broken").await;
+    request_and_apply(&t, "/rollback", "flag new-tenant-flow,housekeeping-v2").await;
+    let l3 = c::sign_in(&t, L3).await;
+    let list = c::page(&t, &l3, "/console/approvals").await;
+    assert!(
+        list.contains("href=\"/console/approvals/1\"") && list.contains("applied"),
+        "{list}"
+    );
+    let hash: String = sqlx::query_scalar("SELECT plan_hash FROM approval_requests WHERE id = 1")
+        .fetch_one(&t.state().store.pool)
+        .await
+        .unwrap();
+    for q in ["U0LEAD", "new-tenant", &hash[..10], "UPDATE"] {
+        let found = c::page(&t, &l3, &format!("/console/approvals?q={q}")).await;
+        assert!(found.contains("href=\"/console/approvals/1\""), "search {q}");
+    }
+    let none = c::page(&t, &l3, "/console/approvals?q=nobody-like-this%25_").await;
+    assert!(none.contains("No approval requests match"));
+    let detail = c::page(&t, &l3, "/console/approvals/1").await;
+    for part in [
+        "U0ONCALL",
+        "U0LEAD at",
+        &hash,
+        "new-tenant-flow",
+        "Apply statement 1",
+        "Verification",
+        "action_applied",
+    ] {
+        assert!(detail.contains(part), "{part}: {detail}");
+    }
+    let incident = c::page(&t, &l3, "/console/incidents/1").await;
+    assert!(incident.contains("href=\"/console/approvals/1\""));
+    let secret = &t.config.targets["production"];
+    let url = secrecy::ExposeSecret::expose_secret(&secret.url).to_string();
+    for path in [
+        "/console/approvals/1",
+        "/console/approvals",
+        "/console/catalog",
+        "/console/incidents/1",
+    ] {
+        let html = c::page(&t, &l3, path).await;
+        assert!(
+            !html.contains(&url) && !html.contains("postgres://"),
+            "{path} shows a connection URL"
+        );
+        assert!(
+            !html.contains("hooks.slack") && !html.contains("/response/"),
+            "{path} shows a response URL"
+        );
+    }
+    t.finish().await;
+    db.cleanup().await;
+}
+
+/// A sign-in link is a secret: when its reply has to wait in the outbox
+/// (a slow command, Socket Mode without a response payload), the row keeps
+/// no copy once delivered.
+async fn a_link_reply_that_waits_in_the_outbox_keeps_no_copy(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let url = t.slack.response_url("late-link");
+    let text = format!("{PUBLIC_URL}/console/login?token={}", "ab".repeat(32));
+    t.state().outbox.respond_with(&url, text.clone(), true).await.unwrap();
+    t.drained(10).await;
+    let delivered = t.slack.ok_calls("response_url");
+    assert!(delivered.iter().any(|c| c.body["text"] == text.as_str()));
+    let payload: String = sqlx::query_scalar("SELECT payload FROM outbox WHERE response_url = $1")
+        .bind(&url)
+        .fetch_one(&t.state().store.pool)
+        .await
+        .unwrap();
+    assert!(!payload.contains("token="), "{payload}");
+    t.finish().await;
+}
+
+both_backends!(
+    a_link_reply_that_waits_in_the_outbox_keeps_no_copy,
+    sign_in_through_the_link_opens_one_session,
+    an_expired_or_unknown_link_is_refused,
+    two_sign_ins_with_one_link_open_one_session,
+    no_live_session_means_sign_in,
+    a_person_without_a_level_is_refused,
+    bad_filters_and_ids_are_refused,
+    the_list_pages_by_keyset,
+    hostile_titles_are_escaped,
+    the_postmortem_downloads_and_posts_with_a_csrf_token,
+    the_console_is_absent_unless_enabled,
+    levels_decide_what_is_shown,
+    the_audit_shows_the_approval_and_never_a_connection_url,
+);
