@@ -12,7 +12,7 @@ use crate::incident::model::Incident;
 macro_rules! incident_columns {
     () => {
         "id, channel, title, severity, state, status_text, commander, declared_by, declared_at, \
-         acknowledged_by, acknowledged_at, resolved_by, resolved_at, summary, service"
+         acknowledged_by, acknowledged_at, resolved_by, resolved_at, summary, room_state, room_channel, service"
     };
 }
 
