@@ -85,16 +85,19 @@ pub struct Opened {
     pub user: String,
 }
 
-/// Use the link and open a session, in one transaction. The link is used by
-/// one conditional UPDATE, so of two requests (or replicas) only one wins.
+/// Use the link and open a session, in one transaction. The link is first
+/// looked up on the read pool, so a token that is unknown, used or expired
+/// never takes the writer (on SQLite one connection, shared with every
+/// command): a flood of made-up tokens delays nobody. The link is then used
+/// by one conditional UPDATE, so of two requests (or replicas) only one wins.
 pub async fn sign_in(
     store: &Store,
     token: &str,
     now: i64,
     session_ms: i64,
 ) -> anyhow::Result<Result<Opened, LinkRefused>> {
-    if !well_formed(token) {
-        return Ok(Err(LinkRefused::Unknown));
+    if let Err(why) = peek_link(store, token, now).await? {
+        return Ok(Err(why));
     }
     let mut tx = store.begin_for_person().await?;
     let used = sqlx::query(

@@ -119,6 +119,26 @@ async fn an_expired_or_unknown_link_is_refused(backend: Backend) {
     t.finish().await;
 }
 
+/// A made-up, used or expired token is refused from the read pool: it
+/// never waits for the writer (on SQLite one connection that every command
+/// needs), so a flood of them delays nobody.
+async fn a_refused_link_never_takes_the_writer(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let used = c::link(&t, L1).await;
+    assert_eq!(c::post_sign_in(&t, &used).await.status(), 303);
+    let expired = c::link(&t, L2).await;
+    t.clock.advance(10 * 60_000 + 1_000);
+    let held = t.state().store.begin_for_person().await.unwrap();
+    for (token, status) in [(&"f".repeat(64), 403), (&used, 410), (&expired, 410)] {
+        let resp = tokio::time::timeout(Duration::from_secs(2), c::post_sign_in(&t, token))
+            .await
+            .expect("answered while a person's transaction holds the writer");
+        assert_eq!(resp.status(), status);
+    }
+    drop(held);
+    t.finish().await;
+}
+
 async fn two_sign_ins_with_one_link_open_one_session(backend: Backend) {
     let t = c::spawn(backend).await;
     let token = c::link(&t, L1).await;
@@ -512,6 +532,7 @@ both_backends!(
     a_link_reply_that_waits_in_the_outbox_keeps_no_copy,
     sign_in_through_the_link_opens_one_session,
     an_expired_or_unknown_link_is_refused,
+    a_refused_link_never_takes_the_writer,
     two_sign_ins_with_one_link_open_one_session,
     no_live_session_means_sign_in,
     a_person_without_a_level_is_refused,
