@@ -64,7 +64,7 @@ async fn sign_in_through_the_link_opens_one_session(backend: Backend) {
     let h = page.headers();
     assert_eq!(h["content-security-policy"], CSP);
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(h["x-frame-options"], "DENY");
     let html = page.text().await.unwrap();
@@ -136,6 +136,61 @@ async fn a_refused_link_never_takes_the_writer(backend: Backend) {
         assert_eq!(resp.status(), status);
     }
     drop(held);
+    t.finish().await;
+}
+
+/// Every console POST must come from the console's own pages: a form on
+/// another site can neither sign someone in with the attacker's link (login
+/// CSRF) nor post with someone's session.
+async fn a_post_from_another_site_is_refused(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let token = c::link(&t, L2).await;
+    let origin = c::origin(&t);
+    let refused: [&[(&str, &str)]; 5] = [
+        &[],
+        &[("origin", "https://evil.example")],
+        &[("origin", "null")],
+        &[("origin", &origin), ("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+    ];
+    for headers in refused {
+        let mut req = c::client()
+            .post(format!("{}/console/login", t.addr))
+            .form(&[("token", &token)]);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{headers:?}");
+        c::assert_secure_headers(&resp);
+        assert!(resp.headers().get("set-cookie").is_none());
+        assert!(resp.text().await.unwrap().contains("console's own pages"));
+    }
+    assert_eq!(c::count(&t, "console_sessions").await, 0);
+    assert_eq!(link_row(&t).await.1, None, "the link is still unused");
+    // The same form from the console's page signs in.
+    let resp = c::post_sign_in(&t, &token).await;
+    assert_eq!(resp.status(), 303);
+    let cookie = c::session_cookie(&resp);
+    t.command(L2, "p1 Checkout errors").await;
+    let csrf = c::csrf_in(&c::page(&t, &cookie, "/console/incidents/1").await);
+    for (k, v) in [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")] {
+        for path in ["/console/incidents/1/postmortem", "/console/logout"] {
+            let resp = c::client()
+                .post(format!("{}{path}", t.addr))
+                .header("cookie", format!("rb_console={cookie}"))
+                .header(k, v)
+                .form(&[("csrf", &csrf)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 403, "{path} {k}");
+        }
+    }
+    assert_eq!(c::count(&t, "console_sessions").await, 1, "still signed in");
+    let resp = c::post_form(&t, &cookie, "/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(c::count(&t, "console_sessions").await, 0);
     t.finish().await;
 }
 
@@ -533,6 +588,7 @@ both_backends!(
     sign_in_through_the_link_opens_one_session,
     an_expired_or_unknown_link_is_refused,
     a_refused_link_never_takes_the_writer,
+    a_post_from_another_site_is_refused,
     two_sign_ins_with_one_link_open_one_session,
     no_live_session_means_sign_in,
     a_person_without_a_level_is_refused,
