@@ -336,7 +336,11 @@ async fn hostile_titles_are_escaped(backend: Backend) {
         "p1 &lt;script&gt;alert(1)&lt;/script&gt; &amp; \"quotes\" &lt;img src=x onerror=alert(2)&gt;",
     )
     .await;
-    t.command(L2, "status #1 &lt;b&gt;bold&lt;/b&gt; &lt;/table&gt;").await;
+    t.command(
+        L2,
+        "status #1 &lt;b&gt;bold&lt;/b&gt; &lt;/table&gt; [x](javascript:alert(3))",
+    )
+    .await;
     let cookie = c::sign_in(&t, L3).await;
     for path in ["/console/incidents", "/console/incidents/1"] {
         let html = c::page(&t, &cookie, path).await;
@@ -349,11 +353,16 @@ async fn hostile_titles_are_escaped(backend: Backend) {
             "{path}: {html}"
         );
     }
-    let md = c::get(&t, Some(&cookie), "/console/incidents/1/postmortem").await;
-    assert!(
-        md.text().await.unwrap().contains("<b>bold</b>"),
-        "Markdown keeps the text as typed"
-    );
+    // The Markdown file renders the text as typed, never as HTML.
+    let md = c::get(&t, Some(&cookie), "/console/incidents/1/postmortem")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!md.replace("\\<", "").contains('<'), "every < is escaped: {md}");
+    assert!(md.contains("\\<b\\>bold\\</b\\>"), "{md}");
+    assert!(md.contains("\\<img src=x onerror=alert\\(2\\)\\>"), "{md}");
+    assert!(md.contains("\\[x\\]\\(javascript:alert\\(3\\)\\)"), "{md}");
     t.finish().await;
 }
 
