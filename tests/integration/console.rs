@@ -550,6 +550,33 @@ async fn the_audit_shows_the_approval_and_never_a_connection_url(backend: Backen
     }
     let incident = c::page(&t, &l3, "/console/incidents/1").await;
     assert!(incident.contains("href=\"/console/approvals/1\""));
+    // The approvals' events: in full from the audit level, only what
+    // happened below it (the page, its chart, the Markdown).
+    let short = &hash[..8];
+    let md = |cookie: String| {
+        let t = &t;
+        async move {
+            let resp = c::get(t, Some(&cookie), "/console/incidents/1/postmortem").await;
+            resp.text().await.unwrap()
+        }
+    };
+    let l3_md = md(l3.clone()).await;
+    for text in [&incident, &l3_md] {
+        assert!(text.contains("new-tenant-flow") && text.contains(short), "{text}");
+        assert!(!text.contains("details in the approvals audit"), "{text}");
+    }
+    let l1 = c::sign_in(&t, L1).await;
+    let l1_page = c::page(&t, &l1, "/console/incidents/1").await;
+    let l1_md = md(l1).await;
+    assert!(l1_page.contains("details in the approvals audit (l3)"));
+    for text in [&l1_page, &l1_md] {
+        assert!(
+            text.contains("Action requested — details in the approvals audit")
+                && text.contains("Action applied — details in the approvals audit"),
+            "{text}"
+        );
+        assert!(!text.contains(short) && !text.contains("rows"), "{text}");
+    }
     let secret = &t.config.targets["production"];
     let url = secrecy::ExposeSecret::expose_secret(&secret.url).to_string();
     for path in [

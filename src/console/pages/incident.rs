@@ -34,8 +34,13 @@ pub async fn show(
     let pool = &state.store.pool;
     let row = queries::incident(pool, id).await?.ok_or(ConsoleError::NotFound)?;
     let total = queries::timeline_count(pool, id).await?;
-    let chart = queries::timeline_page(pool, id, 0, CHART_MAX).await?;
-    let page = queries::timeline_page(pool, id, (paging.page - 1) * PAGE, PAGE).await?;
+    let mut chart = queries::timeline_page(pool, id, 0, CHART_MAX).await?;
+    let mut page = queries::timeline_page(pool, id, (paging.page - 1) * PAGE, PAGE).await?;
+    if !viewer.can_audit {
+        let audit = state.config.console.audit_level;
+        EventRow::hide_approval_detail(&mut chart, audit);
+        EventRow::hide_approval_detail(&mut page, audit);
+    }
     let approvals = queries::approvals_of(pool, id).await?;
     let now = state.clock.now_ms();
     let i = &row.incident;
