@@ -118,23 +118,28 @@ pub async fn sign_in(
     };
     let user: String = row.try_get("user_id")?;
     let cookie = secret();
+    let cookie_hash = hash(&cookie);
     sqlx::query(
         "INSERT INTO console_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(hash(&cookie))
+    .bind(&cookie_hash)
     .bind(&user)
     .bind(secret())
     .bind(now)
     .bind(now + session_ms)
     .execute(&mut *tx)
     .await?;
-    // Bound the sessions one person holds: the oldest beyond the limit end.
+    // Bound the sessions one person holds: the new one and the newest others
+    // stay, the oldest beyond the limit end. The new one is named, not found
+    // by time: sessions opened in the same millisecond tie on `created_at`.
     sqlx::query(
-        "DELETE FROM console_sessions WHERE user_id = $1 AND token_hash NOT IN
-         (SELECT token_hash FROM console_sessions WHERE user_id = $1 ORDER BY created_at DESC, token_hash LIMIT $2)",
+        "DELETE FROM console_sessions WHERE user_id = $1 AND token_hash <> $3 AND token_hash NOT IN
+         (SELECT token_hash FROM console_sessions WHERE user_id = $1 AND token_hash <> $3
+          ORDER BY created_at DESC, token_hash LIMIT $2)",
     )
     .bind(&user)
-    .bind(SESSIONS_PER_USER)
+    .bind(SESSIONS_PER_USER - 1)
+    .bind(&cookie_hash)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

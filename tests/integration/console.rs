@@ -205,6 +205,42 @@ async fn two_sign_ins_with_one_link_open_one_session(backend: Backend) {
     t.finish().await;
 }
 
+/// A person holds at most five sessions; the one just opened is never the
+/// one that ends, even when the others were opened in the same millisecond
+/// (a fixed clock) and sort before it.
+async fn the_session_cap_never_ends_the_new_session(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let now = t.clock.now_ms();
+    for n in 0..5 {
+        sqlx::query(
+            "INSERT INTO console_sessions (token_hash, user_id, csrf, created_at, expires_at)
+             VALUES ($1, 'U0SUPPORT', 'x', $2, $3)",
+        )
+        .bind(format!("{n:064}"))
+        .bind(now)
+        .bind(now + 3_600_000)
+        .execute(&t.state().store.writer)
+        .await
+        .unwrap();
+    }
+    for _ in 0..3 {
+        let token = c::link(&t, L1).await;
+        let opened = runbook_bot::console::auth::sign_in(&t.state().store, &token, now, 3_600_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let kept: Vec<String> =
+            sqlx::query_scalar("SELECT token_hash FROM console_sessions WHERE user_id = 'U0SUPPORT'")
+                .fetch_all(&t.state().store.pool)
+                .await
+                .unwrap();
+        assert_eq!(kept.len(), 5, "{kept:?}");
+        assert!(kept.contains(&sha256(&opened.cookie)), "the new session was ended");
+        c::page(&t, &opened.cookie, "/console/incidents").await;
+    }
+    t.finish().await;
+}
+
 async fn no_live_session_means_sign_in(backend: Backend) {
     let t = c::spawn(backend).await;
     let cookie = c::sign_in(&t, L1).await;
@@ -625,6 +661,7 @@ both_backends!(
     an_expired_or_unknown_link_is_refused,
     a_refused_link_never_takes_the_writer,
     a_post_from_another_site_is_refused,
+    the_session_cap_never_ends_the_new_session,
     two_sign_ins_with_one_link_open_one_session,
     no_live_session_means_sign_in,
     a_person_without_a_level_is_refused,
