@@ -32,20 +32,22 @@ pub fn well_formed(secret: &str) -> bool {
 }
 
 /// Store a new sign-in link for `user`; returns its secret token. Any link
-/// the person had not used yet stops working: one outstanding link each.
+/// the person had not used yet stops working: one outstanding link each,
+/// kept by a unique index on `user_id` and this one upsert (a delete, then
+/// an insert, would let two concurrent requests on PostgreSQL both insert).
 pub async fn issue_link(conn: &mut AnyConnection, user: &str, now: i64, ttl_ms: i64) -> anyhow::Result<String> {
-    sqlx::query("DELETE FROM console_links WHERE user_id = $1")
-        .bind(user)
-        .execute(&mut *conn)
-        .await?;
     let token = secret();
-    sqlx::query("INSERT INTO console_links (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(hash(&token))
-        .bind(user)
-        .bind(now)
-        .bind(now + ttl_ms)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO console_links (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at,
+           expires_at = excluded.expires_at, used_at = NULL",
+    )
+    .bind(hash(&token))
+    .bind(user)
+    .bind(now)
+    .bind(now + ttl_ms)
+    .execute(&mut *conn)
+    .await?;
     Ok(token)
 }
 

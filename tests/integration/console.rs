@@ -194,6 +194,36 @@ async fn a_post_from_another_site_is_refused(backend: Backend) {
     t.finish().await;
 }
 
+/// Two `/incident console` at once (two replicas): their transactions
+/// overlap, and still one link is left, the later one.
+async fn overlapping_link_requests_leave_one_link(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let store = t.state().store.clone();
+    let now = t.clock.now_ms();
+    let mut first_tx = store.begin().await.unwrap();
+    let first = runbook_bot::console::auth::issue_link(&mut first_tx, L2, now, 600_000)
+        .await
+        .unwrap();
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let token = runbook_bot::console::auth::issue_link(&mut tx, L2, now + 1, 600_000)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            token
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first_tx.commit().await.unwrap();
+    let second = second.await.unwrap();
+    assert_eq!(c::count(&t, "console_links").await, 1);
+    assert_eq!(c::post_sign_in(&t, &first).await.status(), 403, "replaced");
+    assert_eq!(c::post_sign_in(&t, &second).await.status(), 303);
+    t.finish().await;
+}
+
 async fn two_sign_ins_with_one_link_open_one_session(backend: Backend) {
     let t = c::spawn(backend).await;
     let token = c::link(&t, L1).await;
@@ -662,6 +692,7 @@ both_backends!(
     a_refused_link_never_takes_the_writer,
     a_post_from_another_site_is_refused,
     the_session_cap_never_ends_the_new_session,
+    overlapping_link_requests_leave_one_link,
     two_sign_ins_with_one_link_open_one_session,
     no_live_session_means_sign_in,
     a_person_without_a_level_is_refused,
