@@ -91,9 +91,11 @@ async fn an_expired_or_unknown_link_is_refused(backend: Backend) {
     t.clock.advance(10 * 60_000 + 1_000);
     let page = c::get(&t, None, &format!("/console/login?token={token}")).await;
     assert_eq!(page.status(), 410);
+    c::assert_secure_headers(&page);
     assert!(page.text().await.unwrap().contains("has expired"));
     let resp = c::post_sign_in(&t, &token).await;
     assert_eq!(resp.status(), 410);
+    c::assert_secure_headers(&resp);
     assert!(resp.headers().get("set-cookie").is_none());
     for bad in [
         "",
@@ -102,13 +104,13 @@ async fn an_expired_or_unknown_link_is_refused(backend: Backend) {
         &"f".repeat(64),
         &token.to_uppercase(),
     ] {
-        assert_eq!(c::post_sign_in(&t, bad).await.status(), 403, "{bad}");
+        let resp = c::post_sign_in(&t, bad).await;
+        assert_eq!(resp.status(), 403, "{bad}");
+        c::assert_secure_headers(&resp);
         let q = serde_urlencoded::to_string([("token", bad)]).unwrap();
-        assert_eq!(
-            c::get(&t, None, &format!("/console/login?{q}")).await.status(),
-            403,
-            "{bad}"
-        );
+        let resp = c::get(&t, None, &format!("/console/login?{q}")).await;
+        assert_eq!(resp.status(), 403, "{bad}");
+        c::assert_secure_headers(&resp);
     }
     assert_eq!(c::count(&t, "console_sessions").await, 0);
     // A newer link replaces an unused one.
@@ -282,6 +284,7 @@ async fn no_live_session_means_sign_in(backend: Backend) {
     ] {
         let resp = c::get(&t, cookie, "/console/incidents").await;
         assert_eq!(resp.status(), 401, "{why}");
+        c::assert_secure_headers(&resp);
         let html = resp.text().await.unwrap();
         assert!(html.contains("/incident console"), "{html}");
     }
@@ -336,6 +339,7 @@ async fn bad_filters_and_ids_are_refused(backend: Backend) {
     ] {
         let resp = c::get(&t, Some(&cookie), &format!("/console/incidents?{q}")).await;
         assert_eq!(resp.status(), 400, "{q}");
+        c::assert_secure_headers(&resp);
         assert!(resp.text().await.unwrap().contains("Bad request"), "{q}");
     }
     assert_eq!(
@@ -545,6 +549,7 @@ async fn levels_decide_what_is_shown(backend: Backend) {
     for path in ["/console/approvals", "/console/approvals/1", "/console/approvals?q=x"] {
         let resp = c::get(&t, Some(&l1), path).await;
         assert_eq!(resp.status(), 403, "{path}");
+        c::assert_secure_headers(&resp);
         assert!(resp.text().await.unwrap().contains("needs level l3"));
     }
     let catalog = c::page(&t, &l1, "/console/catalog").await;
@@ -665,23 +670,42 @@ async fn the_audit_shows_the_approval_and_never_a_connection_url(backend: Backen
     db.cleanup().await;
 }
 
-/// A sign-in link is a secret: when its reply has to wait in the outbox
-/// (a slow command, Socket Mode without a response payload), the row keeps
-/// no copy once delivered.
+/// A sign-in link is a secret: when `/incident console` is slow, its reply
+/// waits in the outbox as a sensitive row, which keeps no copy of the link
+/// once delivered.
 async fn a_link_reply_that_waits_in_the_outbox_keeps_no_copy(backend: Backend) {
     let t = c::spawn(backend).await;
-    let url = t.slack.response_url("late-link");
-    let text = format!("{PUBLIC_URL}/console/login?token={}", "ab".repeat(32));
-    t.state().outbox.respond_with(&url, text.clone(), true).await.unwrap();
+    // Hold what the command writes, so it outlives Slack's deadline.
+    let mut blocker = t.state().store.begin().await.unwrap();
+    if matches!(backend, Backend::Postgres) {
+        sqlx::query("LOCK TABLE console_links IN EXCLUSIVE MODE")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+    }
+    let reply = t.command(L1, "console").await;
+    assert!(reply.contains("Working on it"), "{reply}");
+    blocker.rollback().await.unwrap();
+    let calls = t
+        .slack
+        .wait_for(10, "the late sign-in link", |c| {
+            c.iter().any(|c| c.method == "response_url" && c.ok)
+        })
+        .await;
+    let late = calls.iter().find(|c| c.method == "response_url").unwrap();
+    let text = late.body["text"].as_str().unwrap();
+    let token = c::token_in(text);
+    assert_eq!(link_row(&t).await.0, sha256(&token));
     t.drained(10).await;
-    let delivered = t.slack.ok_calls("response_url");
-    assert!(delivered.iter().any(|c| c.body["text"] == text.as_str()));
-    let payload: String = sqlx::query_scalar("SELECT payload FROM outbox WHERE response_url = $1")
-        .bind(&url)
-        .fetch_one(&t.state().store.pool)
+    let rows = sqlx::query("SELECT payload, sensitive FROM outbox WHERE response_url IS NOT NULL")
+        .fetch_all(&t.state().store.pool)
         .await
         .unwrap();
-    assert!(!payload.contains("token="), "{payload}");
+    assert_eq!(rows.len(), 1);
+    let payload: String = rows[0].get("payload");
+    let sensitive: i64 = rows[0].get("sensitive");
+    assert_eq!(sensitive, 1, "the link's reply is a sensitive row");
+    assert!(!payload.contains(&token) && !payload.contains("token="), "{payload}");
     t.finish().await;
 }
 
