@@ -9,7 +9,7 @@ use super::{Backend, TestApp};
 
 /// What `console.public_url` is in the tests; links are opened at the
 /// app's real address with the token they carry.
-pub const PUBLIC_URL: &str = "http://console.test";
+pub const PUBLIC_URL: &str = "http://localhost:8080";
 
 pub fn enable(cfg: &mut Config) {
     cfg.console.enabled = true;
