@@ -346,10 +346,18 @@ async fn bad_filters_and_ids_are_refused(backend: Backend) {
         c::get(&t, Some(&cookie), "/console/incidents/1?page=0").await.status(),
         400
     );
-    assert_eq!(
-        c::get(&t, Some(&cookie), "/console/approvals?page=x").await.status(),
-        400
-    );
+    for path in [
+        "/console/approvals?page=x",
+        "/console/approvals?page=201",
+        "/console/approvals?q=x&page=1000000",
+        "/console/approvals?page=99999999999999999999",
+        "/console/incidents/1?page=10001",
+    ] {
+        let resp = c::get(&t, Some(&cookie), path).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        c::assert_secure_headers(&resp);
+    }
+    c::page(&t, &cookie, "/console/approvals?page=200").await;
     for path in [
         "/console/incidents/abc",
         "/console/incidents/0",

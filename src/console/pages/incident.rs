@@ -18,6 +18,8 @@ use crate::incident::model::human_duration;
 use crate::state::AppState;
 
 pub const PAGE: i64 = 100;
+/// Timeline pages one can ask for (a million events); bounds the OFFSET.
+pub const PAGES_MAX: i64 = 10_000;
 /// Events drawn on the chart; a longer timeline is drawn up to here.
 pub const CHART_MAX: i64 = 2000;
 
@@ -29,7 +31,7 @@ pub async fn show(
 ) -> Result<Page, ConsoleError> {
     let id = path_id(&id)?;
     let pairs = super::query_pairs(q)?;
-    let paging = Paging::parse(&pairs, false).map_err(ConsoleError::BadInput)?;
+    let paging = Paging::parse(&pairs, false, PAGES_MAX).map_err(ConsoleError::BadInput)?;
     let posted = pairs.iter().any(|(k, v)| k == "posted" && v == "1");
     let pool = &state.store.pool;
     let row = queries::incident(pool, id).await?.ok_or(ConsoleError::NotFound)?;
