@@ -30,7 +30,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 
 pub use error::ConsoleError;
 
@@ -60,6 +60,8 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/approvals/{id}", get(pages::approvals::show))
         .route("/console/catalog", get(pages::catalog::show))
         .route("/console/metrics", get(pages::metrics::show))
+        // Any other /console path: the console's 404, with its headers.
+        .route("/console/{*rest}", any(|| async { ConsoleError::NotFound }))
         .layer(axum::middleware::from_fn_with_state(state, same_origin))
         .layer(axum::middleware::map_response(secure_headers))
 }

@@ -363,9 +363,18 @@ async fn bad_filters_and_ids_are_refused(backend: Backend) {
         "/console/incidents/0",
         "/console/incidents/999",
         "/console/approvals/7",
+        "/console/xyz",
+        "/console/incidents/1/nothing",
+        "/console/static/other.css",
     ] {
-        assert_eq!(c::get(&t, Some(&cookie), path).await.status(), 404, "{path}");
+        let resp = c::get(&t, Some(&cookie), path).await;
+        assert_eq!(resp.status(), 404, "{path}");
+        c::assert_secure_headers(&resp);
     }
+    // Also without a session.
+    let resp = c::get(&t, None, "/console/xyz").await;
+    assert_eq!(resp.status(), 404);
+    c::assert_secure_headers(&resp);
     assert_eq!(
         c::get(&t, Some(&cookie), "/console/incidents/999/postmortem")
             .await
