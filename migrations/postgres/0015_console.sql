@@ -1,7 +1,7 @@
 -- The incident console (issue 12).
 --
 -- console_links: the one-time sign-in links `/incident console` answers
--- with. Only the SHA-256 of the link's random token is stored; a link is
+-- with, one per person. Only the SHA-256 of the link's random token is stored; a link is
 -- used by one conditional UPDATE (`used_at IS NULL AND expires_at > now`),
 -- so two requests or two replicas cannot both sign in with it.
 -- console_sessions: the browser sessions those links open, again stored
@@ -15,7 +15,9 @@ CREATE TABLE console_links (
     used_at    BIGINT
 );
 CREATE INDEX console_links_by_expiry ON console_links (expires_at);
-CREATE INDEX console_links_by_user ON console_links (user_id);
+-- One link per person, enforced: `issue_link` upserts on it, so two
+-- `/incident console` at once (two replicas) cannot leave two live links.
+CREATE UNIQUE INDEX console_links_one_per_user ON console_links (user_id);
 
 CREATE TABLE console_sessions (
     token_hash TEXT    PRIMARY KEY,

@@ -95,6 +95,14 @@ fn public_url(text: &str) -> Result<String, String> {
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
         return Err("must be an http:// or https:// URL with a host".into());
     }
+    // Plain http would carry the session cookie and sign-in links in clear.
+    if u.scheme() == "http" && !loopback(&u) {
+        return Err(
+            "must be https:// (the session cookie and sign-in links must not travel in clear); \
+             http:// is allowed only for 127.0.0.1, ::1 or localhost"
+                .into(),
+        );
+    }
     if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() || u.password().is_some() {
         return Err("must not carry a query, a fragment or credentials".into());
     }
@@ -103,6 +111,17 @@ fn public_url(text: &str) -> Result<String, String> {
         return Err("must be the site's root (the console is served under /console); no path".into());
     }
     Ok(u.as_str().trim_end_matches('/').to_string())
+}
+
+/// Whether the URL's host is this machine: 127.0.0.1 (or 127/8), ::1 or
+/// localhost.
+fn loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +176,21 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_only_for_this_machine() {
+        for ok in [
+            "http://127.0.0.1:3000",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+            "http://[::1]:3000",
+            "https://bot.example.com",
+        ] {
+            assert!(public_url(ok).is_ok(), "{ok}");
+        }
+        let why = public_url("http://bot.example.com").unwrap_err();
+        assert!(why.contains("https://") && why.contains("localhost"), "{why}");
+    }
+
+    #[test]
     fn every_bad_value_is_named() {
         let (_, p) = build(RawConsole {
             enabled: Some(true),
@@ -176,6 +210,10 @@ mod tests {
             "https://u:p@x.example.com",
             "https://x.example.com/#f",
             "https://x.example.com/ops",
+            "http://bot.example.com",
+            "http://10.0.0.5:8080",
+            "http://localhost.example.com",
+            "http://[::2]",
         ] {
             let (_, p) = build(RawConsole {
                 enabled: Some(true),

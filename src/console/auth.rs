@@ -32,20 +32,22 @@ pub fn well_formed(secret: &str) -> bool {
 }
 
 /// Store a new sign-in link for `user`; returns its secret token. Any link
-/// the person had not used yet stops working: one outstanding link each.
+/// the person had not used yet stops working: one outstanding link each,
+/// kept by a unique index on `user_id` and this one upsert (a delete, then
+/// an insert, would let two concurrent requests on PostgreSQL both insert).
 pub async fn issue_link(conn: &mut AnyConnection, user: &str, now: i64, ttl_ms: i64) -> anyhow::Result<String> {
-    sqlx::query("DELETE FROM console_links WHERE user_id = $1")
-        .bind(user)
-        .execute(&mut *conn)
-        .await?;
     let token = secret();
-    sqlx::query("INSERT INTO console_links (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(hash(&token))
-        .bind(user)
-        .bind(now)
-        .bind(now + ttl_ms)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO console_links (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at,
+           expires_at = excluded.expires_at, used_at = NULL",
+    )
+    .bind(hash(&token))
+    .bind(user)
+    .bind(now)
+    .bind(now + ttl_ms)
+    .execute(&mut *conn)
+    .await?;
     Ok(token)
 }
 
@@ -85,16 +87,19 @@ pub struct Opened {
     pub user: String,
 }
 
-/// Use the link and open a session, in one transaction. The link is used by
-/// one conditional UPDATE, so of two requests (or replicas) only one wins.
+/// Use the link and open a session, in one transaction. The link is first
+/// looked up on the read pool, so a token that is unknown, used or expired
+/// never takes the writer (on SQLite one connection, shared with every
+/// command): a flood of made-up tokens delays nobody. The link is then used
+/// by one conditional UPDATE, so of two requests (or replicas) only one wins.
 pub async fn sign_in(
     store: &Store,
     token: &str,
     now: i64,
     session_ms: i64,
 ) -> anyhow::Result<Result<Opened, LinkRefused>> {
-    if !well_formed(token) {
-        return Ok(Err(LinkRefused::Unknown));
+    if let Err(why) = peek_link(store, token, now).await? {
+        return Ok(Err(why));
     }
     let mut tx = store.begin_for_person().await?;
     let used = sqlx::query(
@@ -115,23 +120,28 @@ pub async fn sign_in(
     };
     let user: String = row.try_get("user_id")?;
     let cookie = secret();
+    let cookie_hash = hash(&cookie);
     sqlx::query(
         "INSERT INTO console_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(hash(&cookie))
+    .bind(&cookie_hash)
     .bind(&user)
     .bind(secret())
     .bind(now)
     .bind(now + session_ms)
     .execute(&mut *tx)
     .await?;
-    // Bound the sessions one person holds: the oldest beyond the limit end.
+    // Bound the sessions one person holds: the new one and the newest others
+    // stay, the oldest beyond the limit end. The new one is named, not found
+    // by time: sessions opened in the same millisecond tie on `created_at`.
     sqlx::query(
-        "DELETE FROM console_sessions WHERE user_id = $1 AND token_hash NOT IN
-         (SELECT token_hash FROM console_sessions WHERE user_id = $1 ORDER BY created_at DESC, token_hash LIMIT $2)",
+        "DELETE FROM console_sessions WHERE user_id = $1 AND token_hash <> $3 AND token_hash NOT IN
+         (SELECT token_hash FROM console_sessions WHERE user_id = $1 AND token_hash <> $3
+          ORDER BY created_at DESC, token_hash LIMIT $2)",
     )
     .bind(&user)
-    .bind(SESSIONS_PER_USER)
+    .bind(SESSIONS_PER_USER - 1)
+    .bind(&cookie_hash)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

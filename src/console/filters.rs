@@ -149,11 +149,18 @@ pub struct Paging {
 }
 
 impl Paging {
-    pub fn parse(pairs: &[(String, String)], allow_q: bool) -> Result<Paging, String> {
+    /// `max_page` bounds the OFFSET a request can make the database skip;
+    /// a page beyond it is refused like any other bad parameter.
+    pub fn parse(pairs: &[(String, String)], allow_q: bool, max_page: i64) -> Result<Paging, String> {
         let mut p = Paging { page: 1, q: None };
         for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
             match k.as_str() {
-                "page" => p.page = positive("page", v)?.min(1_000_000),
+                "page" => {
+                    p.page = positive("page", v)?;
+                    if p.page > max_page {
+                        return Err(format!("`page` must be at most {max_page}."));
+                    }
+                }
                 "q" if allow_q => p.q = Some(text("q", v)?),
                 "posted" => {}
                 other => {
@@ -209,7 +216,7 @@ mod tests {
 
     #[test]
     fn paging() {
-        let p = Paging::parse(&pairs(Some("page=3&q=abc")).unwrap(), true).unwrap();
+        let p = Paging::parse(&pairs(Some("page=3&q=abc")).unwrap(), true, 200).unwrap();
         assert_eq!(
             p,
             Paging {
@@ -217,8 +224,17 @@ mod tests {
                 q: Some("abc".into())
             }
         );
-        assert!(Paging::parse(&pairs(Some("q=abc")).unwrap(), false).is_err());
-        assert!(Paging::parse(&pairs(Some("page=-1")).unwrap(), true).is_err());
-        assert_eq!(Paging::parse(&[], true).unwrap().page, 1);
+        assert!(Paging::parse(&pairs(Some("q=abc")).unwrap(), false, 200).is_err());
+        assert!(Paging::parse(&pairs(Some("page=-1")).unwrap(), true, 200).is_err());
+        assert_eq!(Paging::parse(&[], true, 200).unwrap().page, 1);
+        assert_eq!(
+            Paging::parse(&pairs(Some("page=200")).unwrap(), true, 200)
+                .unwrap()
+                .page,
+            200
+        );
+        let too_far = Paging::parse(&pairs(Some("page=201")).unwrap(), true, 200).unwrap_err();
+        assert!(too_far.contains("at most 200"), "{too_far}");
+        assert!(Paging::parse(&pairs(Some("page=99999999999999999999")).unwrap(), true, 200).is_err());
     }
 }

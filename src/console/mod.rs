@@ -10,6 +10,7 @@
 //! * Pages are rendered on the server with maud (escaped by default), charts
 //!   are inline SVG, there is no JavaScript at all, so the
 //!   Content-Security-Policy forbids every script.
+//! * Every POST must be same-origin (`Origin`, `Sec-Fetch-Site`).
 //! * The one write, posting the postmortem draft to the incident's thread,
 //!   is a form with the session's CSRF token, and goes through the outbox.
 
@@ -24,11 +25,12 @@ pub mod svg;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 
 pub use error::ConsoleError;
 
@@ -42,7 +44,7 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data
 
 const STYLESHEET: &str = include_str!("app.css");
 
-pub fn router() -> Router<Arc<AppState>> {
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/incidents") }))
         .route("/console/static/app.css", get(stylesheet))
@@ -58,7 +60,42 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/console/approvals/{id}", get(pages::approvals::show))
         .route("/console/catalog", get(pages::catalog::show))
         .route("/console/metrics", get(pages::metrics::show))
+        // Any other /console path: the console's 404, with its headers.
+        .route("/console/{*rest}", any(|| async { ConsoleError::NotFound }))
+        .layer(axum::middleware::from_fn_with_state(state, same_origin))
         .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// Every console POST (sign-in, sign-out, posting the postmortem) must come
+/// from the console's own pages, so another site cannot post a form here
+/// (login CSRF, or riding a session): an `Origin` must be the public URL's
+/// origin, a `Sec-Fetch-Site` must be `same-origin` (or `none`, typed by
+/// the person), and a POST with neither is refused; browsers send `Origin`
+/// on every form POST.
+async fn same_origin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if req.method() == Method::POST && !same_origin_ok(req.headers(), state.config.console.public_url()) {
+        tracing::info!(path = %req.uri().path(), "console POST refused: not from the console's own pages");
+        return ConsoleError::Forbidden(
+            "This form was not sent from the console's own pages; open the console and try again.".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether a request's `Origin` and `Sec-Fetch-Site` say it came from the
+/// console at `public_url`.
+pub fn same_origin_ok(headers: &HeaderMap, public_url: Option<&str>) -> bool {
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or(""));
+    let site = headers.get("sec-fetch-site").map(|v| v.to_str().unwrap_or(""));
+    if origin.is_none() && site.is_none() {
+        return false;
+    }
+    let ours = |o: &str| {
+        let parsed = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+        matches!((parsed(o), public_url.and_then(parsed)), (Some(a), Some(b)) if a.is_tuple() && a == b)
+    };
+    origin.is_none_or(ours) && site.is_none_or(|s| matches!(s, "same-origin" | "none"))
 }
 
 async fn stylesheet() -> Response {
@@ -72,13 +109,15 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// Every console response: the strict policy, no sniffing, no referrer (a
-/// sign-in link must not leak onward), never framed, pages never cached.
+/// Every console response: the strict policy, no sniffing, a referrer only
+/// to the console itself (a sign-in link must not leak onward; with
+/// `no-referrer` browsers would send `Origin: null` on the console's own
+/// forms, which `same_origin` refuses), never framed, pages never cached.
 async fn secure_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -142,4 +181,45 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
 /// An id from the path: a positive number, else there is nothing there.
 pub fn path_id(raw: &str) -> Result<i64, ConsoleError> {
     raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or(ConsoleError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_consoles_own_origin_may_post() {
+        let ours = Some("https://bot.example.com");
+        let ok = |pairs: &[(&'static str, &str)]| same_origin_ok(&headers(pairs), ours);
+        assert!(ok(&[("origin", "https://bot.example.com")]));
+        assert!(ok(&[("origin", "https://bot.example.com:443")]));
+        assert!(ok(&[
+            ("origin", "https://bot.example.com"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(ok(&[("sec-fetch-site", "same-origin")]));
+        assert!(ok(&[("sec-fetch-site", "none")]));
+        assert!(!ok(&[]), "neither header");
+        assert!(!ok(&[("origin", "https://evil.example")]));
+        assert!(!ok(&[("origin", "http://bot.example.com")]), "another scheme");
+        assert!(!ok(&[("origin", "https://bot.example.com:8443")]), "another port");
+        assert!(!ok(&[("origin", "null")]));
+        assert!(!ok(&[
+            ("origin", "https://bot.example.com"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+        assert!(!ok(&[("sec-fetch-site", "same-site")]));
+        assert!(!same_origin_ok(
+            &headers(&[("origin", "https://bot.example.com")]),
+            None
+        ));
+    }
 }

@@ -25,16 +25,66 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A value from a person, an alert or the database, on one line, as
+/// literal Markdown text: every character Markdown (CommonMark and GFM)
+/// gives a meaning is backslash-escaped, so a title or timeline text cannot
+/// become raw HTML (`<img …>`), a link or image (`[x](javascript:…)`),
+/// code, emphasis, a table cell, an entity, or at its start a heading, a
+/// list item or a quote.
+pub fn md_text(text: &str) -> String {
+    let line = one_line(text);
+    let mut out = String::with_capacity(line.len() + 8);
+    let mut leading_digits = true;
+    for (i, ch) in line.chars().enumerate() {
+        let special = matches!(
+            ch,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '<' | '>' | '&' | '!' | '#' | '|' | '~' | '{' | '}'
+        );
+        // `- x`, `+ x`, `= x` or `12. x` at the start would be a block of its own.
+        let starts_block = (i == 0 && matches!(ch, '-' | '+' | '=')) || (ch == '.' && leading_digits && i > 0);
+        leading_digits &= ch.is_ascii_digit();
+        if special || starts_block {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Where the draft goes, which decides how values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A Markdown file: every value escaped (`md_text`).
+    File,
+    /// A Slack message: values on one line; the outbox's text escaping
+    /// (`&`, `<`, `>`) keeps them from being links or mentions, and Slack
+    /// shows no backslash escapes.
+    Slack,
+}
+
+impl Target {
+    fn text(self, value: &str) -> String {
+        match self {
+            Target::File => md_text(value),
+            Target::Slack => one_line(value),
+        }
+    }
+}
+
 /// The draft; `total` is how many timeline events there are in all.
-pub fn markdown(row: &IncidentRow, events: &[EventRow], total: i64, now: i64) -> String {
+pub fn markdown(row: &IncidentRow, events: &[EventRow], total: i64, now: i64, to: Target) -> String {
     let i = &row.incident;
     let resolved = i.resolved_at.unwrap_or(now);
-    let mut out = format!("# Postmortem draft — incident #{}: {}\n\n", i.id, one_line(&i.title));
+    let mut out = format!("# Postmortem draft — incident #{}: {}\n\n", i.id, to.text(&i.title));
     out.push_str(&format!("- Severity: {}\n", i.severity.label()));
-    out.push_str(&format!("- Declared: {} by {}\n", utc(i.declared_at), i.declared_by));
-    out.push_str(&format!("- Commander: {}\n", i.commander));
+    out.push_str(&format!(
+        "- Declared: {} by {}\n",
+        utc(i.declared_at),
+        to.text(&i.declared_by)
+    ));
+    out.push_str(&format!("- Commander: {}\n", to.text(&i.commander)));
     if let Some(s) = &row.service {
-        out.push_str(&format!("- Service: {}\n", one_line(s)));
+        out.push_str(&format!("- Service: {}\n", to.text(s)));
     }
     out.push_str(&match i.acknowledged_at {
         Some(a) => format!("- Acknowledged after {}\n", human_duration(a - i.declared_at)),
@@ -47,7 +97,7 @@ pub fn markdown(row: &IncidentRow, events: &[EventRow], total: i64, now: i64) ->
     let summary = i
         .summary
         .as_deref()
-        .map(one_line)
+        .map(|s| to.text(s))
         .unwrap_or_else(|| format!("_{SUMMARY_PROMPT}_"));
     out.push_str(&format!("\n## Summary\n\n{summary}\n"));
     out.push_str(&format!("\n## Impact\n\n_{IMPACT_PROMPT}_\n"));
@@ -60,9 +110,9 @@ pub fn markdown(row: &IncidentRow, events: &[EventRow], total: i64, now: i64) ->
         out.push_str(&format!(
             "- `{}` {} ({}): {}\n",
             seconds(e.occurred_at),
-            e.actor,
-            e.kind,
-            one_line(&e.text)
+            to.text(&e.actor),
+            to.text(&e.kind),
+            to.text(&e.text)
         ));
     }
     let left = total - events.len() as i64;
@@ -123,9 +173,9 @@ mod tests {
             event(t0, "declared", "Declared P1"),
             event(t0 + 60_000, "status", "rolling\nback"),
         ];
-        let md = markdown(&r, &events, 2, t0);
+        let md = markdown(&r, &events, 2, t0, Target::File);
         for part in [
-            "# Postmortem draft — incident #42: Login # failing\n",
+            "# Postmortem draft — incident #42: Login \\# failing\n",
             "- Severity: P1 High\n",
             "- Service: auth",
             "- Acknowledged after 5 m",
@@ -141,6 +191,31 @@ mod tests {
             assert!(md.contains(part), "missing {part:?} in\n{md}");
         }
         assert!(!md.contains("more events"));
-        assert!(markdown(&r, &events, 700, t0).contains("… and 698 more events"));
+        assert!(markdown(&r, &events, 700, t0, Target::File).contains("… and 698 more events"));
+        let slack = markdown(&r, &events, 2, t0, Target::Slack);
+        assert!(slack.contains("incident #42: Login # failing\n"), "{slack}");
+    }
+
+    #[test]
+    fn values_are_literal_markdown() {
+        for (given, written) in [
+            ("plain text 2026-01-01", "plain text 2026-01-01"),
+            ("<img src=x onerror=alert(1)>", "\\<img src=x onerror=alert\\(1\\)\\>"),
+            ("[x](javascript:alert(1))", "\\[x\\]\\(javascript:alert\\(1\\)\\)"),
+            ("![i](http://e/x.png)", "\\!\\[i\\]\\(http://e/x.png\\)"),
+            (
+                "`code` *em* _em_ ~del~ a|b",
+                "\\`code\\` \\*em\\* \\_em\\_ \\~del\\~ a\\|b",
+            ),
+            ("&lt; &amp; \\ {x}", "\\&lt; \\&amp; \\\\ \\{x\\}"),
+            ("# heading", "\\# heading"),
+            ("- item", "\\- item"),
+            ("+ item", "\\+ item"),
+            ("12. item", "12\\. item"),
+            ("version 1.2 - ok", "version 1.2 - ok"),
+            ("two\nlines\n# not a heading", "two lines \\# not a heading"),
+        ] {
+            assert_eq!(md_text(given), written, "{given:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 use sqlx::{AnyPool, FromRow, Row};
 
 use super::filters::IncidentFilter;
+use crate::config::Level;
 use crate::incident::model::Incident;
 
 macro_rules! incident_columns {
@@ -62,6 +63,19 @@ pub struct EventRow {
     pub actor: String,
     pub kind: String,
     pub text: String,
+}
+
+impl EventRow {
+    /// An approval's events (`action_requested`, `action_applied`, …) carry
+    /// its detail: arguments, plan hash, the full result. Below the audit
+    /// level they say only what happened, on the page, the chart and the
+    /// Markdown alike.
+    pub fn hide_approval_detail(events: &mut [EventRow], audit: Level) {
+        for e in events.iter_mut().filter(|e| e.kind.starts_with("action_")) {
+            let what = e.kind.replacen("action_", "Action ", 1).replace('_', " ");
+            e.text = format!("{what} — details in the approvals audit ({audit})");
+        }
+    }
 }
 
 /// A page of the timeline, oldest first.
@@ -237,6 +251,31 @@ pub async fn weeks(pool: &AnyPool, since: i64) -> anyhow::Result<Vec<Week>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approval_events_lose_their_detail_below_the_audit() {
+        let event = |kind: &str, text: &str| EventRow {
+            occurred_at: 0,
+            actor: "U0LEAD".into(),
+            kind: kind.into(),
+            text: text.into(),
+        };
+        let mut events = vec![
+            event("action_requested", "/rollback flag x plan 1a2b3c"),
+            event("action_applied", "UPDATE flags SET … 3 rows"),
+            event("status", "rolling back"),
+        ];
+        EventRow::hide_approval_detail(&mut events, Level::L3);
+        let texts: Vec<&str> = events.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Action requested — details in the approvals audit (l3)",
+                "Action applied — details in the approvals audit (l3)",
+                "rolling back",
+            ]
+        );
+    }
 
     #[test]
     fn like_patterns_take_wildcards_literally() {

@@ -28,7 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut routes = Router::new();
     // The console exists only when turned on with a public URL; else /console/* is 404.
     if state.config.console.public_url().is_some() {
-        routes = routes.merge(crate::console::router());
+        routes = routes.merge(crate::console::router(state.clone()));
     }
     routes
         .merge(slack_commands::router())

@@ -64,7 +64,7 @@ async fn sign_in_through_the_link_opens_one_session(backend: Backend) {
     let h = page.headers();
     assert_eq!(h["content-security-policy"], CSP);
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(h["x-frame-options"], "DENY");
     let html = page.text().await.unwrap();
@@ -91,9 +91,11 @@ async fn an_expired_or_unknown_link_is_refused(backend: Backend) {
     t.clock.advance(10 * 60_000 + 1_000);
     let page = c::get(&t, None, &format!("/console/login?token={token}")).await;
     assert_eq!(page.status(), 410);
+    c::assert_secure_headers(&page);
     assert!(page.text().await.unwrap().contains("has expired"));
     let resp = c::post_sign_in(&t, &token).await;
     assert_eq!(resp.status(), 410);
+    c::assert_secure_headers(&resp);
     assert!(resp.headers().get("set-cookie").is_none());
     for bad in [
         "",
@@ -102,19 +104,124 @@ async fn an_expired_or_unknown_link_is_refused(backend: Backend) {
         &"f".repeat(64),
         &token.to_uppercase(),
     ] {
-        assert_eq!(c::post_sign_in(&t, bad).await.status(), 403, "{bad}");
+        let resp = c::post_sign_in(&t, bad).await;
+        assert_eq!(resp.status(), 403, "{bad}");
+        c::assert_secure_headers(&resp);
         let q = serde_urlencoded::to_string([("token", bad)]).unwrap();
-        assert_eq!(
-            c::get(&t, None, &format!("/console/login?{q}")).await.status(),
-            403,
-            "{bad}"
-        );
+        let resp = c::get(&t, None, &format!("/console/login?{q}")).await;
+        assert_eq!(resp.status(), 403, "{bad}");
+        c::assert_secure_headers(&resp);
     }
     assert_eq!(c::count(&t, "console_sessions").await, 0);
     // A newer link replaces an unused one.
     let first = c::link(&t, L2).await;
     let second = c::link(&t, L2).await;
     assert_eq!(c::post_sign_in(&t, &first).await.status(), 403);
+    assert_eq!(c::post_sign_in(&t, &second).await.status(), 303);
+    t.finish().await;
+}
+
+/// A made-up, used or expired token is refused from the read pool: it
+/// never waits for the writer (on SQLite one connection that every command
+/// needs), so a flood of them delays nobody.
+async fn a_refused_link_never_takes_the_writer(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let used = c::link(&t, L1).await;
+    assert_eq!(c::post_sign_in(&t, &used).await.status(), 303);
+    let expired = c::link(&t, L2).await;
+    t.clock.advance(10 * 60_000 + 1_000);
+    let held = t.state().store.begin_for_person().await.unwrap();
+    for (token, status) in [(&"f".repeat(64), 403), (&used, 410), (&expired, 410)] {
+        let resp = tokio::time::timeout(Duration::from_secs(2), c::post_sign_in(&t, token))
+            .await
+            .expect("answered while a person's transaction holds the writer");
+        assert_eq!(resp.status(), status);
+    }
+    drop(held);
+    t.finish().await;
+}
+
+/// Every console POST must come from the console's own pages: a form on
+/// another site can neither sign someone in with the attacker's link (login
+/// CSRF) nor post with someone's session.
+async fn a_post_from_another_site_is_refused(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let token = c::link(&t, L2).await;
+    let origin = c::origin(&t);
+    let refused: [&[(&str, &str)]; 5] = [
+        &[],
+        &[("origin", "https://evil.example")],
+        &[("origin", "null")],
+        &[("origin", &origin), ("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+    ];
+    for headers in refused {
+        let mut req = c::client()
+            .post(format!("{}/console/login", t.addr))
+            .form(&[("token", &token)]);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{headers:?}");
+        c::assert_secure_headers(&resp);
+        assert!(resp.headers().get("set-cookie").is_none());
+        assert!(resp.text().await.unwrap().contains("console's own pages"));
+    }
+    assert_eq!(c::count(&t, "console_sessions").await, 0);
+    assert_eq!(link_row(&t).await.1, None, "the link is still unused");
+    // The same form from the console's page signs in.
+    let resp = c::post_sign_in(&t, &token).await;
+    assert_eq!(resp.status(), 303);
+    let cookie = c::session_cookie(&resp);
+    t.command(L2, "p1 Checkout errors").await;
+    let csrf = c::csrf_in(&c::page(&t, &cookie, "/console/incidents/1").await);
+    for (k, v) in [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")] {
+        for path in ["/console/incidents/1/postmortem", "/console/logout"] {
+            let resp = c::client()
+                .post(format!("{}{path}", t.addr))
+                .header("cookie", format!("rb_console={cookie}"))
+                .header(k, v)
+                .form(&[("csrf", &csrf)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 403, "{path} {k}");
+        }
+    }
+    assert_eq!(c::count(&t, "console_sessions").await, 1, "still signed in");
+    let resp = c::post_form(&t, &cookie, "/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(c::count(&t, "console_sessions").await, 0);
+    t.finish().await;
+}
+
+/// Two `/incident console` at once (two replicas): their transactions
+/// overlap, and still one link is left, the later one.
+async fn overlapping_link_requests_leave_one_link(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let store = t.state().store.clone();
+    let now = t.clock.now_ms();
+    let mut first_tx = store.begin().await.unwrap();
+    let first = runbook_bot::console::auth::issue_link(&mut first_tx, L2, now, 600_000)
+        .await
+        .unwrap();
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let token = runbook_bot::console::auth::issue_link(&mut tx, L2, now + 1, 600_000)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            token
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first_tx.commit().await.unwrap();
+    let second = second.await.unwrap();
+    assert_eq!(c::count(&t, "console_links").await, 1);
+    assert_eq!(c::post_sign_in(&t, &first).await.status(), 403, "replaced");
     assert_eq!(c::post_sign_in(&t, &second).await.status(), 303);
     t.finish().await;
 }
@@ -130,6 +237,42 @@ async fn two_sign_ins_with_one_link_open_one_session(backend: Backend) {
     t.finish().await;
 }
 
+/// A person holds at most five sessions; the one just opened is never the
+/// one that ends, even when the others were opened in the same millisecond
+/// (a fixed clock) and sort before it.
+async fn the_session_cap_never_ends_the_new_session(backend: Backend) {
+    let t = c::spawn(backend).await;
+    let now = t.clock.now_ms();
+    for n in 0..5 {
+        sqlx::query(
+            "INSERT INTO console_sessions (token_hash, user_id, csrf, created_at, expires_at)
+             VALUES ($1, 'U0SUPPORT', 'x', $2, $3)",
+        )
+        .bind(format!("{n:064}"))
+        .bind(now)
+        .bind(now + 3_600_000)
+        .execute(&t.state().store.writer)
+        .await
+        .unwrap();
+    }
+    for _ in 0..3 {
+        let token = c::link(&t, L1).await;
+        let opened = runbook_bot::console::auth::sign_in(&t.state().store, &token, now, 3_600_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let kept: Vec<String> =
+            sqlx::query_scalar("SELECT token_hash FROM console_sessions WHERE user_id = 'U0SUPPORT'")
+                .fetch_all(&t.state().store.pool)
+                .await
+                .unwrap();
+        assert_eq!(kept.len(), 5, "{kept:?}");
+        assert!(kept.contains(&sha256(&opened.cookie)), "the new session was ended");
+        c::page(&t, &opened.cookie, "/console/incidents").await;
+    }
+    t.finish().await;
+}
+
 async fn no_live_session_means_sign_in(backend: Backend) {
     let t = c::spawn(backend).await;
     let cookie = c::sign_in(&t, L1).await;
@@ -141,6 +284,7 @@ async fn no_live_session_means_sign_in(backend: Backend) {
     ] {
         let resp = c::get(&t, cookie, "/console/incidents").await;
         assert_eq!(resp.status(), 401, "{why}");
+        c::assert_secure_headers(&resp);
         let html = resp.text().await.unwrap();
         assert!(html.contains("/incident console"), "{html}");
     }
@@ -195,24 +339,42 @@ async fn bad_filters_and_ids_are_refused(backend: Backend) {
     ] {
         let resp = c::get(&t, Some(&cookie), &format!("/console/incidents?{q}")).await;
         assert_eq!(resp.status(), 400, "{q}");
+        c::assert_secure_headers(&resp);
         assert!(resp.text().await.unwrap().contains("Bad request"), "{q}");
     }
     assert_eq!(
         c::get(&t, Some(&cookie), "/console/incidents/1?page=0").await.status(),
         400
     );
-    assert_eq!(
-        c::get(&t, Some(&cookie), "/console/approvals?page=x").await.status(),
-        400
-    );
+    for path in [
+        "/console/approvals?page=x",
+        "/console/approvals?page=201",
+        "/console/approvals?q=x&page=1000000",
+        "/console/approvals?page=99999999999999999999",
+        "/console/incidents/1?page=10001",
+    ] {
+        let resp = c::get(&t, Some(&cookie), path).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        c::assert_secure_headers(&resp);
+    }
+    c::page(&t, &cookie, "/console/approvals?page=200").await;
     for path in [
         "/console/incidents/abc",
         "/console/incidents/0",
         "/console/incidents/999",
         "/console/approvals/7",
+        "/console/xyz",
+        "/console/incidents/1/nothing",
+        "/console/static/other.css",
     ] {
-        assert_eq!(c::get(&t, Some(&cookie), path).await.status(), 404, "{path}");
+        let resp = c::get(&t, Some(&cookie), path).await;
+        assert_eq!(resp.status(), 404, "{path}");
+        c::assert_secure_headers(&resp);
     }
+    // Also without a session.
+    let resp = c::get(&t, None, "/console/xyz").await;
+    assert_eq!(resp.status(), 404);
+    c::assert_secure_headers(&resp);
     assert_eq!(
         c::get(&t, Some(&cookie), "/console/incidents/999/postmortem")
             .await
@@ -261,7 +423,11 @@ async fn hostile_titles_are_escaped(backend: Backend) {
         "p1 &lt;script&gt;alert(1)&lt;/script&gt; &amp; \"quotes\" &lt;img src=x onerror=alert(2)&gt;",
     )
     .await;
-    t.command(L2, "status #1 &lt;b&gt;bold&lt;/b&gt; &lt;/table&gt;").await;
+    t.command(
+        L2,
+        "status #1 &lt;b&gt;bold&lt;/b&gt; &lt;/table&gt; [x](javascript:alert(3))",
+    )
+    .await;
     let cookie = c::sign_in(&t, L3).await;
     for path in ["/console/incidents", "/console/incidents/1"] {
         let html = c::page(&t, &cookie, path).await;
@@ -274,11 +440,16 @@ async fn hostile_titles_are_escaped(backend: Backend) {
             "{path}: {html}"
         );
     }
-    let md = c::get(&t, Some(&cookie), "/console/incidents/1/postmortem").await;
-    assert!(
-        md.text().await.unwrap().contains("<b>bold</b>"),
-        "Markdown keeps the text as typed"
-    );
+    // The Markdown file renders the text as typed, never as HTML.
+    let md = c::get(&t, Some(&cookie), "/console/incidents/1/postmortem")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!md.replace("\\<", "").contains('<'), "every < is escaped: {md}");
+    assert!(md.contains("\\<b\\>bold\\</b\\>"), "{md}");
+    assert!(md.contains("\\<img src=x onerror=alert\\(2\\)\\>"), "{md}");
+    assert!(md.contains("\\[x\\]\\(javascript:alert\\(3\\)\\)"), "{md}");
     t.finish().await;
 }
 
@@ -395,6 +566,7 @@ async fn levels_decide_what_is_shown(backend: Backend) {
     for path in ["/console/approvals", "/console/approvals/1", "/console/approvals?q=x"] {
         let resp = c::get(&t, Some(&l1), path).await;
         assert_eq!(resp.status(), 403, "{path}");
+        c::assert_secure_headers(&resp);
         assert!(resp.text().await.unwrap().contains("needs level l3"));
     }
     let catalog = c::page(&t, &l1, "/console/catalog").await;
@@ -466,6 +638,33 @@ async fn the_audit_shows_the_approval_and_never_a_connection_url(backend: Backen
     }
     let incident = c::page(&t, &l3, "/console/incidents/1").await;
     assert!(incident.contains("href=\"/console/approvals/1\""));
+    // The approvals' events: in full from the audit level, only what
+    // happened below it (the page, its chart, the Markdown).
+    let short = &hash[..8];
+    let md = |cookie: String| {
+        let t = &t;
+        async move {
+            let resp = c::get(t, Some(&cookie), "/console/incidents/1/postmortem").await;
+            resp.text().await.unwrap()
+        }
+    };
+    let l3_md = md(l3.clone()).await;
+    for text in [&incident, &l3_md] {
+        assert!(text.contains("new-tenant-flow") && text.contains(short), "{text}");
+        assert!(!text.contains("details in the approvals audit"), "{text}");
+    }
+    let l1 = c::sign_in(&t, L1).await;
+    let l1_page = c::page(&t, &l1, "/console/incidents/1").await;
+    let l1_md = md(l1).await;
+    assert!(l1_page.contains("details in the approvals audit (l3)"));
+    for text in [&l1_page, &l1_md] {
+        assert!(
+            text.contains("Action requested — details in the approvals audit")
+                && text.contains("Action applied — details in the approvals audit"),
+            "{text}"
+        );
+        assert!(!text.contains(short) && !text.contains("rows"), "{text}");
+    }
     let secret = &t.config.targets["production"];
     let url = secrecy::ExposeSecret::expose_secret(&secret.url).to_string();
     for path in [
@@ -488,23 +687,42 @@ async fn the_audit_shows_the_approval_and_never_a_connection_url(backend: Backen
     db.cleanup().await;
 }
 
-/// A sign-in link is a secret: when its reply has to wait in the outbox
-/// (a slow command, Socket Mode without a response payload), the row keeps
-/// no copy once delivered.
+/// A sign-in link is a secret: when `/incident console` is slow, its reply
+/// waits in the outbox as a sensitive row, which keeps no copy of the link
+/// once delivered.
 async fn a_link_reply_that_waits_in_the_outbox_keeps_no_copy(backend: Backend) {
     let t = c::spawn(backend).await;
-    let url = t.slack.response_url("late-link");
-    let text = format!("{PUBLIC_URL}/console/login?token={}", "ab".repeat(32));
-    t.state().outbox.respond_with(&url, text.clone(), true).await.unwrap();
+    // Hold what the command writes, so it outlives Slack's deadline.
+    let mut blocker = t.state().store.begin().await.unwrap();
+    if matches!(backend, Backend::Postgres) {
+        sqlx::query("LOCK TABLE console_links IN EXCLUSIVE MODE")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+    }
+    let reply = t.command(L1, "console").await;
+    assert!(reply.contains("Working on it"), "{reply}");
+    blocker.rollback().await.unwrap();
+    let calls = t
+        .slack
+        .wait_for(10, "the late sign-in link", |c| {
+            c.iter().any(|c| c.method == "response_url" && c.ok)
+        })
+        .await;
+    let late = calls.iter().find(|c| c.method == "response_url").unwrap();
+    let text = late.body["text"].as_str().unwrap();
+    let token = c::token_in(text);
+    assert_eq!(link_row(&t).await.0, sha256(&token));
     t.drained(10).await;
-    let delivered = t.slack.ok_calls("response_url");
-    assert!(delivered.iter().any(|c| c.body["text"] == text.as_str()));
-    let payload: String = sqlx::query_scalar("SELECT payload FROM outbox WHERE response_url = $1")
-        .bind(&url)
-        .fetch_one(&t.state().store.pool)
+    let rows = sqlx::query("SELECT payload, sensitive FROM outbox WHERE response_url IS NOT NULL")
+        .fetch_all(&t.state().store.pool)
         .await
         .unwrap();
-    assert!(!payload.contains("token="), "{payload}");
+    assert_eq!(rows.len(), 1);
+    let payload: String = rows[0].get("payload");
+    let sensitive: i64 = rows[0].get("sensitive");
+    assert_eq!(sensitive, 1, "the link's reply is a sensitive row");
+    assert!(!payload.contains(&token) && !payload.contains("token="), "{payload}");
     t.finish().await;
 }
 
@@ -512,6 +730,10 @@ both_backends!(
     a_link_reply_that_waits_in_the_outbox_keeps_no_copy,
     sign_in_through_the_link_opens_one_session,
     an_expired_or_unknown_link_is_refused,
+    a_refused_link_never_takes_the_writer,
+    a_post_from_another_site_is_refused,
+    the_session_cap_never_ends_the_new_session,
+    overlapping_link_requests_leave_one_link,
     two_sign_ins_with_one_link_open_one_session,
     no_live_session_means_sign_in,
     a_person_without_a_level_is_refused,

@@ -20,6 +20,9 @@ use crate::console::{ConsoleError, Viewer, path_id};
 use crate::state::AppState;
 
 pub const PAGE: i64 = 50;
+/// The search pages one can walk to: the newest 10,000 requests (a search
+/// that narrows finds older ones); bounds the OFFSET a request can ask for.
+pub const PAGES_MAX: i64 = 200;
 /// Plan rows shown per table.
 const ROWS_MAX: usize = 200;
 
@@ -29,10 +32,10 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> Result<Page, ConsoleError> {
     viewer.require_audit(&state)?;
-    let paging = Paging::parse(&super::query_pairs(q)?, true).map_err(ConsoleError::BadInput)?;
+    let paging = Paging::parse(&super::query_pairs(q)?, true, PAGES_MAX).map_err(ConsoleError::BadInput)?;
     let q = paging.q.as_deref();
     let mut rows = queries::approvals(&state.store.pool, q, (paging.page - 1) * PAGE, PAGE + 1).await?;
-    let more = rows.len() as i64 > PAGE;
+    let more = rows.len() as i64 > PAGE && paging.page < PAGES_MAX;
     rows.truncate(PAGE as usize);
     let link = |page: i64| {
         let mut pairs = vec![("page", page.to_string())];

@@ -18,6 +18,8 @@ use crate::incident::model::human_duration;
 use crate::state::AppState;
 
 pub const PAGE: i64 = 100;
+/// Timeline pages one can ask for (a million events); bounds the OFFSET.
+pub const PAGES_MAX: i64 = 10_000;
 /// Events drawn on the chart; a longer timeline is drawn up to here.
 pub const CHART_MAX: i64 = 2000;
 
@@ -29,13 +31,18 @@ pub async fn show(
 ) -> Result<Page, ConsoleError> {
     let id = path_id(&id)?;
     let pairs = super::query_pairs(q)?;
-    let paging = Paging::parse(&pairs, false).map_err(ConsoleError::BadInput)?;
+    let paging = Paging::parse(&pairs, false, PAGES_MAX).map_err(ConsoleError::BadInput)?;
     let posted = pairs.iter().any(|(k, v)| k == "posted" && v == "1");
     let pool = &state.store.pool;
     let row = queries::incident(pool, id).await?.ok_or(ConsoleError::NotFound)?;
     let total = queries::timeline_count(pool, id).await?;
-    let chart = queries::timeline_page(pool, id, 0, CHART_MAX).await?;
-    let page = queries::timeline_page(pool, id, (paging.page - 1) * PAGE, PAGE).await?;
+    let mut chart = queries::timeline_page(pool, id, 0, CHART_MAX).await?;
+    let mut page = queries::timeline_page(pool, id, (paging.page - 1) * PAGE, PAGE).await?;
+    if !viewer.can_audit {
+        let audit = state.config.console.audit_level;
+        EventRow::hide_approval_detail(&mut chart, audit);
+        EventRow::hide_approval_detail(&mut page, audit);
+    }
     let approvals = queries::approvals_of(pool, id).await?;
     let now = state.clock.now_ms();
     let i = &row.incident;

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::login::check_csrf;
 use crate::config::Level;
-use crate::console::postmortem::{EVENTS_MAX, markdown};
+use crate::console::postmortem::{EVENTS_MAX, Target, markdown};
 use crate::console::queries;
 use crate::console::{ConsoleError, Viewer, path_id};
 use crate::outbox::{self, Outgoing};
@@ -24,22 +24,32 @@ use crate::state::AppState;
 /// Slack takes up to 40,000 characters in a message's text.
 const SLACK_TEXT_MAX: usize = 39_000;
 
-async fn draft(state: &AppState, id: i64) -> Result<(queries::IncidentRow, String), ConsoleError> {
+/// The draft as `viewer` may read it: below the audit level, approvals'
+/// events without their detail.
+async fn draft(
+    state: &AppState,
+    viewer: &Viewer,
+    id: i64,
+    to: Target,
+) -> Result<(queries::IncidentRow, String), ConsoleError> {
     let pool = &state.store.pool;
     let row = queries::incident(pool, id).await?.ok_or(ConsoleError::NotFound)?;
-    let events = queries::timeline_page(pool, id, 0, EVENTS_MAX).await?;
+    let mut events = queries::timeline_page(pool, id, 0, EVENTS_MAX).await?;
+    if !viewer.can_audit {
+        queries::EventRow::hide_approval_detail(&mut events, state.config.console.audit_level);
+    }
     let total = queries::timeline_count(pool, id).await?;
-    let text = markdown(&row, &events, total, state.clock.now_ms());
+    let text = markdown(&row, &events, total, state.clock.now_ms(), to);
     Ok((row, text))
 }
 
 pub async fn download(
     State(state): State<Arc<AppState>>,
-    _viewer: Viewer,
+    viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let id = path_id(&id)?;
-    let (_, text) = draft(&state, id).await?;
+    let (_, text) = draft(&state, &viewer, id, Target::File).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_string()),
@@ -62,7 +72,7 @@ pub async fn post_to_thread(
     check_csrf(&viewer, &form)?;
     viewer.require(Level::L2, "Posting to the incident's thread")?;
     let id = path_id(&id)?;
-    let (row, text) = draft(&state, id).await?;
+    let (row, text) = draft(&state, &viewer, id, Target::Slack).await?;
     let channel = ChannelId::parse(&row.incident.channel)
         .map_err(|e| ConsoleError::Internal(anyhow::anyhow!("stored channel: {e}")))?;
     let now = state.clock.now_ms();

@@ -9,7 +9,7 @@ use super::{Backend, TestApp};
 
 /// What `console.public_url` is in the tests; links are opened at the
 /// app's real address with the token they carry.
-pub const PUBLIC_URL: &str = "http://console.test";
+pub const PUBLIC_URL: &str = "http://localhost:8080";
 
 pub fn enable(cfg: &mut Config) {
     cfg.console.enabled = true;
@@ -18,6 +18,18 @@ pub fn enable(cfg: &mut Config) {
 
 pub async fn spawn(backend: Backend) -> TestApp {
     TestApp::spawn_configured(backend, enable).await
+}
+
+/// The console on a port chosen now, with its public URL that address, so
+/// a browser opening the app sends the public URL's origin.
+pub fn enable_on_own_address(cfg: &mut Config) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    cfg.bind = ([127, 0, 0, 1], port).into();
+    cfg.console.enabled = true;
+    cfg.console.public_url = Some(format!("http://127.0.0.1:{port}"));
 }
 
 pub fn client() -> reqwest::Client {
@@ -41,16 +53,23 @@ pub fn token_in(reply: &str) -> String {
 pub async fn link(t: &TestApp, user: &str) -> String {
     let reply = t.command(user, "console").await;
     assert!(
-        reply.contains(&format!("<{PUBLIC_URL}/console/login?token=")),
+        reply.contains(&format!("<{}/console/login?token=", origin(t))),
         "{reply}"
     );
     token_in(&reply)
 }
 
-/// POST the sign-in form; the response as is.
+/// The console's origin, as a browser on its pages sends it in `Origin`.
+pub fn origin(t: &TestApp) -> String {
+    t.config.console.public_url().expect("the console is on").to_string()
+}
+
+/// POST the sign-in form from the console's own page; the response as is.
 pub async fn post_sign_in(t: &TestApp, token: &str) -> reqwest::Response {
     client()
         .post(format!("{}/console/login", t.addr))
+        .header("origin", origin(t))
+        .header("sec-fetch-site", "same-origin")
         .form(&[("token", token)])
         .send()
         .await
@@ -91,9 +110,11 @@ pub async fn page(t: &TestApp, cookie: &str, path: &str) -> String {
     body
 }
 
+/// POST a form from the console's own page.
 pub async fn post_form(t: &TestApp, cookie: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
     client()
         .post(format!("{}{path}", t.addr))
+        .header("origin", origin(t))
         .header("cookie", format!("rb_console={cookie}"))
         .form(form)
         .send()
@@ -118,4 +139,20 @@ pub async fn count(t: &TestApp, table: &'static str) -> i64 {
         .await
         .unwrap()
         .get::<i64, _>("n")
+}
+
+/// The console's security headers, on every answer (pages and refusals).
+pub fn assert_secure_headers(resp: &reqwest::Response) {
+    let h = resp.headers();
+    let url = resp.url();
+    assert_eq!(
+        h["content-security-policy"],
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+        "{url}"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff", "{url}");
+    assert_eq!(h["referrer-policy"], "same-origin", "{url}");
+    assert_eq!(h["x-frame-options"], "DENY", "{url}");
+    assert_eq!(h["cache-control"], "no-store", "{url}");
 }
