@@ -44,9 +44,9 @@ fn payload(prefix: &str, n: usize) -> String {
 
 #[tokio::main]
 async fn main() {
-    let postgres = std::env::args().any(|a| a == "postgres");
     let slack = fake_slack::FakeSlack::start().await;
-    let db = TestDb::new(if postgres { Backend::Postgres } else { Backend::Sqlite }).await;
+    let backend = Backend::from_args();
+    let db = TestDb::new(backend).await;
     let mut cfg = Config::for_tests(&db.url, &slack.api_url(), "s");
     cfg.alerts.token = Some(secrecy::SecretString::from(TOKEN.to_string()));
     cfg.outbox.per_channel_per_second = 10_000.0;
@@ -59,7 +59,7 @@ async fn main() {
         .build()
         .unwrap();
 
-    println!("backend: {}", if postgres { "postgres" } else { "sqlite" });
+    println!("backend: {backend:?}");
     for (phase, distinct) in [("distinct fingerprints", true), ("repeated fingerprints", false)] {
         let bodies: Arc<Vec<String>> = Arc::new(
             (0..PAYLOADS)

@@ -37,11 +37,7 @@ const OPEN: usize = 20;
 
 #[tokio::main]
 async fn main() {
-    let backend = if std::env::args().any(|a| a == "postgres") {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    };
+    let backend = Backend::from_args();
     let only_status = std::env::args().any(|a| a == "status");
     let slack = fake_slack::FakeSlack::start().await;
     println!("backend: {backend:?}");

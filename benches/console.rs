@@ -30,11 +30,7 @@ const WEEK_MS: i64 = 7 * 86_400_000;
 
 #[tokio::main]
 async fn main() {
-    let backend = if std::env::args().any(|a| a == "postgres") {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    };
+    let backend = Backend::from_args();
     let t = c::spawn(backend).await;
     let started = Instant::now();
     seed(&t).await;

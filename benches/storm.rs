@@ -43,11 +43,7 @@ const THINK_MS: u64 = 20;
 
 #[tokio::main]
 async fn main() {
-    let backend = if std::env::args().any(|a| a == "postgres") {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    };
+    let backend = Backend::from_args();
     let target = SupabaseDb::new(AppSchema::B2b).await;
     let t = TestApp::spawn_configured(backend, |cfg| {
         target.attach(cfg);

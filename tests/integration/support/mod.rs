@@ -44,6 +44,18 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// For the benchmarks: PostgreSQL when `postgres` is among the arguments.
+    #[allow(dead_code, reason = "the benches include this module; the tests do not call it")]
+    pub fn from_args() -> Backend {
+        if std::env::args().any(|a| a == "postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
 /// PostgreSQL for tests: the machine's server, trust auth. Unreachable is a
 /// loud failure, never a skip.
 pub fn pg_admin_url() -> String {
