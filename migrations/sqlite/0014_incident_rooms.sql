@@ -22,3 +22,7 @@ CREATE TABLE incident_pins (
     added_at    INTEGER NOT NULL,
     PRIMARY KEY (incident_id, message_ts)
 );
+
+-- Whether a room is still being made (`outbox::rows::room_of`): a pending
+-- room with no create step left goes to the thread.
+CREATE INDEX outbox_room_steps ON outbox (incident_id) WHERE kind = 'room' AND status = 'pending';

@@ -732,7 +732,85 @@ async fn approval_cards_and_diagnostics_go_to_the_room(backend: Backend) {
     db.cleanup().await;
 }
 
+/// Make storing a room's id fail in the test's own database, as a store
+/// outage between Slack's answer and our write would.
+async fn refuse_room_ids(t: &TestApp, backend: Backend) {
+    let pool = &t.state().store.writer;
+    let sql: &[&'static str] = match backend {
+        Backend::Sqlite => &[
+            "CREATE TRIGGER room_id_refused BEFORE UPDATE OF room_channel ON incidents
+             WHEN NEW.room_channel IS NOT NULL BEGIN SELECT RAISE(ABORT, 'room id refused'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE FUNCTION refuse_room_id() RETURNS trigger AS $$
+             BEGIN RAISE EXCEPTION 'room id refused'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER room_id_refused BEFORE UPDATE OF room_channel ON incidents FOR EACH ROW
+             WHEN (NEW.room_channel IS NOT NULL) EXECUTE FUNCTION refuse_room_id()",
+        ],
+    };
+    for s in sql {
+        sqlx::raw_sql(*s).execute(pool).await.unwrap();
+    }
+}
+
+/// The create step's last attempt fails in the store: the incident goes on
+/// in its thread (nothing queued for the room waits for ever), and the
+/// declarer is told once, not also with a generic delivery failure.
+async fn a_create_step_out_of_attempts_degrades_to_the_thread(backend: Backend) {
+    let t = TestApp::spawn_configured(backend, |c| {
+        room_config(c);
+        c.outbox.max_attempts = 2;
+    })
+    .await;
+    refuse_room_ids(&t, backend).await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.command(L2, "status looking at the load balancer").await;
+    t.drained(15).await;
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'failed' AND room_channel IS NULL")
+            .await,
+        1
+    );
+    let posts = t.slack.ok_calls("chat.postMessage");
+    assert!(
+        posts.iter().any(|c| c.body["channel"] == CHANNEL
+            && !c.body["thread_ts"].is_null()
+            && c.body.to_string().contains("looking at the load balancer")),
+        "{:?}",
+        fake_slack::summary(&t.slack.calls())
+    );
+    let root = t.slack.ok_calls("chat.update").last().unwrap().body.to_string();
+    assert!(!root.contains("being created"), "{root}");
+    let told: Vec<_> = t
+        .slack
+        .ok_calls("response_url")
+        .into_iter()
+        .map(|c| c.body.to_string())
+        .filter(|b| b.contains("could not") || b.contains("could not be delivered"))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("could not create a dedicated channel"), "{told:?}");
+
+    // Backstop: a room left pending with no create step queued (one given
+    // up before it could degrade) does not hold what is meant for the room.
+    t.command(L2, "p3 Stuck room").await;
+    t.drained(10).await;
+    sqlx::query("UPDATE incidents SET room_state = 'pending' WHERE id = 2")
+        .execute(&t.state().store.writer)
+        .await
+        .unwrap();
+    t.command(L2, "status still going #2").await;
+    t.drained(10).await;
+    let last = t.slack.ok_calls("chat.postMessage").last().unwrap().body.clone();
+    assert!(
+        last.to_string().contains("still going") && last["channel"] == CHANNEL,
+        "{last}"
+    );
+    t.finish().await;
+}
+
 both_backends!(
+    a_create_step_out_of_attempts_degrades_to_the_thread,
     a_p1_gets_a_room_with_invitees_topic_and_bookmarks,
     a_p3_stays_a_thread,
     commands_in_the_room_need_no_id,

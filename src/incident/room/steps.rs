@@ -65,13 +65,41 @@ impl Steps {
             Err(e) => return store_retry(e),
         };
         let done = match step {
-            Step::Create => self.create(row, &i).await,
+            Step::Create => {
+                let done = self.create(row, &i).await.unwrap_or_else(store_retry);
+                return self.settle_create(row, &i, done).await;
+            }
             Step::Invite => self.invite(row, &i).await,
             Step::Topic => self.topic(row, &i).await,
             Step::Bookmarks => self.bookmarks(row, &i).await,
             Step::Archive { channel } => self.archive(row, &i, channel).await,
         };
         done.unwrap_or_else(store_retry)
+    }
+
+    /// A create step must not end with the room still pending: everything
+    /// meant for the room waits for it. On its last attempt, or a failure
+    /// for good (a store error included), the incident goes on in its
+    /// thread and the declarer is told. Should even that fail, `room_of`
+    /// sends to the thread once no create step is left.
+    async fn settle_create(&self, row: &OutboxRow, i: &Incident, done: Outcome) -> Outcome {
+        let last = row.attempts + 1 >= i64::from(self.state.config.outbox.max_attempts);
+        let why = match &done {
+            Outcome::Retry {
+                counts_as_attempt: true,
+                error,
+                ..
+            } if last => format!("{error} (after {} attempts)", row.attempts + 1),
+            Outcome::Failed(error) => error.clone(),
+            _ => return done,
+        };
+        match self.degrade(row, i, &why).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(incident.id = i.id, error = ?e, "could not degrade the room to the thread");
+                done
+            }
+        }
     }
 
     async fn incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {
