@@ -809,7 +809,26 @@ async fn a_create_step_out_of_attempts_degrades_to_the_thread(backend: Backend) 
     t.finish().await;
 }
 
+/// Slack made the channel but its answer was lost: the retry adopts that
+/// channel instead of making `-2` and leaving an orphan.
+async fn a_lost_create_answer_adopts_the_channel(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.slack
+        .script_method("conversations.create", [Scripted::ServerErrorAfterDoing]);
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(15).await;
+    let channels = t.slack.channels();
+    assert_eq!(channels.len(), 1, "{channels:?}");
+    assert_eq!(room_of(&t).await, Some(channels["inc-1-checkout-502s"].clone()));
+    let room = room_of(&t).await.unwrap();
+    assert!(!invited(&t, &room).is_empty());
+    assert!(t.slack.ok_calls("conversations.archive").is_empty());
+    assert!(posts_in(&t, &room)[0].contains("This channel is for incident *#1*"));
+    t.finish().await;
+}
+
 both_backends!(
+    a_lost_create_answer_adopts_the_channel,
     a_create_step_out_of_attempts_degrades_to_the_thread,
     a_p1_gets_a_room_with_invitees_topic_and_bookmarks,
     a_p3_stays_a_thread,

@@ -13,6 +13,7 @@
 //! polls it), reopening cancels it. Pins and the configured reaction add a
 //! message to the timeline once (`pins`).
 
+pub mod adopt;
 pub mod archive;
 pub mod pins;
 pub mod steps;

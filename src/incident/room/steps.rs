@@ -19,6 +19,7 @@ use serde::Serialize;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
+use super::adopt::Found;
 use super::{NAME_ATTEMPTS, Step, channel_name, nth_name};
 use crate::incident::model::{Incident, Room};
 use crate::incident::{render, store as db};
@@ -164,15 +165,18 @@ impl Steps {
     }
 
     /// Create the channel unless an earlier attempt did; on `name_taken`
-    /// try the next suffix.
+    /// adopt the channel an earlier attempt made under that name (`adopt`),
+    /// else try the next suffix.
     async fn create(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
         if i.room() != Room::Pending {
             return Ok(Outcome::Sent(None));
         }
         let config = &self.state.config.incidents;
         let base = channel_name(config, i.id, &i.title);
+        let tried = self.tried_name(i).await?;
         for n in 1..=NAME_ATTEMPTS {
             let name = nth_name(&base, n);
+            self.record_name(i, &name).await?;
             let req = SlackApiConversationsCreateRequest::new(name.clone()).with_is_private(config.private);
             match self.call(row, "conversations.create", &req).await {
                 Answer::Ok(v) => {
@@ -180,6 +184,13 @@ impl Steps {
                         return self.degrade(row, i, "Slack answered without a channel id").await;
                     };
                     return self.made(i, id, &name).await;
+                }
+                Answer::No(code) if code == "name_taken" && tried.as_deref() == Some(name.as_str()) => {
+                    match self.find_ours(&name).await {
+                        Found::Ours(id) => return self.made(i, &id, &name).await,
+                        Found::NotOurs => continue,
+                        Found::Later(outcome) => return Ok(outcome),
+                    }
                 }
                 Answer::No(code) if code == "name_taken" => continue,
                 Answer::No(code) => return self.degrade(row, i, &code).await,
@@ -191,12 +202,15 @@ impl Steps {
     }
 
     /// Store the room's id once, then queue what a new room needs. A
-    /// replica that lost the race archives the channel it made.
+    /// replica that lost the race, or came after the room was given up
+    /// (the declarer was told it failed), archives the channel it made;
+    /// one that adopted the stored room leaves it be.
     async fn made(&self, i: &Incident, room: &str, name: &str) -> anyhow::Result<Outcome> {
         let now = self.state.clock.now_ms();
         let mut tx = self.state.store.begin_in_background().await?;
         let won = sqlx::query(
-            "UPDATE incidents SET room_channel = $1, room_state = 'made' WHERE id = $2 AND room_channel IS NULL",
+            "UPDATE incidents SET room_channel = $1, room_state = 'made'
+             WHERE id = $2 AND room_channel IS NULL AND room_state = 'pending'",
         )
         .bind(room)
         .bind(i.id)
@@ -204,6 +218,14 @@ impl Steps {
         .await?
         .rows_affected()
             == 1;
+        let stored: Option<String> = sqlx::query_scalar("SELECT room_channel FROM incidents WHERE id = $1")
+            .bind(i.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        if !won && stored.as_deref() == Some(room) {
+            return Ok(Outcome::Sent(None));
+        }
         if !won {
             let stray = Step::Archive {
                 channel: Some(room.to_string()),

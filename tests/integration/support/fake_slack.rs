@@ -17,9 +17,13 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
 pub enum Scripted {
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     ServerError,
     SlackError(&'static str),
+    /// Do what the call asks, then answer 500 (Slack acted; we never learn it).
+    ServerErrorAfterDoing,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +50,8 @@ struct Inner {
     by_method: HashMap<String, VecDeque<Scripted>>,
     /// Channels made by `conversations.create`: name → id.
     channels: HashMap<String, String>,
+    /// Names of the channels the bot made (its own, for `users.conversations`).
+    made_by_bot: Vec<String>,
     /// Deactivated users: `conversations.invite` refuses any call naming one.
     inactive: Vec<String>,
     /// Messages `conversations.history` knows: (channel, ts) → text.
@@ -67,6 +73,8 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/usergroups.users.list", get(usergroup_members))
             .route("/api/conversations.history", get(history))
+            .route("/api/auth.test", get(auth_test))
+            .route("/api/users.conversations", get(users_conversations))
             .route("/api/apps.connections.open", post(connections_open))
             .route("/api/{method}", post(api))
             .route("/response/{id}", post(response_url))
@@ -211,7 +219,21 @@ fn scripted(inner: &Mutex<Inner>, method: &str) -> Option<Response> {
             .into_response(),
         Scripted::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response(),
         Scripted::SlackError(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
+        Scripted::ServerErrorAfterDoing => return None,
     })
+}
+
+/// Whether the next scripted answer of `method` is "act, then fail" (taken if so).
+fn after_doing(inner: &Mutex<Inner>, method: &str) -> bool {
+    let mut i = inner.lock().unwrap();
+    let queue = i.by_method.get_mut(method);
+    match queue {
+        Some(q) if matches!(q.front(), Some(Scripted::ServerErrorAfterDoing)) => {
+            q.pop_front();
+            true
+        }
+        _ => false,
+    }
 }
 
 fn record(inner: &Mutex<Inner>, method: &str, body: Value, ok: bool, ts: Option<String>) {
@@ -251,6 +273,11 @@ async fn api(
     if !authed {
         record(&inner, &method, body, false, None);
         return axum::Json(json!({"ok": false, "error": "not_authed"})).into_response();
+    }
+    if after_doing(&inner, &method) {
+        let _ = rooms(&inner, &method, &body);
+        inner.lock().unwrap().calls.last_mut().unwrap().ok = false;
+        return (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response();
     }
     if let Some(r) = scripted(&inner, &method) {
         record(&inner, &method, body, false, None);
@@ -299,6 +326,7 @@ fn rooms(inner: &Mutex<Inner>, method: &str, body: &Value) -> Option<Response> {
             } else {
                 let id = format!("C0ROOM{}", i.channels.len() + 1);
                 i.channels.insert(name.clone(), id.clone());
+                i.made_by_bot.push(name.clone());
                 (
                     true,
                     json!({"ok": true, "channel": {"id": id, "name": name, "created": 1_700_000_000}}),
@@ -395,4 +423,34 @@ async fn response_url(
     }
     record(&inner, "response_url", body, true, None);
     (StatusCode::OK, "ok").into_response()
+}
+
+const BOT_USER: &str = "U0BOT";
+
+async fn auth_test(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
+    record(&inner, "auth.test", json!({}), true, None);
+    axum::Json(
+        json!({"ok": true, "user_id": BOT_USER, "team_id": "T0TEAM", "team": "acme",
+                      "url": "https://acme.slack.com/", "bot_id": "B0BOT"}),
+    )
+    .into_response()
+}
+
+/// The bot's channels: those `conversations.create` made, one page.
+async fn users_conversations(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let channels: Vec<Value> = {
+        let i = inner.lock().unwrap();
+        i.made_by_bot
+            .iter()
+            .map(|name| {
+                json!({"id": i.channels[name], "name": name, "created": 1_700_000_000,
+                               "creator": BOT_USER, "is_channel": true})
+            })
+            .collect()
+    };
+    record(&inner, "users.conversations", json!(q), true, None);
+    axum::Json(json!({"ok": true, "channels": channels, "response_metadata": {"next_cursor": ""}})).into_response()
 }

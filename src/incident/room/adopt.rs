@@ -1,0 +1,94 @@
+//! A create whose answer we never stored (a timeout or 5xx after Slack made
+//! the channel, a store error, a lapsed lease) must not leave an orphan
+//! channel and make `-2`: the name is stored before each
+//! `conversations.create`, and a retry that gets `name_taken` for that very
+//! name looks the channel up among the bot's own (`users.conversations`,
+//! `channels:read`/`groups:read`) and adopts it if the bot created it.
+
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use super::steps::Steps;
+use crate::incident::model::Incident;
+use crate::outbox::Outcome;
+
+/// Pages of the bot's channels read before giving up the search.
+const MAX_PAGES: usize = 10;
+
+/// What looking for the channel an earlier attempt made found.
+pub(super) enum Found {
+    Ours(String),
+    /// Not ours (or Slack could not say): try the next name.
+    NotOurs,
+    /// Rate limited: run the step again after this.
+    Later(Outcome),
+}
+
+impl Steps {
+    /// The name the previous attempt of the create step tried last, if any.
+    pub(super) async fn tried_name(&self, i: &Incident) -> anyhow::Result<Option<String>> {
+        let mut conn = self.state.store.pool.acquire().await?;
+        let name: Option<String> = sqlx::query_scalar("SELECT room_name FROM incidents WHERE id = $1")
+            .bind(i.id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+        Ok(name)
+    }
+
+    /// Remember `name` before asking Slack for it.
+    pub(super) async fn record_name(&self, i: &Incident, name: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE incidents SET room_name = $1 WHERE id = $2 AND room_state = 'pending'")
+            .bind(name)
+            .bind(i.id)
+            .execute(&self.state.store.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The unarchived channel called `name` that this bot created.
+    pub(super) async fn find_ours(&self, name: &str) -> Found {
+        match self.search(name).await {
+            Ok(Some(id)) => Found::Ours(id),
+            Ok(None) => Found::NotOurs,
+            Err(SlackClientError::RateLimitError(r)) => Found::Later(Outcome::Retry {
+                after_ms: r.retry_after.map(|d| d.as_millis() as i64).unwrap_or(1000).max(1),
+                error: "rate limited (429)".into(),
+                counts_as_attempt: false,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for the channel an earlier attempt made");
+                Found::NotOurs
+            }
+        }
+    }
+
+    async fn search(&self, name: &str) -> Result<Option<String>, SlackClientError> {
+        let session = self.state.slack.session();
+        let me = session.auth_test().await?.user_id;
+        let mut cursor = None;
+        for _ in 0..MAX_PAGES {
+            let req = SlackApiUsersConversationsRequest::new()
+                .with_exclude_archived(true)
+                .with_limit(200)
+                .with_types(vec![SlackConversationType::Public, SlackConversationType::Private])
+                .opt_cursor(cursor);
+            let page = session.users_conversations(&req).await?;
+            let ours = page
+                .channels
+                .iter()
+                .find(|c| c.name.as_deref() == Some(name) && c.creator.as_ref() == Some(&me));
+            if let Some(c) = ours {
+                return Ok(Some(c.id.to_string()));
+            }
+            cursor = page
+                .response_metadata
+                .and_then(|m| m.next_cursor)
+                .filter(|c| !c.0.is_empty());
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+}
