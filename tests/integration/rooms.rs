@@ -397,6 +397,33 @@ async fn reopen_cancels_the_archive(backend: Backend) {
         1
     );
     assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("reopened #1")));
+
+    // Resolved again and due: the archive is queued, and Slack rate limits
+    // it. A reopen now still keeps the room.
+    t.slack
+        .script_method("conversations.archive", [Scripted::RateLimited { retry_after_secs: 2 }]);
+    t.command_in(L2, ROOM, "resolve").await;
+    t.clock.advance(25 * HOUR_MS);
+    t.slack
+        .wait_for(10, "the queued archive's first try", |c| {
+            c.iter().any(|c| c.method == "conversations.archive")
+        })
+        .await;
+    assert_eq!(t.command_in(L2, ROOM, "reopen").await, "Reopened #1.");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    t.drained(10).await;
+    assert!(
+        t.slack.ok_calls("conversations.archive").is_empty(),
+        "reopened: not archived"
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE id = 1 AND room_state = 'made'")
+            .await,
+        1
+    );
+    t.command_in(L2, ROOM, "status still in the room").await;
+    t.drained(10).await;
+    assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("still in the room")));
     // A thread incident reopens too.
     t.command(L2, "p3 Small thing").await;
     t.command(L2, "resolve #2").await;

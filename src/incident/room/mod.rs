@@ -10,7 +10,9 @@
 //! go to the incident's thread, and the declarer is told once.
 //!
 //! Resolving schedules the archive (`archive_at`, persisted; `archive`
-//! polls it), reopening cancels it. Pins and the configured reaction add a
+//! polls it), reopening cancels it, even once queued (the archive step
+//! checks the incident is still resolved right before each call). Pins and
+//! the configured reaction add a
 //! message to the timeline once (`pins`).
 
 pub mod adopt;

@@ -167,6 +167,10 @@ impl Steps {
             (Some(c), _) | (None, Room::Made(c)) => c,
             _ => return Ok(Outcome::Sent(None)),
         };
+        if stray.is_none() && !self.still_resolved(i).await? {
+            tracing::info!(incident.id = i.id, "incident reopened; its room is not archived");
+            return Ok(Outcome::Sent(None));
+        }
         let req = SlackApiConversationsArchiveRequest::new(SlackChannelId::new(room));
         match self.call(row, "conversations.archive", &req).await {
             Answer::Later(outcome) => Ok(outcome),
@@ -190,6 +194,20 @@ impl Steps {
                 Ok(Outcome::Sent(None))
             }
         }
+    }
+
+    /// Checked right before each call to archive (a retry after a 429
+    /// included): a reopen since the archive was queued cancels it. One
+    /// conditional statement on the writer, so it sees the latest reopen.
+    async fn still_resolved(&self, i: &Incident) -> anyhow::Result<bool> {
+        let n = sqlx::query(
+            "UPDATE incidents SET archive_at = NULL WHERE id = $1 AND state = 'resolved' AND room_state = 'made'",
+        )
+        .bind(i.id)
+        .execute(&self.state.store.writer)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     /// Make a call whose refusal is only a warning on the timeline.
