@@ -12,8 +12,7 @@
 //! Resolving schedules the archive (`archive_at`, persisted; `archive`
 //! polls it), reopening cancels it, even once queued (the archive step
 //! checks the incident is still resolved right before each call). Pins and
-//! the configured reaction add a
-//! message to the timeline once (`pins`).
+//! the configured reaction add a message to the timeline once (`pins`).
 
 pub mod adopt;
 pub mod archive;
