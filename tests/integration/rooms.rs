@@ -549,6 +549,19 @@ async fn escalations_of_a_room_incident_go_to_the_room(backend: Backend) {
             .iter()
             .all(|c| c.body["channel"] == ROOM || !c.body.to_string().contains("Escalation"))
     );
+    // Slack notifies nobody mentioned in a channel they are not in: the
+    // rung's people (L2, here L2B new to the room) are invited first.
+    assert!(invited(&t, ROOM).contains(&L2B.to_string()), "{:?}", invited(&t, ROOM));
+    let calls = t.slack.calls();
+    let invite_at = calls
+        .iter()
+        .position(|c| c.ok && c.method == "conversations.invite" && c.body.to_string().contains(L2B))
+        .unwrap();
+    let ping_at = calls
+        .iter()
+        .position(|c| c.ok && c.body["channel"] == ROOM && c.body.to_string().contains("Escalation"))
+        .unwrap();
+    assert!(invite_at < ping_at, "invited before the ping");
     t.finish().await;
 }
 

@@ -37,7 +37,13 @@ pub const NAME_ATTEMPTS: usize = 9;
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     Create,
+    /// The declarer, the commander and the severity's responders.
     Invite,
+    /// Whom a post in the room is about to ping (user and group ids): an
+    /// escalation's targets, who would not be notified outside the room.
+    Summon {
+        subjects: Vec<String>,
+    },
     /// Set from the incident as it is when the step runs.
     Topic,
     Bookmarks,
@@ -178,6 +184,9 @@ mod tests {
         for s in [
             Step::Create,
             Step::Invite,
+            Step::Summon {
+                subjects: vec!["U1".into(), "S1".into()],
+            },
             Step::Topic,
             Step::Bookmarks,
             Step::Archive { channel: None },

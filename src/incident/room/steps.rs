@@ -70,7 +70,14 @@ impl Steps {
                 let done = self.create(row, &i).await.unwrap_or_else(store_retry);
                 return self.settle_create(row, &i, done).await;
             }
-            Step::Invite => self.invite(row, &i).await,
+            Step::Invite => {
+                let users = self.invitees(&i).await;
+                self.invite(row, &i, users).await
+            }
+            Step::Summon { subjects } => {
+                let users = self.expand(&subjects).await;
+                self.invite(row, &i, users).await
+            }
             Step::Topic => self.topic(row, &i).await,
             Step::Bookmarks => self.bookmarks(row, &i).await,
             Step::Archive { channel } => self.archive(row, &i, channel).await,

@@ -34,14 +34,28 @@ const ROOM_ERRORS: &[&str] = &[
 impl Steps {
     /// Everyone who should be in the room: the declarer, the commander and
     /// the severity's responders (user groups expanded).
-    async fn invitees(&self, i: &Incident) -> Vec<String> {
+    pub(super) async fn invitees(&self, i: &Incident) -> Vec<String> {
         let mut users = BTreeSet::new();
         for who in [&i.declared_by, &i.commander] {
             if who != "bot" {
                 users.insert(who.clone());
             }
         }
-        for subject in self.state.config.incidents.responders_for(i.severity) {
+        let responders = self.state.config.incidents.responders_for(i.severity);
+        self.add_subjects(responders.iter().cloned(), &mut users).await;
+        users.into_iter().collect()
+    }
+
+    /// Users and groups (by id) as the users to invite.
+    pub(super) async fn expand(&self, ids: &[String]) -> Vec<String> {
+        let mut users = BTreeSet::new();
+        let subjects = ids.iter().filter_map(|id| RoleSubject::parse(id).ok());
+        self.add_subjects(subjects, &mut users).await;
+        users.into_iter().collect()
+    }
+
+    async fn add_subjects(&self, subjects: impl Iterator<Item = RoleSubject>, users: &mut BTreeSet<String>) {
+        for subject in subjects {
             match subject {
                 RoleSubject::User(u) => {
                     users.insert(u.as_str().to_string());
@@ -52,14 +66,12 @@ impl Steps {
                 }
             }
         }
-        users.into_iter().collect()
     }
 
-    pub(super) async fn invite(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
+    pub(super) async fn invite(&self, row: &OutboxRow, i: &Incident, users: Vec<String>) -> anyhow::Result<Outcome> {
         let Room::Made(room) = i.room() else {
             return Ok(Outcome::Sent(None));
         };
-        let users = self.invitees(i).await;
         let mut refused: Vec<(String, String)> = Vec::new();
         for batch in users.chunks(INVITE_BATCH) {
             match self.invite_some(row, &room, batch).await {
