@@ -31,21 +31,9 @@ fn room_config(c: &mut runbook_bot::config::Config) {
     c.incidents.status_page_url = Some("https://status.example.com/drafts".into());
 }
 
-/// Everyone invited to `room` by successful calls.
+/// Everyone invited to `room`, as the fake Slack keeps it.
 fn invited(t: &TestApp, room: &str) -> Vec<String> {
-    let mut users: Vec<String> = t
-        .slack
-        .ok_calls("conversations.invite")
-        .iter()
-        .filter(|c| c.body["channel"] == room)
-        .flat_map(|c| match &c.body["users"] {
-            Value::Array(a) => a.iter().map(|u| u.as_str().unwrap().to_string()).collect::<Vec<_>>(),
-            Value::String(s) => s.split(',').map(str::to_string).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
-    users.sort();
-    users
+    t.slack.members(room)
 }
 
 fn posts_in(t: &TestApp, channel: &str) -> Vec<String> {
@@ -555,7 +543,7 @@ async fn escalations_of_a_room_incident_go_to_the_room(backend: Backend) {
     let calls = t.slack.calls();
     let invite_at = calls
         .iter()
-        .position(|c| c.ok && c.method == "conversations.invite" && c.body.to_string().contains(L2B))
+        .position(|c| c.method == "conversations.invite" && c.body.to_string().contains(L2B))
         .unwrap();
     let ping_at = calls
         .iter()
@@ -867,7 +855,44 @@ async fn a_lost_create_answer_adopts_the_channel(backend: Backend) {
     t.finish().await;
 }
 
+/// More invitees than one call takes: a 429 on the second batch resumes
+/// with that batch, not from the start.
+async fn invites_resume_after_a_rate_limit(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let many: Vec<String> = (0..1001).map(|n| format!("U0MANY{n:04}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    t.slack.set_group(GROUP, &refs);
+    t.slack.script_method(
+        "conversations.invite",
+        [Scripted::Normal, Scripted::RateLimited { retry_after_secs: 1 }],
+    );
+    t.command(L2, "p1 Everyone in").await;
+    t.drained(20).await;
+    assert_eq!(
+        invited(&t, ROOM).len(),
+        1003,
+        "the group, the declarer and the responder"
+    );
+    let calls: Vec<_> = t
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "conversations.invite")
+        .collect();
+    assert_eq!(calls.len(), 3, "first batch, the 429, the second batch once more");
+    assert_eq!(calls[0].body["users"].as_str().unwrap().split(',').count(), 1000);
+    assert_eq!(calls[1].body, calls[2].body);
+    assert!(
+        t.slack
+            .ok_calls("conversations.invite")
+            .iter()
+            .all(|c| c.body["force"] == json!(true))
+    );
+    t.finish().await;
+}
+
 both_backends!(
+    invites_resume_after_a_rate_limit,
     a_lost_create_answer_adopts_the_channel,
     a_create_step_out_of_attempts_degrades_to_the_thread,
     a_p1_gets_a_room_with_invitees_topic_and_bookmarks,

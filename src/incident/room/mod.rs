@@ -44,6 +44,13 @@ pub enum Step {
     Summon {
         subjects: Vec<String>,
     },
+    /// An invite or summon under way (stored in its row when Slack asks it
+    /// to wait): the users left to invite and those Slack refused so far.
+    Inviting {
+        users: Vec<String>,
+        #[serde(default)]
+        refused: Vec<(String, String)>,
+    },
     /// Set from the incident as it is when the step runs.
     Topic,
     Bookmarks,
@@ -186,6 +193,10 @@ mod tests {
             Step::Invite,
             Step::Summon {
                 subjects: vec!["U1".into(), "S1".into()],
+            },
+            Step::Inviting {
+                users: vec!["U2".into()],
+                refused: vec![("U3".into(), "user_is_inactive".into())],
             },
             Step::Topic,
             Step::Bookmarks,

@@ -30,6 +30,16 @@ use crate::state::AppState;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Slack answers that mean "try again", not "no".
+pub(super) const TRANSIENT: &[&str] = &[
+    "ratelimited",
+    "rate_limited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
 /// Runs room steps with the app's handles (the store, Slack, the config,
 /// the group lookup); composed in `app.rs`.
 pub struct Steps {
@@ -72,12 +82,13 @@ impl Steps {
             }
             Step::Invite => {
                 let users = self.invitees(&i).await;
-                self.invite(row, &i, users).await
+                self.invite(row, &i, users, Vec::new()).await
             }
             Step::Summon { subjects } => {
                 let users = self.expand(&subjects).await;
-                self.invite(row, &i, users).await
+                self.invite(row, &i, users, Vec::new()).await
             }
+            Step::Inviting { users, refused } => self.invite(row, &i, users, refused).await,
             Step::Topic => self.topic(row, &i).await,
             Step::Bookmarks => self.bookmarks(row, &i).await,
             Step::Archive { channel } => self.archive(row, &i, channel).await,
@@ -117,6 +128,18 @@ impl Steps {
 
     /// One Web API call, its answer sorted for a step of `row`.
     pub(super) async fn call(&self, row: &OutboxRow, method: &str, body: &(impl Serialize + Send + Sync)) -> Answer {
+        match self.post(method, body).await {
+            Ok(v) => Answer::Ok(v),
+            Err(e) => self.sort(row, e),
+        }
+    }
+
+    /// One Web API call as Slack answered it; `None` when it timed out.
+    pub(super) async fn post(
+        &self,
+        method: &str,
+        body: &(impl Serialize + Send + Sync),
+    ) -> Result<serde_json::Value, Option<SlackClientError>> {
         let session = self.state.slack.session();
         let sent = tokio::time::timeout(
             CALL_TIMEOUT,
@@ -125,21 +148,20 @@ impl Steps {
                 .http_post::<_, serde_json::Value>(method, body, None),
         )
         .await;
-        let e = match sent {
-            Ok(Ok(v)) => return Answer::Ok(v),
-            Ok(Err(e)) => e,
-            Err(_) => return self.last_or(row, "timed out".into()),
+        match sent {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Some(e)),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// A failed call's answer sorted for a step of `row`.
+    pub(super) fn sort(&self, row: &OutboxRow, e: Option<SlackClientError>) -> Answer {
+        let Some(e) = e else {
+            return self.last_or(row, "timed out".into());
         };
         if let SlackClientError::ApiError(api) = &e
-            && !matches!(
-                api.code.as_str(),
-                "ratelimited"
-                    | "rate_limited"
-                    | "internal_error"
-                    | "fatal_error"
-                    | "service_unavailable"
-                    | "request_timeout"
-            )
+            && !TRANSIENT.contains(&api.code.as_str())
         {
             return Answer::No(api.code.clone());
         }

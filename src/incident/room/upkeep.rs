@@ -5,10 +5,11 @@
 
 use std::collections::BTreeSet;
 
+use slack_morphism::errors::{SlackClientApiError, SlackClientError};
 use slack_morphism::prelude::*;
 
 use super::Step;
-use super::steps::{Answer, Steps};
+use super::steps::{Answer, Steps, TRANSIENT};
 use crate::incident::model::{Incident, Room};
 use crate::incident::{render, store as db};
 use crate::outbox::{self, OutboxRow, Outcome, Outgoing};
@@ -30,6 +31,37 @@ const ROOM_ERRORS: &[&str] = &[
     "no_permission",
     "not_allowed_token_type",
 ];
+
+/// How one `conversations.invite` call ended.
+enum Invited {
+    /// Done; these users were refused, with Slack's reason.
+    Done(Vec<(String, String)>),
+    /// Nobody can be invited to this room (`ROOM_ERRORS`).
+    RoomRefused(String),
+    Later(Outcome),
+}
+
+/// Who Slack refused in a forced invite that answered `ok: false`: its
+/// per-user `errors`, or, without them, everyone in the call. Someone
+/// already in the channel is where they should be.
+fn refusals(api: &SlackClientApiError, users: &[String]) -> Vec<(String, String)> {
+    let body: serde_json::Value = api
+        .http_response_body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_default();
+    let listed: Vec<(String, String)> = match body["errors"].as_array() {
+        Some(errors) => errors
+            .iter()
+            .filter_map(|e| Some((e["user"].as_str()?.to_string(), e["error"].as_str()?.to_string())))
+            .collect(),
+        None => users.iter().map(|u| (u.clone(), api.code.clone())).collect(),
+    };
+    listed
+        .into_iter()
+        .filter(|(_, code)| code != "already_in_channel")
+        .collect()
+}
 
 impl Steps {
     /// Everyone who should be in the room: the declarer, the commander and
@@ -68,30 +100,35 @@ impl Steps {
         }
     }
 
-    pub(super) async fn invite(&self, row: &OutboxRow, i: &Incident, users: Vec<String>) -> anyhow::Result<Outcome> {
+    /// Invite `todo` in batches. With `force`, Slack invites the valid
+    /// users of a batch and lists the others (`errors`), so one inactive
+    /// user or one already in does not stop the rest. When Slack asks to
+    /// wait, what is left is stored in the row, and the retry resumes there.
+    pub(super) async fn invite(
+        &self,
+        row: &OutboxRow,
+        i: &Incident,
+        mut todo: Vec<String>,
+        mut refused: Vec<(String, String)>,
+    ) -> anyhow::Result<Outcome> {
         let Room::Made(room) = i.room() else {
             return Ok(Outcome::Sent(None));
         };
-        let mut refused: Vec<(String, String)> = Vec::new();
-        for batch in users.chunks(INVITE_BATCH) {
-            match self.invite_some(row, &room, batch).await {
-                Answer::Later(outcome) => return Ok(outcome),
-                Answer::Ok(_) => {}
-                Answer::No(code) if ROOM_ERRORS.contains(&code.as_str()) || batch.len() == 1 => {
-                    refused.extend(batch.iter().map(|u| (u.clone(), code.clone())));
+        while !todo.is_empty() {
+            let n = todo.len().min(INVITE_BATCH);
+            match self.invite_some(row, &room, &todo[..n]).await {
+                Invited::Later(outcome) => {
+                    let left = Step::Inviting { users: todo, refused };
+                    outbox::save_step(&self.state.store, row.id, &left.payload()).await?;
+                    return Ok(outcome);
                 }
-                // One inactive or uninvitable user fails the whole call:
-                // invite the rest one by one and say who could not be.
-                Answer::No(_) => {
-                    for user in batch {
-                        match self.invite_some(row, &room, std::slice::from_ref(user)).await {
-                            Answer::Later(outcome) => return Ok(outcome),
-                            Answer::Ok(_) => {}
-                            Answer::No(code) => refused.push((user.clone(), code)),
-                        }
-                    }
+                Invited::Done(mut no) => refused.append(&mut no),
+                Invited::RoomRefused(code) => {
+                    refused.extend(todo.drain(..).map(|u| (u, code.clone())));
+                    break;
                 }
             }
+            todo.drain(..n);
         }
         if !refused.is_empty() {
             self.report_refused(i, &refused).await?;
@@ -99,14 +136,24 @@ impl Steps {
         Ok(Outcome::Sent(None))
     }
 
-    async fn invite_some(&self, row: &OutboxRow, room: &str, users: &[String]) -> Answer {
-        let req = SlackApiConversationsInviteRequest::new(
-            SlackChannelId::new(room.to_string()),
-            users.iter().map(|u| SlackUserId::new(u.clone())).collect(),
-        );
-        match self.call(row, "conversations.invite", &req).await {
-            Answer::No(code) if code == "already_in_channel" => Answer::Ok(serde_json::Value::Null),
-            other => other,
+    async fn invite_some(&self, row: &OutboxRow, room: &str, users: &[String]) -> Invited {
+        let req = serde_json::json!({"channel": room, "users": users.join(","), "force": true});
+        let e = match self.post("conversations.invite", &req).await {
+            Ok(_) => return Invited::Done(Vec::new()),
+            Err(e) => e,
+        };
+        if let Some(SlackClientError::ApiError(api)) = &e
+            && !TRANSIENT.contains(&api.code.as_str())
+        {
+            if ROOM_ERRORS.contains(&api.code.as_str()) {
+                return Invited::RoomRefused(api.code.clone());
+            }
+            return Invited::Done(refusals(api, users));
+        }
+        match self.sort(row, e) {
+            Answer::Later(outcome) => Invited::Later(outcome),
+            Answer::No(code) => Invited::Done(users.iter().map(|u| (u.clone(), code.clone())).collect()),
+            Answer::Ok(_) => Invited::Done(Vec::new()),
         }
     }
 

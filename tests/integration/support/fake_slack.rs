@@ -24,6 +24,8 @@ pub enum Scripted {
     SlackError(&'static str),
     /// Do what the call asks, then answer 500 (Slack acted; we never learn it).
     ServerErrorAfterDoing,
+    /// Answer as usual (to script a later call of the method).
+    Normal,
 }
 
 #[derive(Debug, Clone)]
@@ -52,8 +54,10 @@ struct Inner {
     channels: HashMap<String, String>,
     /// Names of the channels the bot made (its own, for `users.conversations`).
     made_by_bot: Vec<String>,
-    /// Deactivated users: `conversations.invite` refuses any call naming one.
+    /// Deactivated users: `conversations.invite` refuses them.
     inactive: Vec<String>,
+    /// Who was invited to each channel.
+    members: HashMap<String, Vec<String>>,
     /// Messages `conversations.history` knows: (channel, ts) → text.
     messages: HashMap<(String, String), String>,
 }
@@ -117,6 +121,20 @@ impl FakeSlack {
     /// The channels `conversations.create` made or knows: name → id.
     pub fn channels(&self) -> HashMap<String, String> {
         self.inner.lock().unwrap().channels.clone()
+    }
+
+    /// Who has been invited to `channel`, sorted.
+    pub fn members(&self, channel: &str) -> Vec<String> {
+        let mut m = self
+            .inner
+            .lock()
+            .unwrap()
+            .members
+            .get(channel)
+            .cloned()
+            .unwrap_or_default();
+        m.sort();
+        m
     }
 
     pub fn deactivate(&self, user: &str) {
@@ -219,7 +237,7 @@ fn scripted(inner: &Mutex<Inner>, method: &str) -> Option<Response> {
             .into_response(),
         Scripted::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response(),
         Scripted::SlackError(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
-        Scripted::ServerErrorAfterDoing => return None,
+        Scripted::ServerErrorAfterDoing | Scripted::Normal => return None,
     })
 }
 
@@ -339,21 +357,52 @@ fn rooms(inner: &Mutex<Inner>, method: &str, body: &Value) -> Option<Response> {
                 Value::String(s) => s.split(',').map(str::to_string).collect(),
                 _ => Vec::new(),
             };
-            let inactive = inner.lock().unwrap().inactive.clone();
-            if users.iter().any(|u| inactive.contains(u)) {
-                (false, json!({"ok": false, "error": "user_is_inactive"}))
-            } else {
-                (
-                    true,
-                    json!({"ok": true, "channel": {"id": body["channel"], "created": 1_700_000_000}}),
-                )
-            }
+            invite(&mut inner.lock().unwrap(), body, &users)
         }
         "conversations.setTopic" | "bookmarks.add" | "conversations.archive" => (true, json!({"ok": true})),
         _ => return None,
     };
     record(inner, method, body.clone(), ok, None);
     Some(axum::Json(answer).into_response())
+}
+
+/// Like Slack: one inactive user, or one already in the channel, refuses
+/// the whole call, unless `force` is set: then the others are invited and
+/// the refused ones listed in `errors`.
+fn invite(i: &mut Inner, body: &Value, users: &[String]) -> (bool, Value) {
+    let channel = body["channel"].as_str().unwrap_or_default().to_string();
+    let force = body["force"] == json!(true) || body["force"] == json!("true");
+    let members = i.members.get(&channel).cloned().unwrap_or_default();
+    let errors: Vec<Value> = users
+        .iter()
+        .filter_map(|u| {
+            let error = if i.inactive.contains(u) {
+                "user_is_inactive"
+            } else if members.contains(u) {
+                "already_in_channel"
+            } else {
+                return None;
+            };
+            Some(json!({"user": u, "ok": false, "error": error}))
+        })
+        .collect();
+    if errors.is_empty() || force {
+        let refused: Vec<&str> = errors.iter().filter_map(|e| e["user"].as_str()).collect();
+        let fresh: Vec<String> = users
+            .iter()
+            .filter(|u| !refused.contains(&u.as_str()))
+            .cloned()
+            .collect();
+        i.members.entry(channel.clone()).or_default().extend(fresh);
+    }
+    match errors.first() {
+        None => (
+            true,
+            json!({"ok": true, "channel": {"id": channel, "created": 1_700_000_000}}),
+        ),
+        Some(first) if force => (false, json!({"ok": false, "error": first["error"], "errors": errors})),
+        Some(first) => (false, json!({"ok": false, "error": first["error"]})),
+    }
 }
 
 /// Socket Mode's URL, for the app-level token only (as Slack: a bot token
