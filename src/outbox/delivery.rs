@@ -122,7 +122,9 @@ impl Delivery<'_> {
 
     /// The thread to reply in, or the message to update, may be known only
     /// by key until its own post is delivered (same lane, so it goes first).
-    /// An update goes to the channel its message was posted in.
+    /// An update goes to the channel its message was posted in, a reply to
+    /// the channel of its thread's root (a message meant for a room that
+    /// falls back to the thread in #incidents names the room as its channel).
     async fn thread_ts(&self, row: &OutboxRow, thread_key: Option<&str>) -> Result<Destination, Outcome> {
         let key = match row.kind {
             Kind::Update => row.message_key.as_deref(),
@@ -136,8 +138,7 @@ impl Delivery<'_> {
         };
         match rows::known_ts(self.store, key).await {
             Ok(KnownTs::Known(channel, ts)) => Ok(Destination {
-                channel: (row.kind == Kind::Update && row.channel.as_deref() != Some(channel.as_str()))
-                    .then_some(channel),
+                channel: (row.channel.as_deref() != Some(channel.as_str())).then_some(channel),
                 ts: Some(ts),
             }),
             Ok(KnownTs::Lost) => Err(Outcome::Failed(format!(

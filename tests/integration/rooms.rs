@@ -891,7 +891,45 @@ async fn invites_resume_after_a_rate_limit(backend: Backend) {
     t.finish().await;
 }
 
+/// A message meant for the room whose row names the room (typed there)
+/// falls back, once the room is archived, to the thread in #incidents: the
+/// root's channel, not the room with the root's ts.
+async fn a_fallback_to_the_thread_goes_to_the_roots_channel(backend: Backend) {
+    use runbook_bot::outbox::{self, Outgoing};
+    use runbook_bot::slack::ids::ChannelId;
+    let t = spawn_rooms(backend).await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    let root_ts = t.slack.ok_calls("chat.postMessage")[0].ts.clone().unwrap();
+    sqlx::query("UPDATE incidents SET room_state = 'archived' WHERE id = 1")
+        .execute(&t.state().store.writer)
+        .await
+        .unwrap();
+    let state = t.state();
+    let mut tx = state.store.begin().await.unwrap();
+    let msg = Outgoing::to_room(
+        1,
+        &ChannelId::parse(ROOM).unwrap(),
+        runbook_bot::incident::render::reply("a late diagnostic".into()),
+    );
+    outbox::enqueue(&mut tx, &[msg], None, state.clock.now_ms())
+        .await
+        .unwrap();
+    state.outbox.commit(tx).await.unwrap();
+    t.drained(10).await;
+    let late = t
+        .slack
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .find(|c| c.body.to_string().contains("a late diagnostic"))
+        .expect("delivered");
+    assert_eq!(late.body["channel"], CHANNEL, "{}", late.body);
+    assert_eq!(late.body["thread_ts"], json!(root_ts));
+    t.finish().await;
+}
+
 both_backends!(
+    a_fallback_to_the_thread_goes_to_the_roots_channel,
     invites_resume_after_a_rate_limit,
     a_lost_create_answer_adopts_the_channel,
     a_create_step_out_of_attempts_degrades_to_the_thread,
