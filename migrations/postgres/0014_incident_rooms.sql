@@ -30,3 +30,7 @@ CREATE TABLE incident_pins (
 -- Whether a room is still being made (`outbox::rows::room_of`): a pending
 -- room with no create step left goes to the thread.
 CREATE INDEX outbox_room_steps ON outbox (incident_id) WHERE kind = 'room' AND status = 'pending';
+
+-- Which incident a pinned message's thread belongs to (`pins::incident_of`
+-- looks its root up by channel and ts on every pin and reaction).
+CREATE INDEX slack_messages_by_ts ON slack_messages (channel, ts);

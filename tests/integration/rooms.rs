@@ -213,11 +213,21 @@ async fn a_pinned_message_reaches_the_postmortem_once(backend: Backend) {
         "item": {"type": "message", "channel": ROOM, "ts": msg_ts}, "event_ts": "1700000101.000100"
     });
     send_event(&t, "Ev0REACT1", reaction.clone()).await;
-    // A reaction with the emoji on another message, whose text the bot reads.
+    // A reaction with the emoji on another message, whose text the bot reads
+    // once: Slack's redelivery of the event costs no second call.
     t.slack.add_message(ROOM, "1700000060.000100", "Report job paused");
     let mut other = reaction.clone();
     other["item"]["ts"] = json!("1700000060.000100");
+    send_event(&t, "Ev0REACT2", other.clone()).await;
     send_event(&t, "Ev0REACT2", other).await;
+    let fetched: Vec<_> = t
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "reactions.get" || c.method == "conversations.history")
+        .collect();
+    assert_eq!(fetched.len(), 1, "only the message not yet on the timeline, once");
+    assert_eq!(fetched[0].body["timestamp"], "1700000060.000100");
     assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_pins").await, 2);
     assert_eq!(
         t.scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'pinned'")
@@ -261,7 +271,10 @@ async fn a_pin_in_an_incident_thread_reaches_its_timeline(backend: Backend) {
         "{timeline}"
     );
     assert!(
-        t.slack.calls().iter().all(|c| c.method != "conversations.history"),
+        t.slack
+            .calls()
+            .iter()
+            .all(|c| c.method != "conversations.history" && c.method != "reactions.get"),
         "pins carry their text"
     );
     t.finish().await;
@@ -928,7 +941,39 @@ async fn a_fallback_to_the_thread_goes_to_the_roots_channel(backend: Backend) {
     t.finish().await;
 }
 
+/// One person reacting over and over cannot make the bot call Slack for
+/// each: reactions share the mentions' per-user limit.
+async fn reactions_are_throttled_per_user(backend: Backend) {
+    let t = TestApp::spawn_configured(backend, |c| {
+        room_config(c);
+        c.abuse.mention_burst = 2;
+        c.abuse.mention_refill = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    for n in 0..5 {
+        let ts = format!("17000001{n:02}.000100");
+        t.slack.add_message(ROOM, &ts, &format!("finding {n}"));
+        let reaction = json!({
+            "type": "reaction_added", "user": L2B, "reaction": "pushpin", "item_user": L2B,
+            "item": {"type": "message", "channel": ROOM, "ts": ts}, "event_ts": "1700000201.000100"
+        });
+        send_event(&t, &format!("Ev0SPAM{n}"), reaction).await;
+    }
+    let fetches = t
+        .slack
+        .calls()
+        .iter()
+        .filter(|c| c.method == "reactions.get" || c.method == "conversations.history")
+        .count();
+    assert_eq!(fetches, 2);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_pins").await, 2);
+    t.finish().await;
+}
+
 both_backends!(
+    reactions_are_throttled_per_user,
     a_fallback_to_the_thread_goes_to_the_roots_channel,
     invites_resume_after_a_rate_limit,
     a_lost_create_answer_adopts_the_channel,

@@ -58,7 +58,7 @@ struct Inner {
     inactive: Vec<String>,
     /// Who was invited to each channel.
     members: HashMap<String, Vec<String>>,
-    /// Messages `conversations.history` knows: (channel, ts) → text.
+    /// Messages `conversations.history` and `reactions.get` know: (channel, ts) → text.
     messages: HashMap<(String, String), String>,
 }
 
@@ -78,6 +78,7 @@ impl FakeSlack {
             .route("/api/usergroups.users.list", get(usergroup_members))
             .route("/api/conversations.history", get(history))
             .route("/api/auth.test", get(auth_test))
+            .route("/api/reactions.get", get(reactions_get))
             .route("/api/users.conversations", get(users_conversations))
             .route("/api/apps.connections.open", post(connections_open))
             .route("/api/{method}", post(api))
@@ -502,4 +503,23 @@ async fn users_conversations(
     };
     record(&inner, "users.conversations", json!(q), true, None);
     axum::Json(json!({"ok": true, "channels": channels, "response_metadata": {"next_cursor": ""}})).into_response()
+}
+
+/// `reactions.get` (a GET): the message at `timestamp`, when known.
+async fn reactions_get(State(inner): State<Arc<Mutex<Inner>>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let channel = q.get("channel").cloned().unwrap_or_default();
+    let ts = q.get("timestamp").cloned().unwrap_or_default();
+    let text = inner
+        .lock()
+        .unwrap()
+        .messages
+        .get(&(channel.clone(), ts.clone()))
+        .cloned();
+    record(&inner, "reactions.get", json!(q), text.is_some(), None);
+    match text {
+        Some(t) => axum::Json(json!({"ok": true, "type": "message", "channel": channel,
+                                     "message": {"type": "message", "user": "U0SOMEONE", "text": t, "ts": ts}}))
+        .into_response(),
+        None => axum::Json(json!({"ok": false, "error": "message_not_found"})).into_response(),
+    }
 }
