@@ -115,64 +115,13 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
         .await
         .context("listing unacknowledged incidents")?
     {
-        let ladder = &state.config.escalation.ladders[ladder_index(i.severity)];
-        for (n, step) in ladder.iter().enumerate() {
-            let due = i.declared_at + i64::from(step.after_minutes) * 60_000;
-            if now < due {
-                break;
-            }
-            let who = mentions(&state.config, &step.notify);
-            let step_notify = step.notify.clone();
-            let text = format!(
-                ":rotating_light: *Escalation* — #{} ({}) is unacknowledged after {}. {who}, please respond: `/incident ack`.",
-                i.id,
-                i.severity,
-                human_duration(now - i.declared_at)
-            );
-            // Keyed by severity too: after `/incident sev` the new ladder counts.
-            let step = format!("unacked:{}:{n}", i.severity.as_str());
-            let ping = Ping {
-                text: &text,
-                targets: targets(subjects(&state.config, &step_notify), None),
-            };
-            posted |= post_once(&mut tx, state, &i, &step, ping, now)
-                .await
-                .with_context(|| format!("posting escalation step {step} of incident {}", i.id))?;
-        }
+        posted |= climb(&mut tx, state, &i, now).await?;
     }
     for (i, last) in db::acknowledged_with_last_update(&mut tx)
         .await
         .context("listing acknowledged incidents")?
     {
-        if i.severity == Severity::P3 {
-            continue;
-        }
-        let interval = i64::from(i.severity.status_update_minutes()) * 60_000;
-        if now - last < interval {
-            continue;
-        }
-        let next = mentions(&state.config, "l3");
-        // Incidents opened by alerts have the bot as commander: nobody to ping.
-        let commander = if i.commander == "bot" {
-            String::new()
-        } else {
-            format!("<@{}>, ", i.commander)
-        };
-        let text = format!(
-            ":hourglass: #{} ({}) has had no update for {}; the runbook asks for one every {} min. {commander}post `/incident status …`. {next}",
-            i.id,
-            i.severity,
-            human_duration(now - last),
-            i.severity.status_update_minutes(),
-        );
-        let step = format!("silent:{last}");
-        let ping = Ping {
-            text: &text,
-            targets: targets(subjects(&state.config, "l3"), Some(&i.commander)),
-        };
-        posted |= post_once(&mut tx, state, &i, &step, ping, now)
-            .await
-            .with_context(|| format!("posting reminder {step} of incident {}", i.id))?;
+        posted |= remind(&mut tx, state, &i, last, now).await?;
     }
     if posted {
         state.outbox.commit(tx).await?;
@@ -180,6 +129,68 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// Post the rungs of an unacknowledged incident's ladder that are due.
+async fn climb(tx: &mut AnyConnection, state: &AppState, i: &Incident, now: i64) -> anyhow::Result<bool> {
+    let mut posted = false;
+    let ladder = &state.config.escalation.ladders[ladder_index(i.severity)];
+    for (n, rung) in ladder.iter().enumerate() {
+        let due = i.declared_at + i64::from(rung.after_minutes) * 60_000;
+        if now < due {
+            break;
+        }
+        let who = mentions(&state.config, &rung.notify);
+        let text = format!(
+            ":rotating_light: *Escalation* — #{} ({}) is unacknowledged after {}. {who}, please respond: `/incident ack`.",
+            i.id,
+            i.severity,
+            human_duration(now - i.declared_at)
+        );
+        // Keyed by severity too: after `/incident sev` the new ladder counts.
+        let step = format!("unacked:{}:{n}", i.severity.as_str());
+        let ping = Ping {
+            text: &text,
+            targets: targets(subjects(&state.config, &rung.notify), None),
+        };
+        posted |= post_once(tx, state, i, &step, ping, now)
+            .await
+            .with_context(|| format!("posting escalation step {step} of incident {}", i.id))?;
+    }
+    Ok(posted)
+}
+
+/// Remind an acknowledged incident silent past its update interval.
+async fn remind(tx: &mut AnyConnection, state: &AppState, i: &Incident, last: i64, now: i64) -> anyhow::Result<bool> {
+    if i.severity == Severity::P3 {
+        return Ok(false);
+    }
+    let interval = i64::from(i.severity.status_update_minutes()) * 60_000;
+    if now - last < interval {
+        return Ok(false);
+    }
+    let next = mentions(&state.config, "l3");
+    // Incidents opened by alerts have the bot as commander: nobody to ping.
+    let commander = if i.commander == "bot" {
+        String::new()
+    } else {
+        format!("<@{}>, ", i.commander)
+    };
+    let text = format!(
+        ":hourglass: #{} ({}) has had no update for {}; the runbook asks for one every {} min. {commander}post `/incident status …`. {next}",
+        i.id,
+        i.severity,
+        human_duration(now - last),
+        i.severity.status_update_minutes(),
+    );
+    let step = format!("silent:{last}");
+    let ping = Ping {
+        text: &text,
+        targets: targets(subjects(&state.config, "l3"), Some(&i.commander)),
+    };
+    post_once(tx, state, i, &step, ping, now)
+        .await
+        .with_context(|| format!("posting reminder {step} of incident {}", i.id))
 }
 
 /// An escalation post and the people (user and group ids) it pings.

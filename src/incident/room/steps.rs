@@ -256,16 +256,7 @@ impl Steps {
             return Ok(Outcome::Sent(None));
         }
         if !won {
-            let stray = Step::Archive {
-                channel: Some(room.to_string()),
-            };
-            super::queue(&mut tx, i, stray, None, now).await?;
-            self.state.outbox.commit(tx).await?;
-            tracing::warn!(
-                incident.id = i.id,
-                "another instance stored the room first; archiving ours"
-            );
-            return Ok(Outcome::Sent(None));
+            return self.stray(tx, i, room).await;
         }
         let i = db::get(&mut tx, i.id)
             .await?
@@ -298,6 +289,26 @@ impl Steps {
         .await?;
         self.state.outbox.commit(tx).await?;
         tracing::info!(incident.id = i.id, room, "incident channel created");
+        Ok(Outcome::Sent(None))
+    }
+
+    /// Another instance stored a room first, or the room was given up:
+    /// the channel this attempt made is archived.
+    async fn stray(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        i: &Incident,
+        room: &str,
+    ) -> anyhow::Result<Outcome> {
+        let stray = Step::Archive {
+            channel: Some(room.to_string()),
+        };
+        super::queue(&mut tx, i, stray, None, self.state.clock.now_ms()).await?;
+        self.state.outbox.commit(tx).await?;
+        tracing::warn!(
+            incident.id = i.id,
+            "the room was stored first or given up; archiving the channel this attempt made"
+        );
         Ok(Outcome::Sent(None))
     }
 
