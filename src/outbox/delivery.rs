@@ -39,7 +39,8 @@ pub enum Outcome {
     Failed(String),
     /// A newer update of the same message is queued behind this one.
     Superseded,
-    /// The message this row needs has no `ts` yet; look again after this long.
+    /// The message this row needs has no `ts` yet, or a room step stopped
+    /// at its time budget; look again after this long (not an attempt).
     NotYet {
         after_ms: i64,
     },

@@ -7,7 +7,7 @@ use super::Kind;
 use crate::store::Store;
 
 /// How long a claimed row stays ours before another worker may take it.
-const LEASE_MS: i64 = 30_000;
+pub const LEASE_MS: i64 = 30_000;
 
 /// What a sensitive row's payload becomes once it is delivered or given up:
 /// still a message (so every stored payload decodes), without the secret.

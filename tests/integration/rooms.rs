@@ -972,7 +972,39 @@ async fn reactions_are_throttled_per_user(backend: Backend) {
     t.finish().await;
 }
 
+/// A step run starts no Slack call past its budget (the worker runs it
+/// inline, inside a lease): a slow first batch of invites leaves the rest,
+/// recorded in the row, to the next run.
+async fn a_slow_step_stops_at_its_budget_and_goes_on(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let many: Vec<String> = (0..1001).map(|n| format!("U0MANY{n:04}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    t.slack.set_group(GROUP, &refs);
+    t.slack
+        .script_method("conversations.invite", [Scripted::Slow { ms: 10_500 }]);
+    t.command(L2, "p1 Everyone in, slowly").await;
+    t.drained(30).await;
+    assert_eq!(invited(&t, ROOM).len(), 1003);
+    let payload: String =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE kind = 'room' AND payload LIKE '%inviting%'")
+            .fetch_one(&t.state().store.pool)
+            .await
+            .expect("the invite recorded what was left");
+    let left: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(left["users"].as_array().unwrap().len(), 3, "{payload}");
+    assert_eq!(
+        t.slack
+            .calls()
+            .iter()
+            .filter(|c| c.method == "conversations.invite")
+            .count(),
+        2
+    );
+    t.finish().await;
+}
+
 both_backends!(
+    a_slow_step_stops_at_its_budget_and_goes_on,
     reactions_are_throttled_per_user,
     a_fallback_to_the_thread_goes_to_the_roots_channel,
     invites_resume_after_a_rate_limit,

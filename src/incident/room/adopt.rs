@@ -8,7 +8,7 @@
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
-use super::steps::Steps;
+use super::steps::{CALL_TIMEOUT, Steps};
 use crate::incident::model::Incident;
 use crate::outbox::Outcome;
 
@@ -48,7 +48,15 @@ impl Steps {
 
     /// The unarchived channel called `name` that this bot created.
     pub(super) async fn find_ours(&self, name: &str) -> Found {
-        match self.search(name).await {
+        // Not knowing is not "not ours": that could make a second channel.
+        let Ok(found) = tokio::time::timeout(CALL_TIMEOUT, self.search(name)).await else {
+            return Found::Later(Outcome::Retry {
+                after_ms: 1000,
+                error: "timed out looking for the channel an earlier attempt made".into(),
+                counts_as_attempt: true,
+            });
+        };
+        match found {
             Ok(Some(id)) => Found::Ours(id),
             Ok(None) => Found::NotOurs,
             Err(SlackClientError::RateLimitError(r)) => Found::Later(Outcome::Retry {

@@ -28,7 +28,31 @@ use crate::slack::ids::ChannelId;
 use crate::slack::text::escape;
 use crate::state::AppState;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// One Slack call of a step (the adoption search counts as one).
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// A step run starts no Slack call after this long (but always makes one):
+/// the worker runs steps inline, so a long one holds every other lane, and
+/// must finish inside its row's lease. What is left goes on in the next
+/// run, from the progress recorded (the name tried, the users left).
+pub(super) const STEP_BUDGET: Duration = Duration::from_secs(10);
+const _: () = assert!((STEP_BUDGET.as_millis() + CALL_TIMEOUT.as_millis()) < outbox::LEASE_MS as u128);
+
+/// When a step run stops starting Slack calls.
+#[derive(Clone, Copy)]
+pub(super) struct Budget(tokio::time::Instant);
+
+impl Budget {
+    fn start() -> Budget {
+        Budget(tokio::time::Instant::now() + STEP_BUDGET)
+    }
+
+    pub(super) fn spent(self) -> bool {
+        tokio::time::Instant::now() >= self.0
+    }
+}
+
+/// Run the step again at once: it stopped at its budget, not for Slack.
+pub(super) const GO_ON: Outcome = Outcome::NotYet { after_ms: 0 };
 
 /// Slack answers that mean "try again", not "no".
 pub(super) const TRANSIENT: &[&str] = &[
@@ -75,20 +99,21 @@ impl Steps {
             Ok(None) => return Outcome::Failed(format!("incident {id} is gone")),
             Err(e) => return store_retry(e),
         };
+        let budget = Budget::start();
         let done = match step {
             Step::Create => {
-                let done = self.create(row, &i).await.unwrap_or_else(store_retry);
+                let done = self.create(row, &i, budget).await.unwrap_or_else(store_retry);
                 return self.settle_create(row, &i, done).await;
             }
             Step::Invite => {
                 let users = self.invitees(&i).await;
-                self.invite(row, &i, users, Vec::new()).await
+                self.invite(row, &i, users, Vec::new(), budget).await
             }
             Step::Summon { subjects } => {
                 let users = self.expand(&subjects).await;
-                self.invite(row, &i, users, Vec::new()).await
+                self.invite(row, &i, users, Vec::new(), budget).await
             }
-            Step::Inviting { users, refused } => self.invite(row, &i, users, refused).await,
+            Step::Inviting { users, refused } => self.invite(row, &i, users, refused, budget).await,
             Step::Topic => self.topic(row, &i).await,
             Step::Bookmarks => self.bookmarks(row, &i).await,
             Step::Archive { channel } => self.archive(row, &i, channel).await,
@@ -196,14 +221,22 @@ impl Steps {
     /// Create the channel unless an earlier attempt did; on `name_taken`
     /// adopt the channel an earlier attempt made under that name (`adopt`),
     /// else try the next suffix.
-    async fn create(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
+    /// A run resumes at the name the previous one tried last (those before
+    /// it were taken).
+    async fn create(&self, row: &OutboxRow, i: &Incident, budget: Budget) -> anyhow::Result<Outcome> {
         if i.room() != Room::Pending {
             return Ok(Outcome::Sent(None));
         }
         let config = &self.state.config.incidents;
         let base = channel_name(config, i.id, &i.title);
         let tried = self.tried_name(i).await?;
-        for n in 1..=NAME_ATTEMPTS {
+        let first = (1..=NAME_ATTEMPTS)
+            .find(|n| tried.as_deref() == Some(nth_name(&base, *n).as_str()))
+            .unwrap_or(1);
+        for n in first..=NAME_ATTEMPTS {
+            if n > first && budget.spent() {
+                return Ok(GO_ON);
+            }
             let name = nth_name(&base, n);
             self.record_name(i, &name).await?;
             let req = SlackApiConversationsCreateRequest::new(name.clone()).with_is_private(config.private);
@@ -215,6 +248,9 @@ impl Steps {
                     return self.made(i, id, &name).await;
                 }
                 Answer::No(code) if code == "name_taken" && tried.as_deref() == Some(name.as_str()) => {
+                    if budget.spent() {
+                        return Ok(GO_ON);
+                    }
                     match self.find_ours(&name).await {
                         Found::Ours(id) => return self.made(i, &id, &name).await,
                         Found::NotOurs => continue,

@@ -9,7 +9,7 @@ use slack_morphism::errors::{SlackClientApiError, SlackClientError};
 use slack_morphism::prelude::*;
 
 use super::Step;
-use super::steps::{Answer, Steps, TRANSIENT};
+use super::steps::{Answer, Budget, GO_ON, Steps, TRANSIENT};
 use crate::incident::model::{Incident, Room};
 use crate::incident::{render, store as db};
 use crate::outbox::{self, OutboxRow, Outcome, Outgoing};
@@ -110,11 +110,19 @@ impl Steps {
         i: &Incident,
         mut todo: Vec<String>,
         mut refused: Vec<(String, String)>,
+        budget: Budget,
     ) -> anyhow::Result<Outcome> {
         let Room::Made(room) = i.room() else {
             return Ok(Outcome::Sent(None));
         };
+        let mut calls = 0;
         while !todo.is_empty() {
+            if calls > 0 && budget.spent() {
+                let left = Step::Inviting { users: todo, refused };
+                outbox::save_step(&self.state.store, row.id, &left.payload()).await?;
+                return Ok(GO_ON);
+            }
+            calls += 1;
             let n = todo.len().min(INVITE_BATCH);
             match self.invite_some(row, &room, &todo[..n]).await {
                 Invited::Later(outcome) => {

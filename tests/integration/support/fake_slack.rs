@@ -26,6 +26,10 @@ pub enum Scripted {
     ServerErrorAfterDoing,
     /// Answer as usual (to script a later call of the method).
     Normal,
+    /// Answer as usual, after this long.
+    Slow {
+        ms: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -238,20 +242,18 @@ fn scripted(inner: &Mutex<Inner>, method: &str) -> Option<Response> {
             .into_response(),
         Scripted::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response(),
         Scripted::SlackError(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
-        Scripted::ServerErrorAfterDoing | Scripted::Normal => return None,
+        Scripted::ServerErrorAfterDoing | Scripted::Normal | Scripted::Slow { .. } => return None,
     })
 }
 
-/// Whether the next scripted answer of `method` is "act, then fail" (taken if so).
-fn after_doing(inner: &Mutex<Inner>, method: &str) -> bool {
+/// The next scripted answer of `method` when it acts as well (fails after
+/// doing, or is slow), taken from the script.
+fn special(inner: &Mutex<Inner>, method: &str) -> Option<Scripted> {
     let mut i = inner.lock().unwrap();
-    let queue = i.by_method.get_mut(method);
-    match queue {
-        Some(q) if matches!(q.front(), Some(Scripted::ServerErrorAfterDoing)) => {
-            q.pop_front();
-            true
-        }
-        _ => false,
+    let q = i.by_method.get_mut(method)?;
+    match q.front() {
+        Some(Scripted::ServerErrorAfterDoing | Scripted::Slow { .. }) => q.pop_front(),
+        _ => None,
     }
 }
 
@@ -293,10 +295,14 @@ async fn api(
         record(&inner, &method, body, false, None);
         return axum::Json(json!({"ok": false, "error": "not_authed"})).into_response();
     }
-    if after_doing(&inner, &method) {
-        let _ = rooms(&inner, &method, &body);
-        inner.lock().unwrap().calls.last_mut().unwrap().ok = false;
-        return (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response();
+    match special(&inner, &method) {
+        Some(Scripted::ServerErrorAfterDoing) => {
+            let _ = rooms(&inner, &method, &body);
+            inner.lock().unwrap().calls.last_mut().unwrap().ok = false;
+            return (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response();
+        }
+        Some(Scripted::Slow { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        _ => {}
     }
     if let Some(r) = scripted(&inner, &method) {
         record(&inner, &method, body, false, None);
