@@ -8,8 +8,13 @@
 //! a 429 waits its Retry-After without using an attempt, 5xx and
 //! `ratelimited` back off. What cannot be fixed by waiting (`missing_scope`,
 //! `restricted_action`, `not_allowed_token_type`, every name taken, or the
-//! last attempt used up) degrades the incident to its thread: recorded on
-//! the timeline, the root updated, and the declarer told once.
+//! last attempt used up, a store error included) degrades the incident to
+//! its thread: recorded on the timeline, the root updated, and the
+//! declarer told once.
+//!
+//! The worker runs a step inline, inside its row's lease: a run starts no
+//! Slack call past `STEP_BUDGET` and goes on in the next run from what it
+//! recorded (the name tried last, the users left to invite).
 
 use std::sync::Arc;
 use std::time::Duration;
