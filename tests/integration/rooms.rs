@@ -425,6 +425,25 @@ async fn reopen_cancels_the_archive(backend: Backend) {
     t.command_in(L2, ROOM, "status still in the room").await;
     t.drained(10).await;
     assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("still in the room")));
+    // Reopened and resolved again while an old archive waits on Slack: that
+    // one does not jump the new resolve's delay.
+    t.slack
+        .script_method("conversations.archive", [Scripted::RateLimited { retry_after_secs: 2 }]);
+    t.command_in(L2, ROOM, "resolve").await;
+    t.clock.advance(25 * HOUR_MS);
+    t.slack
+        .wait_for(10, "the second queued archive's first try", |c| {
+            c.iter().filter(|c| c.method == "conversations.archive").count() == 2
+        })
+        .await;
+    assert_eq!(t.command_in(L2, ROOM, "reopen").await, "Reopened #1.");
+    t.command_in(L2, ROOM, "resolve").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    t.drained(10).await;
+    assert!(
+        t.slack.ok_calls("conversations.archive").is_empty(),
+        "not before the new resolve's delay"
+    );
     // A thread incident reopens too.
     t.command(L2, "p3 Small thing").await;
     t.command(L2, "resolve #2").await;

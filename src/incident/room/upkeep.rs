@@ -264,11 +264,14 @@ impl Steps {
     }
 
     /// Checked right before each call to archive (a retry after a 429
-    /// included): a reopen since the archive was queued cancels it. One
-    /// conditional statement on the writer, so it sees the latest reopen.
+    /// included): a reopen since the archive was queued cancels it, and so
+    /// does a new resolve (it scheduled an archive of its own, `archive_at`
+    /// set again). One conditional statement on the writer, so it sees the
+    /// latest reopen.
     async fn still_resolved(&self, i: &Incident) -> anyhow::Result<bool> {
         let n = sqlx::query(
-            "UPDATE incidents SET archive_at = NULL WHERE id = $1 AND state = 'resolved' AND room_state = 'made'",
+            "UPDATE incidents SET archive_at = NULL
+             WHERE id = $1 AND state = 'resolved' AND room_state = 'made' AND archive_at IS NULL",
         )
         .bind(i.id)
         .execute(&self.state.store.writer)
