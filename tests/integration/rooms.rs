@@ -850,6 +850,15 @@ async fn a_create_step_out_of_attempts_degrades_to_the_thread(backend: Backend) 
         .collect();
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].contains("could not create a dedicated channel"), "{told:?}");
+    // The channel Slack made, whose id could not be stored, is archived.
+    let made = t.slack.channels()["inc-1-checkout-502s"].clone();
+    assert_eq!(t.slack.channels().len(), 1, "adopted on the retry, not made twice");
+    assert!(
+        t.slack
+            .ok_calls("conversations.archive")
+            .iter()
+            .any(|c| c.body["channel"] == made.as_str())
+    );
 
     // Backstop: a room left pending with no create step queued (one given
     // up before it could degrade) does not hold what is meant for the room.

@@ -8,8 +8,10 @@
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
+use super::Step;
 use super::steps::{CALL_TIMEOUT, Steps};
-use crate::incident::model::Incident;
+use crate::incident::model::{Incident, Room};
+use crate::incident::store as db;
 use crate::outbox::Outcome;
 
 /// Pages of the bot's channels read before giving up the search.
@@ -43,6 +45,32 @@ impl Steps {
             .bind(i.id)
             .execute(&self.state.store.writer)
             .await?;
+        Ok(())
+    }
+
+    /// After a create step gave up, a channel an attempt made but could not
+    /// store (the store failing after Slack answered) is archived, so it
+    /// does not linger next to the thread the incident went on in.
+    pub(super) async fn archive_unstored(&self, i: &Incident) -> anyhow::Result<()> {
+        let Some(name) = self.tried_name(i).await? else {
+            return Ok(());
+        };
+        let Found::Ours(id) = self.find_ours(&name).await else {
+            return Ok(());
+        };
+        let mut tx = self.state.store.begin_in_background().await?;
+        let now = db::get(&mut tx, i.id).await?;
+        if now.is_some_and(|n| n.room() == Room::Failed) {
+            super::queue(
+                &mut tx,
+                i,
+                Step::Archive { channel: Some(id) },
+                None,
+                self.state.clock.now_ms(),
+            )
+            .await?;
+            self.state.outbox.commit(tx).await?;
+        }
         Ok(())
     }
 

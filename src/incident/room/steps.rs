@@ -143,7 +143,12 @@ impl Steps {
             _ => return done,
         };
         match self.degrade(row, i, &why).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                if let Err(e) = self.archive_unstored(i).await {
+                    tracing::warn!(incident.id = i.id, error = ?e, "could not look for a channel made but not stored");
+                }
+                outcome
+            }
             Err(e) => {
                 tracing::warn!(incident.id = i.id, error = ?e, "could not degrade the room to the thread");
                 done
