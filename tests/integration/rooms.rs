@@ -1031,7 +1031,56 @@ async fn a_slow_step_stops_at_its_budget_and_goes_on(backend: Backend) {
     t.finish().await;
 }
 
+/// A replica whose create answer comes back after the room was given up
+/// (its lease ran out, the other replica got `restricted_action` and told
+/// the declarer) does not bring the room back: it archives its channel.
+async fn a_late_create_after_degrade_archives_its_channel(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let replica = runbook_bot::App::build_with_clock(t.config.clone(), t.clock.clone())
+        .await
+        .expect("replica builds");
+    t.slack.script_method(
+        "conversations.create",
+        [Scripted::Slow { ms: 4000 }, Scripted::SlackError("restricted_action")],
+    );
+    t.command(L2, "p1 Checkout 502s").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t
+        .scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'room' AND lease_owner IS NOT NULL")
+        .await
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the create step never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    t.clock.advance(31_000);
+    t.slack
+        .wait_for(10, "the late create's answer", |c| {
+            c.iter().any(|c| c.ok && c.method == "conversations.create")
+        })
+        .await;
+    // The create row is finished already (by the replica that degraded):
+    // wait for the archive itself, not for an empty outbox.
+    let made = t.slack.channels()["inc-1-checkout-502s"].clone();
+    t.slack
+        .wait_for(10, "the stray channel's archive", |c| {
+            c.iter()
+                .any(|c| c.ok && c.method == "conversations.archive" && c.body["channel"] == made.as_str())
+        })
+        .await;
+    t.drained(15).await;
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'failed' AND room_channel IS NULL")
+            .await,
+        1
+    );
+    replica.shutdown().await;
+    t.finish().await;
+}
+
 both_backends!(
+    a_late_create_after_degrade_archives_its_channel,
     a_slow_step_stops_at_its_budget_and_goes_on,
     reactions_are_throttled_per_user,
     a_fallback_to_the_thread_goes_to_the_roots_channel,
