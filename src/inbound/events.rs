@@ -23,12 +23,13 @@ pub async fn handle(state: &Arc<AppState>, cb: SlackPushEventCallback, transport
     {
         return Ok(());
     }
-    let marked = match marked(&cb.event, &state.config.incidents.pin_emoji) {
-        Some(m) => with_text(state, m).await?,
-        None => None,
-    };
     let mut keys = vec![cb.event_id.to_string()];
     keys.extend(transport.envelope_key());
+    let marked = match marked(&cb.event, &state.config.incidents.pin_emoji) {
+        Some(m) if m.how == "Marked" && !reaction_allowed(state, &m.by, now) => return Ok(()),
+        Some(m) => with_text(state, m, &keys).await?,
+        None => None,
+    };
     let mut tx = state.store.begin().await.map_err(anyhow::Error::from)?;
     if !events::claim_all(&mut tx, &keys, now).await? {
         state.metrics.slack_request("events", "duplicate");
@@ -81,17 +82,35 @@ fn marked(event: &SlackEventCallbackBody, emoji: &str) -> Option<Marked> {
 
 /// The incident a marked message belongs to, with the message's text
 /// (read from Slack when the event does not carry it). None when the
-/// message is in no incident's room or thread.
-async fn with_text(state: &AppState, mut m: Marked) -> anyhow::Result<Option<(i64, Marked)>> {
+/// message is in no incident's room or thread. Slack is asked only when
+/// the text will be used: not for a redelivery (its `keys` are claimed
+/// already) nor for a message already on the timeline.
+async fn with_text(state: &AppState, mut m: Marked, keys: &[String]) -> anyhow::Result<Option<(i64, Marked)>> {
     let mut conn = state.store.pool.acquire().await?;
     let Some(incident) = pins::incident_of(&mut conn, &m).await? else {
         return Ok(None);
     };
+    let needed = m.text.is_none()
+        && !events::seen_any(&mut conn, keys).await?
+        && !pins::known(&mut conn, incident, &m.ts).await?;
     drop(conn);
-    if m.text.is_none() {
+    if needed {
         m.text = pins::fetch_text(&state.slack, &m.channel, &m.ts).await;
     }
     Ok(Some((incident, m)))
+}
+
+/// Reactions with the timeline emoji share the mentions' per-user limit
+/// (`abuse.mention_*`, a bucket of their own): each may cost a Slack call.
+/// Over it, the reaction is dropped before anything is stored.
+fn reaction_allowed(state: &AppState, user: &str, now: i64) -> bool {
+    match state.mentions.check(&format!("reaction:{user}"), now) {
+        Verdict::Allow { .. } => true,
+        Verdict::Suppress => {
+            state.metrics.throttled("reaction");
+            false
+        }
+    }
 }
 
 /// Mentions answered per user are limited (`abuse.mention_*`): one person

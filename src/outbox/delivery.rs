@@ -39,7 +39,8 @@ pub enum Outcome {
     Failed(String),
     /// A newer update of the same message is queued behind this one.
     Superseded,
-    /// The message this row needs has no `ts` yet; look again after this long.
+    /// The message this row needs has no `ts` yet, or a room step stopped
+    /// at its time budget; look again after this long (not an attempt).
     NotYet {
         after_ms: i64,
     },
@@ -122,7 +123,9 @@ impl Delivery<'_> {
 
     /// The thread to reply in, or the message to update, may be known only
     /// by key until its own post is delivered (same lane, so it goes first).
-    /// An update goes to the channel its message was posted in.
+    /// An update goes to the channel its message was posted in, a reply to
+    /// the channel of its thread's root (a message meant for a room that
+    /// falls back to the thread in #incidents names the room as its channel).
     async fn thread_ts(&self, row: &OutboxRow, thread_key: Option<&str>) -> Result<Destination, Outcome> {
         let key = match row.kind {
             Kind::Update => row.message_key.as_deref(),
@@ -136,8 +139,7 @@ impl Delivery<'_> {
         };
         match rows::known_ts(self.store, key).await {
             Ok(KnownTs::Known(channel, ts)) => Ok(Destination {
-                channel: (row.kind == Kind::Update && row.channel.as_deref() != Some(channel.as_str()))
-                    .then_some(channel),
+                channel: (row.channel.as_deref() != Some(channel.as_str())).then_some(channel),
                 ts: Some(ts),
             }),
             Ok(KnownTs::Lost) => Err(Outcome::Failed(format!(

@@ -20,8 +20,8 @@ pub mod steps;
 pub mod worker;
 
 pub use delivery::{Outcome, backoff_ms, classify};
-pub use rows::OutboxRow;
-pub use steps::{RoomSteps, enqueue_step, room_thread_key};
+pub use rows::{LEASE_MS, OutboxRow};
+pub use steps::{RoomSteps, enqueue_step, room_thread_key, save_step};
 
 use std::sync::Arc;
 

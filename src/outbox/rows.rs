@@ -7,7 +7,7 @@ use super::Kind;
 use crate::store::Store;
 
 /// How long a claimed row stays ours before another worker may take it.
-const LEASE_MS: i64 = 30_000;
+pub const LEASE_MS: i64 = 30_000;
 
 /// What a sensitive row's payload becomes once it is delivered or given up:
 /// still a message (so every stored payload decodes), without the secret.
@@ -234,10 +234,25 @@ pub async fn room_of(store: &Store, incident_id: i64) -> anyhow::Result<RoomDest
             .await?;
     Ok(match row {
         Some((Some(state), Some(_))) if state == "archived" => RoomDest::Thread,
+        Some((Some(state), Some(_))) if state == "failed" => RoomDest::Thread,
         Some((_, Some(channel))) => RoomDest::Room(channel),
-        Some((Some(state), None)) if state == "pending" => RoomDest::NotYet,
+        Some((Some(state), None)) if state == "pending" && creating(store, incident_id).await? => RoomDest::NotYet,
         _ => RoomDest::Thread,
     })
+}
+
+/// Whether a create step of the incident's room is still queued. A room
+/// left pending without one (its step given up, or lost) would hold every
+/// message meant for it, and the incident's order key, for ever.
+async fn creating(store: &Store, incident_id: i64) -> anyhow::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE incident_id = $1 AND kind = 'room' AND status = 'pending'
+         AND payload LIKE '%\"step\":\"create\"%'",
+    )
+    .bind(incident_id)
+    .fetch_one(&store.pool)
+    .await?;
+    Ok(n > 0)
 }
 
 pub async fn newer_update_exists(store: &Store, row: &OutboxRow) -> anyhow::Result<bool> {

@@ -54,3 +54,14 @@ pub async fn enqueue_step(
     .await?;
     Ok(())
 }
+
+/// A room step records how far it got in its own row (it holds the row's
+/// lease), so its retry resumes there instead of starting over.
+pub async fn save_step(store: &crate::store::Store, row_id: i64, step: &serde_json::Value) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET payload = $1 WHERE id = $2 AND status = 'pending'")
+        .bind(step.to_string())
+        .bind(row_id)
+        .execute(&store.writer)
+        .await?;
+    Ok(())
+}

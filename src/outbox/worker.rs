@@ -195,7 +195,9 @@ impl Worker {
             let text = format!("A message to {place} was not delivered: {error}");
             crate::store::timeline::add_event(&mut tx, incident, now, "bot", "delivery_failed", &text).await?;
         }
-        if let (Some(url), false) = (&row.notify_url, row.kind == Kind::Respond) {
+        // A room step's owner tells people itself (`RoomSteps`); the generic
+        // notice would name the incident channel as undeliverable.
+        if let (Some(url), false) = (&row.notify_url, matches!(row.kind, Kind::Respond | Kind::Room)) {
             let text = failure_notice(row.channel.as_deref(), &error);
             super::enqueue(&mut tx, &[Outgoing::respond(url, text_content(text))], None, now).await?;
         }

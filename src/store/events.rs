@@ -22,6 +22,21 @@ pub async fn claim(conn: &mut sqlx::AnyConnection, event_id: &str, now_ms: i64) 
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether any of the keys was claimed already (a redelivery), read
+/// before work that need not be done twice; the claim itself decides.
+pub async fn seen_any(conn: &mut sqlx::AnyConnection, keys: &[String]) -> anyhow::Result<bool> {
+    for key in keys {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM slack_events WHERE event_id = $1")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if n > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Claim every key, in the caller's transaction; true when none was seen
 /// before. On false the caller rolls back (drops the transaction).
 pub async fn claim_all(conn: &mut sqlx::AnyConnection, keys: &[String], now_ms: i64) -> anyhow::Result<bool> {

@@ -31,21 +31,9 @@ fn room_config(c: &mut runbook_bot::config::Config) {
     c.incidents.status_page_url = Some("https://status.example.com/drafts".into());
 }
 
-/// Everyone invited to `room` by successful calls.
+/// Everyone invited to `room`, as the fake Slack keeps it.
 fn invited(t: &TestApp, room: &str) -> Vec<String> {
-    let mut users: Vec<String> = t
-        .slack
-        .ok_calls("conversations.invite")
-        .iter()
-        .filter(|c| c.body["channel"] == room)
-        .flat_map(|c| match &c.body["users"] {
-            Value::Array(a) => a.iter().map(|u| u.as_str().unwrap().to_string()).collect::<Vec<_>>(),
-            Value::String(s) => s.split(',').map(str::to_string).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
-    users.sort();
-    users
+    t.slack.members(room)
 }
 
 fn posts_in(t: &TestApp, channel: &str) -> Vec<String> {
@@ -225,11 +213,21 @@ async fn a_pinned_message_reaches_the_postmortem_once(backend: Backend) {
         "item": {"type": "message", "channel": ROOM, "ts": msg_ts}, "event_ts": "1700000101.000100"
     });
     send_event(&t, "Ev0REACT1", reaction.clone()).await;
-    // A reaction with the emoji on another message, whose text the bot reads.
+    // A reaction with the emoji on another message, whose text the bot reads
+    // once: Slack's redelivery of the event costs no second call.
     t.slack.add_message(ROOM, "1700000060.000100", "Report job paused");
     let mut other = reaction.clone();
     other["item"]["ts"] = json!("1700000060.000100");
+    send_event(&t, "Ev0REACT2", other.clone()).await;
     send_event(&t, "Ev0REACT2", other).await;
+    let fetched: Vec<_> = t
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "reactions.get" || c.method == "conversations.history")
+        .collect();
+    assert_eq!(fetched.len(), 1, "only the message not yet on the timeline, once");
+    assert_eq!(fetched[0].body["timestamp"], "1700000060.000100");
     assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_pins").await, 2);
     assert_eq!(
         t.scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'pinned'")
@@ -273,7 +271,10 @@ async fn a_pin_in_an_incident_thread_reaches_its_timeline(backend: Backend) {
         "{timeline}"
     );
     assert!(
-        t.slack.calls().iter().all(|c| c.method != "conversations.history"),
+        t.slack
+            .calls()
+            .iter()
+            .all(|c| c.method != "conversations.history" && c.method != "reactions.get"),
         "pins carry their text"
     );
     t.finish().await;
@@ -397,6 +398,52 @@ async fn reopen_cancels_the_archive(backend: Backend) {
         1
     );
     assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("reopened #1")));
+
+    // Resolved again and due: the archive is queued, and Slack rate limits
+    // it. A reopen now still keeps the room.
+    t.slack
+        .script_method("conversations.archive", [Scripted::RateLimited { retry_after_secs: 2 }]);
+    t.command_in(L2, ROOM, "resolve").await;
+    t.clock.advance(25 * HOUR_MS);
+    t.slack
+        .wait_for(10, "the queued archive's first try", |c| {
+            c.iter().any(|c| c.method == "conversations.archive")
+        })
+        .await;
+    assert_eq!(t.command_in(L2, ROOM, "reopen").await, "Reopened #1.");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    t.drained(10).await;
+    assert!(
+        t.slack.ok_calls("conversations.archive").is_empty(),
+        "reopened: not archived"
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE id = 1 AND room_state = 'made'")
+            .await,
+        1
+    );
+    t.command_in(L2, ROOM, "status still in the room").await;
+    t.drained(10).await;
+    assert!(posts_in(&t, ROOM).iter().any(|p| p.contains("still in the room")));
+    // Reopened and resolved again while an old archive waits on Slack: that
+    // one does not jump the new resolve's delay.
+    t.slack
+        .script_method("conversations.archive", [Scripted::RateLimited { retry_after_secs: 2 }]);
+    t.command_in(L2, ROOM, "resolve").await;
+    t.clock.advance(25 * HOUR_MS);
+    t.slack
+        .wait_for(10, "the second queued archive's first try", |c| {
+            c.iter().filter(|c| c.method == "conversations.archive").count() == 2
+        })
+        .await;
+    assert_eq!(t.command_in(L2, ROOM, "reopen").await, "Reopened #1.");
+    t.command_in(L2, ROOM, "resolve").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    t.drained(10).await;
+    assert!(
+        t.slack.ok_calls("conversations.archive").is_empty(),
+        "not before the new resolve's delay"
+    );
     // A thread incident reopens too.
     t.command(L2, "p3 Small thing").await;
     t.command(L2, "resolve #2").await;
@@ -522,6 +569,19 @@ async fn escalations_of_a_room_incident_go_to_the_room(backend: Backend) {
             .iter()
             .all(|c| c.body["channel"] == ROOM || !c.body.to_string().contains("Escalation"))
     );
+    // Slack notifies nobody mentioned in a channel they are not in: the
+    // rung's people (L2, here L2B new to the room) are invited first.
+    assert!(invited(&t, ROOM).contains(&L2B.to_string()), "{:?}", invited(&t, ROOM));
+    let calls = t.slack.calls();
+    let invite_at = calls
+        .iter()
+        .position(|c| c.method == "conversations.invite" && c.body.to_string().contains(L2B))
+        .unwrap();
+    let ping_at = calls
+        .iter()
+        .position(|c| c.ok && c.body["channel"] == ROOM && c.body.to_string().contains("Escalation"))
+        .unwrap();
+    assert!(invite_at < ping_at, "invited before the ping");
     t.finish().await;
 }
 
@@ -732,7 +792,301 @@ async fn approval_cards_and_diagnostics_go_to_the_room(backend: Backend) {
     db.cleanup().await;
 }
 
+/// Make storing a room's id fail in the test's own database, as a store
+/// outage between Slack's answer and our write would.
+async fn refuse_room_ids(t: &TestApp, backend: Backend) {
+    let pool = &t.state().store.writer;
+    let sql: &[&'static str] = match backend {
+        Backend::Sqlite => &[
+            "CREATE TRIGGER room_id_refused BEFORE UPDATE OF room_channel ON incidents
+             WHEN NEW.room_channel IS NOT NULL BEGIN SELECT RAISE(ABORT, 'room id refused'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE FUNCTION refuse_room_id() RETURNS trigger AS $$
+             BEGIN RAISE EXCEPTION 'room id refused'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER room_id_refused BEFORE UPDATE OF room_channel ON incidents FOR EACH ROW
+             WHEN (NEW.room_channel IS NOT NULL) EXECUTE FUNCTION refuse_room_id()",
+        ],
+    };
+    for s in sql {
+        sqlx::raw_sql(*s).execute(pool).await.unwrap();
+    }
+}
+
+/// The create step's last attempt fails in the store: the incident goes on
+/// in its thread (nothing queued for the room waits for ever), and the
+/// declarer is told once, not also with a generic delivery failure.
+async fn a_create_step_out_of_attempts_degrades_to_the_thread(backend: Backend) {
+    let t = TestApp::spawn_configured(backend, |c| {
+        room_config(c);
+        c.outbox.max_attempts = 2;
+    })
+    .await;
+    refuse_room_ids(&t, backend).await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.command(L2, "status looking at the load balancer").await;
+    t.drained(15).await;
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'failed' AND room_channel IS NULL")
+            .await,
+        1
+    );
+    let posts = t.slack.ok_calls("chat.postMessage");
+    assert!(
+        posts.iter().any(|c| c.body["channel"] == CHANNEL
+            && !c.body["thread_ts"].is_null()
+            && c.body.to_string().contains("looking at the load balancer")),
+        "{:?}",
+        fake_slack::summary(&t.slack.calls())
+    );
+    let root = t.slack.ok_calls("chat.update").last().unwrap().body.to_string();
+    assert!(!root.contains("being created"), "{root}");
+    let told: Vec<_> = t
+        .slack
+        .ok_calls("response_url")
+        .into_iter()
+        .map(|c| c.body.to_string())
+        .filter(|b| b.contains("could not") || b.contains("could not be delivered"))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("could not create a dedicated channel"), "{told:?}");
+    // The channel Slack made, whose id could not be stored, is archived.
+    let made = t.slack.channels()["inc-1-checkout-502s"].clone();
+    assert_eq!(t.slack.channels().len(), 1, "adopted on the retry, not made twice");
+    assert!(
+        t.slack
+            .ok_calls("conversations.archive")
+            .iter()
+            .any(|c| c.body["channel"] == made.as_str())
+    );
+
+    // Backstop: a room left pending with no create step queued (one given
+    // up before it could degrade) does not hold what is meant for the room.
+    t.command(L2, "p3 Stuck room").await;
+    t.drained(10).await;
+    sqlx::query("UPDATE incidents SET room_state = 'pending' WHERE id = 2")
+        .execute(&t.state().store.writer)
+        .await
+        .unwrap();
+    t.command(L2, "status still going #2").await;
+    t.drained(10).await;
+    let last = t.slack.ok_calls("chat.postMessage").last().unwrap().body.clone();
+    assert!(
+        last.to_string().contains("still going") && last["channel"] == CHANNEL,
+        "{last}"
+    );
+    t.finish().await;
+}
+
+/// Slack made the channel but its answer was lost: the retry adopts that
+/// channel instead of making `-2` and leaving an orphan.
+async fn a_lost_create_answer_adopts_the_channel(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    t.slack
+        .script_method("conversations.create", [Scripted::ServerErrorAfterDoing]);
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(15).await;
+    let channels = t.slack.channels();
+    assert_eq!(channels.len(), 1, "{channels:?}");
+    assert_eq!(room_of(&t).await, Some(channels["inc-1-checkout-502s"].clone()));
+    let room = room_of(&t).await.unwrap();
+    assert!(!invited(&t, &room).is_empty());
+    assert!(t.slack.ok_calls("conversations.archive").is_empty());
+    assert!(posts_in(&t, &room)[0].contains("This channel is for incident *#1*"));
+    t.finish().await;
+}
+
+/// More invitees than one call takes: a 429 on the second batch resumes
+/// with that batch, not from the start.
+async fn invites_resume_after_a_rate_limit(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let many: Vec<String> = (0..1001).map(|n| format!("U0MANY{n:04}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    t.slack.set_group(GROUP, &refs);
+    t.slack.script_method(
+        "conversations.invite",
+        [Scripted::Normal, Scripted::RateLimited { retry_after_secs: 1 }],
+    );
+    t.command(L2, "p1 Everyone in").await;
+    t.drained(20).await;
+    assert_eq!(
+        invited(&t, ROOM).len(),
+        1003,
+        "the group, the declarer and the responder"
+    );
+    let calls: Vec<_> = t
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "conversations.invite")
+        .collect();
+    assert_eq!(calls.len(), 3, "first batch, the 429, the second batch once more");
+    assert_eq!(calls[0].body["users"].as_str().unwrap().split(',').count(), 1000);
+    assert_eq!(calls[1].body, calls[2].body);
+    assert!(
+        t.slack
+            .ok_calls("conversations.invite")
+            .iter()
+            .all(|c| c.body["force"] == json!(true))
+    );
+    t.finish().await;
+}
+
+/// A message meant for the room whose row names the room (typed there)
+/// falls back, once the room is archived, to the thread in #incidents: the
+/// root's channel, not the room with the root's ts.
+async fn a_fallback_to_the_thread_goes_to_the_roots_channel(backend: Backend) {
+    use runbook_bot::outbox::{self, Outgoing};
+    use runbook_bot::slack::ids::ChannelId;
+    let t = spawn_rooms(backend).await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    let root_ts = t.slack.ok_calls("chat.postMessage")[0].ts.clone().unwrap();
+    sqlx::query("UPDATE incidents SET room_state = 'archived' WHERE id = 1")
+        .execute(&t.state().store.writer)
+        .await
+        .unwrap();
+    let state = t.state();
+    let mut tx = state.store.begin().await.unwrap();
+    let msg = Outgoing::to_room(
+        1,
+        &ChannelId::parse(ROOM).unwrap(),
+        runbook_bot::incident::render::reply("a late diagnostic".into()),
+    );
+    outbox::enqueue(&mut tx, &[msg], None, state.clock.now_ms())
+        .await
+        .unwrap();
+    state.outbox.commit(tx).await.unwrap();
+    t.drained(10).await;
+    let late = t
+        .slack
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .find(|c| c.body.to_string().contains("a late diagnostic"))
+        .expect("delivered");
+    assert_eq!(late.body["channel"], CHANNEL, "{}", late.body);
+    assert_eq!(late.body["thread_ts"], json!(root_ts));
+    t.finish().await;
+}
+
+/// One person reacting over and over cannot make the bot call Slack for
+/// each: reactions share the mentions' per-user limit.
+async fn reactions_are_throttled_per_user(backend: Backend) {
+    let t = TestApp::spawn_configured(backend, |c| {
+        room_config(c);
+        c.abuse.mention_burst = 2;
+        c.abuse.mention_refill = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    t.command(L2, "p1 Checkout 502s").await;
+    t.drained(10).await;
+    for n in 0..5 {
+        let ts = format!("17000001{n:02}.000100");
+        t.slack.add_message(ROOM, &ts, &format!("finding {n}"));
+        let reaction = json!({
+            "type": "reaction_added", "user": L2B, "reaction": "pushpin", "item_user": L2B,
+            "item": {"type": "message", "channel": ROOM, "ts": ts}, "event_ts": "1700000201.000100"
+        });
+        send_event(&t, &format!("Ev0SPAM{n}"), reaction).await;
+    }
+    let fetches = t
+        .slack
+        .calls()
+        .iter()
+        .filter(|c| c.method == "reactions.get" || c.method == "conversations.history")
+        .count();
+    assert_eq!(fetches, 2);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM incident_pins").await, 2);
+    t.finish().await;
+}
+
+/// A step run starts no Slack call past its budget (the worker runs it
+/// inline, inside a lease): a slow first batch of invites leaves the rest,
+/// recorded in the row, to the next run.
+async fn a_slow_step_stops_at_its_budget_and_goes_on(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let many: Vec<String> = (0..1001).map(|n| format!("U0MANY{n:04}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    t.slack.set_group(GROUP, &refs);
+    t.slack
+        .script_method("conversations.invite", [Scripted::Slow { ms: 10_500 }]);
+    t.command(L2, "p1 Everyone in, slowly").await;
+    t.drained(30).await;
+    assert_eq!(invited(&t, ROOM).len(), 1003);
+    let payload: String =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE kind = 'room' AND payload LIKE '%inviting%'")
+            .fetch_one(&t.state().store.pool)
+            .await
+            .expect("the invite recorded what was left");
+    let left: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(left["users"].as_array().unwrap().len(), 3, "{payload}");
+    assert_eq!(
+        t.slack
+            .calls()
+            .iter()
+            .filter(|c| c.method == "conversations.invite")
+            .count(),
+        2
+    );
+    t.finish().await;
+}
+
+/// A replica whose create answer comes back after the room was given up
+/// (its lease ran out, the other replica got `restricted_action` and told
+/// the declarer) does not bring the room back: it archives its channel.
+async fn a_late_create_after_degrade_archives_its_channel(backend: Backend) {
+    let t = spawn_rooms(backend).await;
+    let replica = runbook_bot::App::build_with_clock(t.config.clone(), t.clock.clone())
+        .await
+        .expect("replica builds");
+    t.slack.script_method(
+        "conversations.create",
+        [Scripted::Slow { ms: 4000 }, Scripted::SlackError("restricted_action")],
+    );
+    t.command(L2, "p1 Checkout 502s").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t
+        .scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'room' AND lease_owner IS NOT NULL")
+        .await
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the create step never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    t.clock.advance(31_000);
+    t.slack
+        .wait_for(10, "the late create's answer", |c| {
+            c.iter().any(|c| c.ok && c.method == "conversations.create")
+        })
+        .await;
+    // The create row is finished already (by the replica that degraded):
+    // wait for the archive itself, not for an empty outbox.
+    let made = t.slack.channels()["inc-1-checkout-502s"].clone();
+    t.slack
+        .wait_for(10, "the stray channel's archive", |c| {
+            c.iter()
+                .any(|c| c.ok && c.method == "conversations.archive" && c.body["channel"] == made.as_str())
+        })
+        .await;
+    t.drained(15).await;
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM incidents WHERE room_state = 'failed' AND room_channel IS NULL")
+            .await,
+        1
+    );
+    replica.shutdown().await;
+    t.finish().await;
+}
+
 both_backends!(
+    a_late_create_after_degrade_archives_its_channel,
+    a_slow_step_stops_at_its_budget_and_goes_on,
+    reactions_are_throttled_per_user,
+    a_fallback_to_the_thread_goes_to_the_roots_channel,
+    invites_resume_after_a_rate_limit,
+    a_lost_create_answer_adopts_the_channel,
+    a_create_step_out_of_attempts_degrades_to_the_thread,
     a_p1_gets_a_room_with_invitees_topic_and_bookmarks,
     a_p3_stays_a_thread,
     commands_in_the_room_need_no_id,

@@ -10,9 +10,11 @@
 //! go to the incident's thread, and the declarer is told once.
 //!
 //! Resolving schedules the archive (`archive_at`, persisted; `archive`
-//! polls it), reopening cancels it. Pins and the configured reaction add a
-//! message to the timeline once (`pins`).
+//! polls it), reopening cancels it, even once queued (the archive step
+//! checks the incident is still resolved right before each call). Pins and
+//! the configured reaction add a message to the timeline once (`pins`).
 
+pub mod adopt;
 pub mod archive;
 pub mod pins;
 pub mod steps;
@@ -35,7 +37,20 @@ pub const NAME_ATTEMPTS: usize = 9;
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     Create,
+    /// The declarer, the commander and the severity's responders.
     Invite,
+    /// Whom a post in the room is about to ping (user and group ids): an
+    /// escalation's targets, who would not be notified outside the room.
+    Summon {
+        subjects: Vec<String>,
+    },
+    /// An invite or summon under way (stored in its row when Slack asks it
+    /// to wait): the users left to invite and those Slack refused so far.
+    Inviting {
+        users: Vec<String>,
+        #[serde(default)]
+        refused: Vec<(String, String)>,
+    },
     /// Set from the incident as it is when the step runs.
     Topic,
     Bookmarks,
@@ -176,6 +191,13 @@ mod tests {
         for s in [
             Step::Create,
             Step::Invite,
+            Step::Summon {
+                subjects: vec!["U1".into(), "S1".into()],
+            },
+            Step::Inviting {
+                users: vec!["U2".into()],
+                refused: vec![("U3".into(), "user_is_inactive".into())],
+            },
             Step::Topic,
             Step::Bookmarks,
             Step::Archive { channel: None },

@@ -45,6 +45,16 @@ pub async fn incident_of(conn: &mut AnyConnection, m: &Marked) -> anyhow::Result
     Ok(key.and_then(|k| k.strip_prefix("incident:")?.parse().ok()))
 }
 
+/// Whether the message is on the incident's timeline already.
+pub async fn known(conn: &mut AnyConnection, incident_id: i64, ts: &str) -> anyhow::Result<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incident_pins WHERE incident_id = $1 AND message_ts = $2")
+        .bind(incident_id)
+        .bind(ts)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(n > 0)
+}
+
 /// Add the message to the timeline unless it is there; true when added.
 pub async fn add(conn: &mut AnyConnection, incident_id: i64, m: &Marked, now: i64) -> anyhow::Result<bool> {
     let fresh = sqlx::query(
@@ -76,22 +86,18 @@ fn excerpt(text: &str) -> String {
 }
 
 /// A reaction event names the message only: read its text
-/// (`conversations.history`, `channels:history`/`groups:history`). None
-/// when Slack cannot say in time; the timeline then notes it without text.
+/// (`reactions.get`, which needs only `reactions:read` and finds thread
+/// replies too). None when Slack cannot say in time; the timeline then
+/// notes it without text.
 pub async fn fetch_text(slack: &SlackApi, channel: &str, ts: &str) -> Option<String> {
-    let req = SlackApiConversationsHistoryRequest::new()
+    let req = SlackApiReactionsGetRequest::new()
         .with_channel(SlackChannelId::new(channel.to_string()))
-        .with_latest(SlackTs::new(ts.to_string()))
-        .with_inclusive(true)
-        .with_limit(1);
+        .with_timestamp(SlackTs::new(ts.to_string()));
     let session = slack.session();
-    let resp = tokio::time::timeout(FETCH_TIMEOUT, session.conversations_history(&req)).await;
+    let resp = tokio::time::timeout(FETCH_TIMEOUT, session.reactions_get(&req)).await;
     match resp {
-        Ok(Ok(r)) => r
-            .messages
-            .into_iter()
-            .find(|m| m.origin.ts.as_ref() == ts)
-            .and_then(|m| m.content.text),
+        Ok(Ok(SlackApiReactionsGetResponse::Message(r))) => r.message.content.text,
+        Ok(Ok(SlackApiReactionsGetResponse::File(_))) => None,
         Ok(Err(e)) => {
             tracing::info!(error = %e, "could not read a marked message's text");
             None

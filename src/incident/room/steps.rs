@@ -8,8 +8,13 @@
 //! a 429 waits its Retry-After without using an attempt, 5xx and
 //! `ratelimited` back off. What cannot be fixed by waiting (`missing_scope`,
 //! `restricted_action`, `not_allowed_token_type`, every name taken, or the
-//! last attempt used up) degrades the incident to its thread: recorded on
-//! the timeline, the root updated, and the declarer told once.
+//! last attempt used up, a store error included) degrades the incident to
+//! its thread: recorded on the timeline, the root updated, and the
+//! declarer told once.
+//!
+//! The worker runs a step inline, inside its row's lease: a run starts no
+//! Slack call past `STEP_BUDGET` and goes on in the next run from what it
+//! recorded (the name tried last, the users left to invite).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +24,7 @@ use serde::Serialize;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
+use super::adopt::Found;
 use super::{NAME_ATTEMPTS, Step, channel_name, nth_name};
 use crate::incident::model::{Incident, Room};
 use crate::incident::{render, store as db};
@@ -27,7 +33,41 @@ use crate::slack::ids::ChannelId;
 use crate::slack::text::escape;
 use crate::state::AppState;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// One Slack call of a step (the adoption search counts as one).
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// A step run starts no Slack call after this long (but always makes one):
+/// the worker runs steps inline, so a long one holds every other lane, and
+/// must finish inside its row's lease. What is left goes on in the next
+/// run, from the progress recorded (the name tried, the users left).
+pub(super) const STEP_BUDGET: Duration = Duration::from_secs(10);
+const _: () = assert!((STEP_BUDGET.as_millis() + CALL_TIMEOUT.as_millis()) < outbox::LEASE_MS as u128);
+
+/// When a step run stops starting Slack calls.
+#[derive(Clone, Copy)]
+pub(super) struct Budget(tokio::time::Instant);
+
+impl Budget {
+    fn start() -> Budget {
+        Budget(tokio::time::Instant::now() + STEP_BUDGET)
+    }
+
+    pub(super) fn spent(self) -> bool {
+        tokio::time::Instant::now() >= self.0
+    }
+}
+
+/// Run the step again at once: it stopped at its budget, not for Slack.
+pub(super) const GO_ON: Outcome = Outcome::NotYet { after_ms: 0 };
+
+/// Slack answers that mean "try again", not "no".
+pub(super) const TRANSIENT: &[&str] = &[
+    "ratelimited",
+    "rate_limited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
 
 /// Runs room steps with the app's handles (the store, Slack, the config,
 /// the group lookup); composed in `app.rs`.
@@ -64,14 +104,56 @@ impl Steps {
             Ok(None) => return Outcome::Failed(format!("incident {id} is gone")),
             Err(e) => return store_retry(e),
         };
+        let budget = Budget::start();
         let done = match step {
-            Step::Create => self.create(row, &i).await,
-            Step::Invite => self.invite(row, &i).await,
+            Step::Create => {
+                let done = self.create(row, &i, budget).await.unwrap_or_else(store_retry);
+                return self.settle_create(row, &i, done).await;
+            }
+            Step::Invite => {
+                let users = self.invitees(&i).await;
+                self.invite(row, &i, users, Vec::new(), budget).await
+            }
+            Step::Summon { subjects } => {
+                let users = self.expand(&subjects).await;
+                self.invite(row, &i, users, Vec::new(), budget).await
+            }
+            Step::Inviting { users, refused } => self.invite(row, &i, users, refused, budget).await,
             Step::Topic => self.topic(row, &i).await,
             Step::Bookmarks => self.bookmarks(row, &i).await,
             Step::Archive { channel } => self.archive(row, &i, channel).await,
         };
         done.unwrap_or_else(store_retry)
+    }
+
+    /// A create step must not end with the room still pending: everything
+    /// meant for the room waits for it. On its last attempt, or a failure
+    /// for good (a store error included), the incident goes on in its
+    /// thread and the declarer is told. Should even that fail, `room_of`
+    /// sends to the thread once no create step is left.
+    async fn settle_create(&self, row: &OutboxRow, i: &Incident, done: Outcome) -> Outcome {
+        let last = row.attempts + 1 >= i64::from(self.state.config.outbox.max_attempts);
+        let why = match &done {
+            Outcome::Retry {
+                counts_as_attempt: true,
+                error,
+                ..
+            } if last => format!("{error} (after {} attempts)", row.attempts + 1),
+            Outcome::Failed(error) => error.clone(),
+            _ => return done,
+        };
+        match self.degrade(row, i, &why).await {
+            Ok(outcome) => {
+                if let Err(e) = self.archive_unstored(i).await {
+                    tracing::warn!(incident.id = i.id, error = ?e, "could not look for a channel made but not stored");
+                }
+                outcome
+            }
+            Err(e) => {
+                tracing::warn!(incident.id = i.id, error = ?e, "could not degrade the room to the thread");
+                done
+            }
+        }
     }
 
     async fn incident(&self, id: i64) -> anyhow::Result<Option<Incident>> {
@@ -81,6 +163,18 @@ impl Steps {
 
     /// One Web API call, its answer sorted for a step of `row`.
     pub(super) async fn call(&self, row: &OutboxRow, method: &str, body: &(impl Serialize + Send + Sync)) -> Answer {
+        match self.post(method, body).await {
+            Ok(v) => Answer::Ok(v),
+            Err(e) => self.sort(row, e),
+        }
+    }
+
+    /// One Web API call as Slack answered it; `None` when it timed out.
+    pub(super) async fn post(
+        &self,
+        method: &str,
+        body: &(impl Serialize + Send + Sync),
+    ) -> Result<serde_json::Value, Option<SlackClientError>> {
         let session = self.state.slack.session();
         let sent = tokio::time::timeout(
             CALL_TIMEOUT,
@@ -89,21 +183,20 @@ impl Steps {
                 .http_post::<_, serde_json::Value>(method, body, None),
         )
         .await;
-        let e = match sent {
-            Ok(Ok(v)) => return Answer::Ok(v),
-            Ok(Err(e)) => e,
-            Err(_) => return self.last_or(row, "timed out".into()),
+        match sent {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Some(e)),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// A failed call's answer sorted for a step of `row`.
+    pub(super) fn sort(&self, row: &OutboxRow, e: Option<SlackClientError>) -> Answer {
+        let Some(e) = e else {
+            return self.last_or(row, "timed out".into());
         };
         if let SlackClientError::ApiError(api) = &e
-            && !matches!(
-                api.code.as_str(),
-                "ratelimited"
-                    | "rate_limited"
-                    | "internal_error"
-                    | "fatal_error"
-                    | "service_unavailable"
-                    | "request_timeout"
-            )
+            && !TRANSIENT.contains(&api.code.as_str())
         {
             return Answer::No(api.code.clone());
         }
@@ -136,15 +229,26 @@ impl Steps {
     }
 
     /// Create the channel unless an earlier attempt did; on `name_taken`
-    /// try the next suffix.
-    async fn create(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
+    /// adopt the channel an earlier attempt made under that name (`adopt`),
+    /// else try the next suffix.
+    /// A run resumes at the name the previous one tried last (those before
+    /// it were taken).
+    async fn create(&self, row: &OutboxRow, i: &Incident, budget: Budget) -> anyhow::Result<Outcome> {
         if i.room() != Room::Pending {
             return Ok(Outcome::Sent(None));
         }
         let config = &self.state.config.incidents;
         let base = channel_name(config, i.id, &i.title);
-        for n in 1..=NAME_ATTEMPTS {
+        let tried = self.tried_name(i).await?;
+        let first = (1..=NAME_ATTEMPTS)
+            .find(|n| tried.as_deref() == Some(nth_name(&base, *n).as_str()))
+            .unwrap_or(1);
+        for n in first..=NAME_ATTEMPTS {
+            if n > first && budget.spent() {
+                return Ok(GO_ON);
+            }
             let name = nth_name(&base, n);
+            self.record_name(i, &name).await?;
             let req = SlackApiConversationsCreateRequest::new(name.clone()).with_is_private(config.private);
             match self.call(row, "conversations.create", &req).await {
                 Answer::Ok(v) => {
@@ -152,6 +256,16 @@ impl Steps {
                         return self.degrade(row, i, "Slack answered without a channel id").await;
                     };
                     return self.made(i, id, &name).await;
+                }
+                Answer::No(code) if code == "name_taken" && tried.as_deref() == Some(name.as_str()) => {
+                    if budget.spent() {
+                        return Ok(GO_ON);
+                    }
+                    match self.find_ours(&name).await {
+                        Found::Ours(id) => return self.made(i, &id, &name).await,
+                        Found::NotOurs => continue,
+                        Found::Later(outcome) => return Ok(outcome),
+                    }
                 }
                 Answer::No(code) if code == "name_taken" => continue,
                 Answer::No(code) => return self.degrade(row, i, &code).await,
@@ -163,12 +277,15 @@ impl Steps {
     }
 
     /// Store the room's id once, then queue what a new room needs. A
-    /// replica that lost the race archives the channel it made.
+    /// replica that lost the race, or came after the room was given up
+    /// (the declarer was told it failed), archives the channel it made;
+    /// one that adopted the stored room leaves it be.
     async fn made(&self, i: &Incident, room: &str, name: &str) -> anyhow::Result<Outcome> {
         let now = self.state.clock.now_ms();
         let mut tx = self.state.store.begin_in_background().await?;
         let won = sqlx::query(
-            "UPDATE incidents SET room_channel = $1, room_state = 'made' WHERE id = $2 AND room_channel IS NULL",
+            "UPDATE incidents SET room_channel = $1, room_state = 'made'
+             WHERE id = $2 AND room_channel IS NULL AND room_state = 'pending'",
         )
         .bind(room)
         .bind(i.id)
@@ -176,17 +293,16 @@ impl Steps {
         .await?
         .rows_affected()
             == 1;
-        if !won {
-            let stray = Step::Archive {
-                channel: Some(room.to_string()),
-            };
-            super::queue(&mut tx, i, stray, None, now).await?;
-            self.state.outbox.commit(tx).await?;
-            tracing::warn!(
-                incident.id = i.id,
-                "another instance stored the room first; archiving ours"
-            );
+        let stored: Option<String> = sqlx::query_scalar("SELECT room_channel FROM incidents WHERE id = $1")
+            .bind(i.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        if !won && stored.as_deref() == Some(room) {
             return Ok(Outcome::Sent(None));
+        }
+        if !won {
+            return self.stray(tx, i, room).await;
         }
         let i = db::get(&mut tx, i.id)
             .await?
@@ -219,6 +335,26 @@ impl Steps {
         .await?;
         self.state.outbox.commit(tx).await?;
         tracing::info!(incident.id = i.id, room, "incident channel created");
+        Ok(Outcome::Sent(None))
+    }
+
+    /// Another instance stored a room first, or the room was given up:
+    /// the channel this attempt made is archived.
+    async fn stray(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        i: &Incident,
+        room: &str,
+    ) -> anyhow::Result<Outcome> {
+        let stray = Step::Archive {
+            channel: Some(room.to_string()),
+        };
+        super::queue(&mut tx, i, stray, None, self.state.clock.now_ms()).await?;
+        self.state.outbox.commit(tx).await?;
+        tracing::warn!(
+            incident.id = i.id,
+            "the room was stored first or given up; archiving the channel this attempt made"
+        );
         Ok(Outcome::Sent(None))
     }
 

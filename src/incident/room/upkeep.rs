@@ -5,10 +5,11 @@
 
 use std::collections::BTreeSet;
 
+use slack_morphism::errors::{SlackClientApiError, SlackClientError};
 use slack_morphism::prelude::*;
 
 use super::Step;
-use super::steps::{Answer, Steps};
+use super::steps::{Answer, Budget, GO_ON, Steps, TRANSIENT};
 use crate::incident::model::{Incident, Room};
 use crate::incident::{render, store as db};
 use crate::outbox::{self, OutboxRow, Outcome, Outgoing};
@@ -31,17 +32,62 @@ const ROOM_ERRORS: &[&str] = &[
     "not_allowed_token_type",
 ];
 
+/// How one `conversations.invite` call ended.
+enum Invited {
+    /// Done; these users were refused, with Slack's reason.
+    Done(Vec<(String, String)>),
+    /// Nobody can be invited to this room (`ROOM_ERRORS`).
+    RoomRefused(String),
+    Later(Outcome),
+}
+
+/// Who Slack refused in a forced invite that answered `ok: false`: its
+/// per-user `errors`, or, without them, everyone in the call. Someone
+/// already in the channel is where they should be.
+fn refusals(api: &SlackClientApiError, users: &[String]) -> Vec<(String, String)> {
+    let body: serde_json::Value = api
+        .http_response_body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_default();
+    let listed: Vec<(String, String)> = match body["errors"].as_array() {
+        Some(errors) => errors
+            .iter()
+            .filter_map(|e| Some((e["user"].as_str()?.to_string(), e["error"].as_str()?.to_string())))
+            .collect(),
+        None => users.iter().map(|u| (u.clone(), api.code.clone())).collect(),
+    };
+    listed
+        .into_iter()
+        .filter(|(_, code)| code != "already_in_channel")
+        .collect()
+}
+
 impl Steps {
     /// Everyone who should be in the room: the declarer, the commander and
     /// the severity's responders (user groups expanded).
-    async fn invitees(&self, i: &Incident) -> Vec<String> {
+    pub(super) async fn invitees(&self, i: &Incident) -> Vec<String> {
         let mut users = BTreeSet::new();
         for who in [&i.declared_by, &i.commander] {
             if who != "bot" {
                 users.insert(who.clone());
             }
         }
-        for subject in self.state.config.incidents.responders_for(i.severity) {
+        let responders = self.state.config.incidents.responders_for(i.severity);
+        self.add_subjects(responders.iter().cloned(), &mut users).await;
+        users.into_iter().collect()
+    }
+
+    /// Users and groups (by id) as the users to invite.
+    pub(super) async fn expand(&self, ids: &[String]) -> Vec<String> {
+        let mut users = BTreeSet::new();
+        let subjects = ids.iter().filter_map(|id| RoleSubject::parse(id).ok());
+        self.add_subjects(subjects, &mut users).await;
+        users.into_iter().collect()
+    }
+
+    async fn add_subjects(&self, subjects: impl Iterator<Item = RoleSubject>, users: &mut BTreeSet<String>) {
+        for subject in subjects {
             match subject {
                 RoleSubject::User(u) => {
                     users.insert(u.as_str().to_string());
@@ -52,34 +98,45 @@ impl Steps {
                 }
             }
         }
-        users.into_iter().collect()
     }
 
-    pub(super) async fn invite(&self, row: &OutboxRow, i: &Incident) -> anyhow::Result<Outcome> {
+    /// Invite `todo` in batches. With `force`, Slack invites the valid
+    /// users of a batch and lists the others (`errors`), so one inactive
+    /// user or one already in does not stop the rest. When Slack asks to
+    /// wait, what is left is stored in the row, and the retry resumes there.
+    pub(super) async fn invite(
+        &self,
+        row: &OutboxRow,
+        i: &Incident,
+        mut todo: Vec<String>,
+        mut refused: Vec<(String, String)>,
+        budget: Budget,
+    ) -> anyhow::Result<Outcome> {
         let Room::Made(room) = i.room() else {
             return Ok(Outcome::Sent(None));
         };
-        let users = self.invitees(i).await;
-        let mut refused: Vec<(String, String)> = Vec::new();
-        for batch in users.chunks(INVITE_BATCH) {
-            match self.invite_some(row, &room, batch).await {
-                Answer::Later(outcome) => return Ok(outcome),
-                Answer::Ok(_) => {}
-                Answer::No(code) if ROOM_ERRORS.contains(&code.as_str()) || batch.len() == 1 => {
-                    refused.extend(batch.iter().map(|u| (u.clone(), code.clone())));
+        let mut calls = 0;
+        while !todo.is_empty() {
+            if calls > 0 && budget.spent() {
+                let left = Step::Inviting { users: todo, refused };
+                outbox::save_step(&self.state.store, row.id, &left.payload()).await?;
+                return Ok(GO_ON);
+            }
+            calls += 1;
+            let n = todo.len().min(INVITE_BATCH);
+            match self.invite_some(row, &room, &todo[..n]).await {
+                Invited::Later(outcome) => {
+                    let left = Step::Inviting { users: todo, refused };
+                    outbox::save_step(&self.state.store, row.id, &left.payload()).await?;
+                    return Ok(outcome);
                 }
-                // One inactive or uninvitable user fails the whole call:
-                // invite the rest one by one and say who could not be.
-                Answer::No(_) => {
-                    for user in batch {
-                        match self.invite_some(row, &room, std::slice::from_ref(user)).await {
-                            Answer::Later(outcome) => return Ok(outcome),
-                            Answer::Ok(_) => {}
-                            Answer::No(code) => refused.push((user.clone(), code)),
-                        }
-                    }
+                Invited::Done(mut no) => refused.append(&mut no),
+                Invited::RoomRefused(code) => {
+                    refused.extend(todo.drain(..).map(|u| (u, code.clone())));
+                    break;
                 }
             }
+            todo.drain(..n);
         }
         if !refused.is_empty() {
             self.report_refused(i, &refused).await?;
@@ -87,14 +144,24 @@ impl Steps {
         Ok(Outcome::Sent(None))
     }
 
-    async fn invite_some(&self, row: &OutboxRow, room: &str, users: &[String]) -> Answer {
-        let req = SlackApiConversationsInviteRequest::new(
-            SlackChannelId::new(room.to_string()),
-            users.iter().map(|u| SlackUserId::new(u.clone())).collect(),
-        );
-        match self.call(row, "conversations.invite", &req).await {
-            Answer::No(code) if code == "already_in_channel" => Answer::Ok(serde_json::Value::Null),
-            other => other,
+    async fn invite_some(&self, row: &OutboxRow, room: &str, users: &[String]) -> Invited {
+        let req = serde_json::json!({"channel": room, "users": users.join(","), "force": true});
+        let e = match self.post("conversations.invite", &req).await {
+            Ok(_) => return Invited::Done(Vec::new()),
+            Err(e) => e,
+        };
+        if let Some(SlackClientError::ApiError(api)) = &e
+            && !TRANSIENT.contains(&api.code.as_str())
+        {
+            if ROOM_ERRORS.contains(&api.code.as_str()) {
+                return Invited::RoomRefused(api.code.clone());
+            }
+            return Invited::Done(refusals(api, users));
+        }
+        match self.sort(row, e) {
+            Answer::Later(outcome) => Invited::Later(outcome),
+            Answer::No(code) => Invited::Done(users.iter().map(|u| (u.clone(), code.clone())).collect()),
+            Answer::Ok(_) => Invited::Done(Vec::new()),
         }
     }
 
@@ -167,6 +234,10 @@ impl Steps {
             (Some(c), _) | (None, Room::Made(c)) => c,
             _ => return Ok(Outcome::Sent(None)),
         };
+        if stray.is_none() && !self.still_resolved(i).await? {
+            tracing::info!(incident.id = i.id, "incident reopened; its room is not archived");
+            return Ok(Outcome::Sent(None));
+        }
         let req = SlackApiConversationsArchiveRequest::new(SlackChannelId::new(room));
         match self.call(row, "conversations.archive", &req).await {
             Answer::Later(outcome) => Ok(outcome),
@@ -190,6 +261,23 @@ impl Steps {
                 Ok(Outcome::Sent(None))
             }
         }
+    }
+
+    /// Checked right before each call to archive (a retry after a 429
+    /// included): a reopen since the archive was queued cancels it, and so
+    /// does a new resolve (it scheduled an archive of its own, `archive_at`
+    /// set again). One conditional statement on the writer, so it sees the
+    /// latest reopen.
+    async fn still_resolved(&self, i: &Incident) -> anyhow::Result<bool> {
+        let n = sqlx::query(
+            "UPDATE incidents SET archive_at = NULL
+             WHERE id = $1 AND state = 'resolved' AND room_state = 'made' AND archive_at IS NULL",
+        )
+        .bind(i.id)
+        .execute(&self.state.store.writer)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     /// Make a call whose refusal is only a warning on the timeline.

@@ -17,9 +17,19 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
 pub enum Scripted {
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     ServerError,
     SlackError(&'static str),
+    /// Do what the call asks, then answer 500 (Slack acted; we never learn it).
+    ServerErrorAfterDoing,
+    /// Answer as usual (to script a later call of the method).
+    Normal,
+    /// Answer as usual, after this long.
+    Slow {
+        ms: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -46,9 +56,13 @@ struct Inner {
     by_method: HashMap<String, VecDeque<Scripted>>,
     /// Channels made by `conversations.create`: name → id.
     channels: HashMap<String, String>,
-    /// Deactivated users: `conversations.invite` refuses any call naming one.
+    /// Names of the channels the bot made (its own, for `users.conversations`).
+    made_by_bot: Vec<String>,
+    /// Deactivated users: `conversations.invite` refuses them.
     inactive: Vec<String>,
-    /// Messages `conversations.history` knows: (channel, ts) → text.
+    /// Who was invited to each channel.
+    members: HashMap<String, Vec<String>>,
+    /// Messages `conversations.history` and `reactions.get` know: (channel, ts) → text.
     messages: HashMap<(String, String), String>,
 }
 
@@ -67,6 +81,9 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/usergroups.users.list", get(usergroup_members))
             .route("/api/conversations.history", get(history))
+            .route("/api/auth.test", get(auth_test))
+            .route("/api/reactions.get", get(reactions_get))
+            .route("/api/users.conversations", get(users_conversations))
             .route("/api/apps.connections.open", post(connections_open))
             .route("/api/{method}", post(api))
             .route("/response/{id}", post(response_url))
@@ -109,6 +126,20 @@ impl FakeSlack {
     /// The channels `conversations.create` made or knows: name → id.
     pub fn channels(&self) -> HashMap<String, String> {
         self.inner.lock().unwrap().channels.clone()
+    }
+
+    /// Who has been invited to `channel`, sorted.
+    pub fn members(&self, channel: &str) -> Vec<String> {
+        let mut m = self
+            .inner
+            .lock()
+            .unwrap()
+            .members
+            .get(channel)
+            .cloned()
+            .unwrap_or_default();
+        m.sort();
+        m
     }
 
     pub fn deactivate(&self, user: &str) {
@@ -211,7 +242,19 @@ fn scripted(inner: &Mutex<Inner>, method: &str) -> Option<Response> {
             .into_response(),
         Scripted::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response(),
         Scripted::SlackError(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
+        Scripted::ServerErrorAfterDoing | Scripted::Normal | Scripted::Slow { .. } => return None,
     })
+}
+
+/// The next scripted answer of `method` when it acts as well (fails after
+/// doing, or is slow), taken from the script.
+fn special(inner: &Mutex<Inner>, method: &str) -> Option<Scripted> {
+    let mut i = inner.lock().unwrap();
+    let q = i.by_method.get_mut(method)?;
+    match q.front() {
+        Some(Scripted::ServerErrorAfterDoing | Scripted::Slow { .. }) => q.pop_front(),
+        _ => None,
+    }
 }
 
 fn record(inner: &Mutex<Inner>, method: &str, body: Value, ok: bool, ts: Option<String>) {
@@ -251,6 +294,15 @@ async fn api(
     if !authed {
         record(&inner, &method, body, false, None);
         return axum::Json(json!({"ok": false, "error": "not_authed"})).into_response();
+    }
+    match special(&inner, &method) {
+        Some(Scripted::ServerErrorAfterDoing) => {
+            let _ = rooms(&inner, &method, &body);
+            inner.lock().unwrap().calls.last_mut().unwrap().ok = false;
+            return (StatusCode::INTERNAL_SERVER_ERROR, "upstream failure").into_response();
+        }
+        Some(Scripted::Slow { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        _ => {}
     }
     if let Some(r) = scripted(&inner, &method) {
         record(&inner, &method, body, false, None);
@@ -299,6 +351,7 @@ fn rooms(inner: &Mutex<Inner>, method: &str, body: &Value) -> Option<Response> {
             } else {
                 let id = format!("C0ROOM{}", i.channels.len() + 1);
                 i.channels.insert(name.clone(), id.clone());
+                i.made_by_bot.push(name.clone());
                 (
                     true,
                     json!({"ok": true, "channel": {"id": id, "name": name, "created": 1_700_000_000}}),
@@ -311,21 +364,52 @@ fn rooms(inner: &Mutex<Inner>, method: &str, body: &Value) -> Option<Response> {
                 Value::String(s) => s.split(',').map(str::to_string).collect(),
                 _ => Vec::new(),
             };
-            let inactive = inner.lock().unwrap().inactive.clone();
-            if users.iter().any(|u| inactive.contains(u)) {
-                (false, json!({"ok": false, "error": "user_is_inactive"}))
-            } else {
-                (
-                    true,
-                    json!({"ok": true, "channel": {"id": body["channel"], "created": 1_700_000_000}}),
-                )
-            }
+            invite(&mut inner.lock().unwrap(), body, &users)
         }
         "conversations.setTopic" | "bookmarks.add" | "conversations.archive" => (true, json!({"ok": true})),
         _ => return None,
     };
     record(inner, method, body.clone(), ok, None);
     Some(axum::Json(answer).into_response())
+}
+
+/// Like Slack: one inactive user, or one already in the channel, refuses
+/// the whole call, unless `force` is set: then the others are invited and
+/// the refused ones listed in `errors`.
+fn invite(i: &mut Inner, body: &Value, users: &[String]) -> (bool, Value) {
+    let channel = body["channel"].as_str().unwrap_or_default().to_string();
+    let force = body["force"] == json!(true) || body["force"] == json!("true");
+    let members = i.members.get(&channel).cloned().unwrap_or_default();
+    let errors: Vec<Value> = users
+        .iter()
+        .filter_map(|u| {
+            let error = if i.inactive.contains(u) {
+                "user_is_inactive"
+            } else if members.contains(u) {
+                "already_in_channel"
+            } else {
+                return None;
+            };
+            Some(json!({"user": u, "ok": false, "error": error}))
+        })
+        .collect();
+    if errors.is_empty() || force {
+        let refused: Vec<&str> = errors.iter().filter_map(|e| e["user"].as_str()).collect();
+        let fresh: Vec<String> = users
+            .iter()
+            .filter(|u| !refused.contains(&u.as_str()))
+            .cloned()
+            .collect();
+        i.members.entry(channel.clone()).or_default().extend(fresh);
+    }
+    match errors.first() {
+        None => (
+            true,
+            json!({"ok": true, "channel": {"id": channel, "created": 1_700_000_000}}),
+        ),
+        Some(first) if force => (false, json!({"ok": false, "error": first["error"], "errors": errors})),
+        Some(first) => (false, json!({"ok": false, "error": first["error"]})),
+    }
 }
 
 /// Socket Mode's URL, for the app-level token only (as Slack: a bot token
@@ -395,4 +479,53 @@ async fn response_url(
     }
     record(&inner, "response_url", body, true, None);
     (StatusCode::OK, "ok").into_response()
+}
+
+const BOT_USER: &str = "U0BOT";
+
+async fn auth_test(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
+    record(&inner, "auth.test", json!({}), true, None);
+    axum::Json(
+        json!({"ok": true, "user_id": BOT_USER, "team_id": "T0TEAM", "team": "acme",
+                      "url": "https://acme.slack.com/", "bot_id": "B0BOT"}),
+    )
+    .into_response()
+}
+
+/// The bot's channels: those `conversations.create` made, one page.
+async fn users_conversations(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let channels: Vec<Value> = {
+        let i = inner.lock().unwrap();
+        i.made_by_bot
+            .iter()
+            .map(|name| {
+                json!({"id": i.channels[name], "name": name, "created": 1_700_000_000,
+                               "creator": BOT_USER, "is_channel": true})
+            })
+            .collect()
+    };
+    record(&inner, "users.conversations", json!(q), true, None);
+    axum::Json(json!({"ok": true, "channels": channels, "response_metadata": {"next_cursor": ""}})).into_response()
+}
+
+/// `reactions.get` (a GET): the message at `timestamp`, when known.
+async fn reactions_get(State(inner): State<Arc<Mutex<Inner>>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let channel = q.get("channel").cloned().unwrap_or_default();
+    let ts = q.get("timestamp").cloned().unwrap_or_default();
+    let text = inner
+        .lock()
+        .unwrap()
+        .messages
+        .get(&(channel.clone(), ts.clone()))
+        .cloned();
+    record(&inner, "reactions.get", json!(q), text.is_some(), None);
+    match text {
+        Some(t) => axum::Json(json!({"ok": true, "type": "message", "channel": channel,
+                                     "message": {"type": "message", "user": "U0SOMEONE", "text": t, "ts": ts}}))
+        .into_response(),
+        None => axum::Json(json!({"ok": false, "error": "message_not_found"})).into_response(),
+    }
 }
