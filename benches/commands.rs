@@ -23,8 +23,8 @@ use futures_util::future::BoxFuture;
 use runbook_bot::App;
 use runbook_bot::config::{Config, Level};
 use runbook_bot::slack::ids::{ChannelId, RoleSubject};
-use runbook_bot::slack::verify::sign;
-use support::{Backend, TestDb, fake_slack};
+
+use support::{Backend, TestDb, fake_slack, signed_form};
 
 const SECRET: &str = "bench-secret";
 const DECLARES: usize = 300;
@@ -170,15 +170,7 @@ async fn start(
             .unwrap();
             let ts = chrono::Utc::now().timestamp();
             let started = Instant::now();
-            let r = http
-                .post(&url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("x-slack-request-timestamp", ts.to_string())
-                .header("x-slack-signature", sign(SECRET.as_bytes(), ts, body.as_bytes()))
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = signed_form(http.post(&url), SECRET, ts, body).send().await.unwrap();
             assert_eq!(r.status(), 200);
             let _ = r.bytes().await.unwrap();
             started.elapsed()

@@ -449,9 +449,10 @@ mod tests {
         let values = one[one.rfind('(').unwrap()..].matches(',').count() + 1;
         assert_eq!((columns, values), (18, 18));
         let largest = insert_sql(ENQUEUE_CHUNK);
+        let last = 2 + ENQUEUE_CHUNK * ROW_BINDS;
         assert!(
-            largest.contains(&format!("${})", 2 + ENQUEUE_CHUNK * ROW_BINDS))
-                || largest.contains(&format!("${}, $2", 2 + ENQUEUE_CHUNK * ROW_BINDS))
+            largest.ends_with(&format!("${last}, $2, 'pending', 0, $1, $1)")),
+            "{largest}"
         );
     }
 }

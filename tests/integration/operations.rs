@@ -6,7 +6,6 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use runbook_bot::slack::verify::sign;
 use serde_json::Value;
 
 use crate::cli::bin;
@@ -137,15 +136,8 @@ async fn serve_writes_json_lines_carrying_request_command_and_incident_ids() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/slack/commands"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header("x-slack-signature", sign(SECRET.as_bytes(), ts, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let post = reqwest::Client::new().post(format!("http://{addr}/slack/commands"));
+    let resp = signed_form(post, SECRET, ts, body).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
 

@@ -38,6 +38,15 @@ pub const L2B: &str = "U0ONCALL2";
 pub const L3: &str = "U0LEAD";
 pub const NOBODY: &str = "U0STRANGER";
 
+/// A form POST signed the way Slack signs it, with `secret`, at `ts`: for
+/// callers that hold no `TestApp` (an app in a child process, the benches).
+pub fn signed_form(req: reqwest::RequestBuilder, secret: &str, ts: i64, body: String) -> reqwest::RequestBuilder {
+    req.header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sign(secret.as_bytes(), ts, body.as_bytes()))
+        .body(body)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
     Sqlite,
