@@ -175,6 +175,13 @@ impl Store {
     /// person is waiting for the writer, or `MAX_DEFERENCE` at most. On
     /// PostgreSQL writers do not share one connection, so nothing waits.
     pub async fn begin_in_background(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.defer_to_people().await;
+        self.begin().await
+    }
+
+    /// Wait until no person is waiting for the writer, or `MAX_DEFERENCE`
+    /// at most; on PostgreSQL nothing waits.
+    pub async fn defer_to_people(&self) {
         if self.backend == Backend::Sqlite {
             // People typing back to back could keep the count above zero for
             // good; background work yields for a bounded time, then queues.
@@ -189,7 +196,6 @@ impl Store {
             })
             .await;
         }
-        self.begin().await
     }
 
     /// Close both pools.
