@@ -24,7 +24,7 @@ pub mod worker;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sqlx::{Any, Connection, Transaction};
+use sqlx::Connection;
 use tracing::Instrument;
 
 use crate::audit::{self, Event};
@@ -34,6 +34,7 @@ use crate::config::Level;
 use crate::error::{CommandError, UserError};
 use crate::origin::{Origin, Reply, Via};
 use crate::state::AppState;
+use crate::store::group::PersonTx;
 use crate::targets::{StepError, classify};
 use crate::throttle::Verdict;
 use plan::{Plan, PlanError};
@@ -88,7 +89,7 @@ pub async fn request(
     let event = Event::new(origin, "action_requested", &detail).about(Some(r.id), r.incident_id);
     audit::record(&mut tx, event, now).await?;
     notify::new_card(&mut tx, state, &r, &snapshot, origin.response_url.as_deref()).await?;
-    state.outbox.commit(tx).await?;
+    state.outbox.commit_person(tx).await?;
     state.metrics.approval("requested");
     crate::telemetry::record_request(r.id);
     if let Some(i) = r.incident_id {
@@ -259,12 +260,7 @@ fn refusal(r: &Request, c: &Click<'_>) -> Option<String> {
 }
 
 /// A denial (or a requester's withdrawal): final.
-async fn deny(
-    mut tx: Transaction<'static, Any>,
-    state: &AppState,
-    r: &Request,
-    c: &Click<'_>,
-) -> Result<Reply, CommandError> {
+async fn deny(mut tx: PersonTx, state: &AppState, r: &Request, c: &Click<'_>) -> Result<Reply, CommandError> {
     let id = r.id;
     if !store::deny(&mut tx, id, c.user, c.now).await? {
         return Err(refuse(tx, c, r, format!("Approval #{id} was decided meanwhile.")).await);
@@ -274,19 +270,14 @@ async fn deny(
     audit::record(&mut tx, event, c.now).await?;
     let reply = format!(":no_entry: <@{}> denied {}.", c.user, r.label_md());
     notify::card_and_reply(&mut tx, state, id, Some(reply), None).await?;
-    state.outbox.commit(tx).await?;
+    state.outbox.commit_person(tx).await?;
     state.metrics.approval("denied");
     Ok(Reply::new(format!("Denied #{id}.")))
 }
 
 /// One approver's vote; the request is approved (and applied) once enough
 /// approvers voted.
-async fn vote(
-    mut tx: Transaction<'static, Any>,
-    state: &Arc<AppState>,
-    r: &Request,
-    c: &Click<'_>,
-) -> Result<Reply, CommandError> {
+async fn vote(mut tx: PersonTx, state: &Arc<AppState>, r: &Request, c: &Click<'_>) -> Result<Reply, CommandError> {
     let id = r.id;
     if !store::vote(&mut tx, id, c.user, c.now).await? {
         return Err(refuse(
@@ -304,7 +295,7 @@ async fn vote(
     let decided = store::approve(&mut tx, id, c.user, c.now).await?;
     let reply = decided.then(|| format!(":gear: <@{}> approved {}; applying now.", c.user, r.label_md()));
     notify::card_and_reply(&mut tx, state, id, reply, None).await?;
-    state.outbox.commit(tx).await?;
+    state.outbox.commit_person(tx).await?;
     if !decided {
         return Ok(Reply::new(format!(
             "Your approval of #{id} is recorded ({} of {}).",
@@ -319,7 +310,7 @@ async fn vote(
 }
 
 /// Audit a refused click, commit that, and return the refusal to show.
-async fn refuse(mut tx: Transaction<'static, Any>, c: &Click<'_>, r: &Request, why: String) -> CommandError {
+async fn refuse(mut tx: PersonTx, c: &Click<'_>, r: &Request, why: String) -> CommandError {
     let mut detail = format!("refused to {} #{}: {why}", c.verb(), r.id);
     if c.unrecorded > 0 {
         detail.push_str(&format!(

@@ -93,7 +93,7 @@ async fn execute(
         origin.response_url.as_deref(),
     )
     .await?;
-    state.outbox.commit(tx).await?;
+    state.outbox.commit_person(tx).await?;
     Ok(outcome)
 }
 

@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::metrics::OutboxBacklog;
 use crate::slack::ids::{ChannelId, UserId};
+use crate::store::group::PersonTx;
 use crate::store::{Backend, Store};
 
 /// The key an incident's root message is remembered under; thread replies
@@ -61,6 +62,13 @@ impl Outbox {
 
     /// Commit a transaction that queued outbox rows, then wake the worker.
     pub async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The same for a person's transaction (`Store::begin_for_person`).
+    pub async fn commit_person(&self, tx: PersonTx) -> anyhow::Result<()> {
         tx.commit().await?;
         self.wake.notify_one();
         Ok(())

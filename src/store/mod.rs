@@ -10,10 +10,12 @@
 //! order, in the pool's fair queue, and readers use their own connections
 //! (WAL lets them read while a write is under way). Reader connections are
 //! `query_only`, so a write sent to the wrong pool fails instead of
-//! contending. On PostgreSQL both are the same pool.
+//! contending. People's transactions queued for that connection share one
+//! commit (`group`). On PostgreSQL both are the same pool.
 
 pub mod checkpoint;
 pub mod events;
+pub mod group;
 pub mod janitor;
 pub mod lease;
 pub mod timeline;
@@ -43,6 +45,8 @@ pub struct Store {
     pub writer: AnyPool,
     pub backend: Backend,
     people: Arc<PeopleFirst>,
+    /// People's open SQLite transaction, shared (`group`).
+    group: Arc<tokio::sync::Mutex<group::Group>>,
 }
 
 /// On SQLite, writers queue for the one writer connection in arrival order.
@@ -127,6 +131,7 @@ impl Store {
                     writer,
                     backend,
                     people: Arc::default(),
+                    group: Arc::default(),
                 }
             }
             Backend::Postgres => {
@@ -136,6 +141,7 @@ impl Store {
                     pool,
                     backend,
                     people: Arc::default(),
+                    group: Arc::default(),
                 }
             }
         };
@@ -161,14 +167,13 @@ impl Store {
     }
 
     /// `begin` for what a person is waiting on (a command, a click): goes
-    /// before background writers that have not started yet.
-    pub async fn begin_for_person(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        if self.backend == Backend::Postgres {
-            return self.begin().await;
+    /// before background writers that have not started yet, and on SQLite
+    /// shares its transaction with the people queued behind it (`group`).
+    pub async fn begin_for_person(&self) -> Result<group::PersonTx, sqlx::Error> {
+        match self.backend {
+            Backend::Postgres => Ok(group::PersonTx::Own(self.begin().await?)),
+            Backend::Sqlite => group::begin(&self.writer, &self.group, &self.people).await,
         }
-        self.people.waiting.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Waiting(&self.people);
-        self.begin().await
     }
 
     /// `begin` for bulk background work (alert processing): waits until no
@@ -200,6 +205,7 @@ impl Store {
 
     /// Close both pools.
     pub async fn close(&self) {
+        group::close(&self.group).await;
         self.pool.close().await;
         self.writer.close().await;
     }
@@ -227,14 +233,18 @@ mod tests {
         let take = |who: &'static str, person: bool| {
             let (store, order) = (store.clone(), order.clone());
             tokio::spawn(async move {
-                let tx = if person {
-                    store.begin_for_person().await
+                let pause = || tokio::time::sleep(Duration::from_millis(20));
+                if person {
+                    let tx = store.begin_for_person().await.unwrap();
+                    order.lock().unwrap().push(who);
+                    pause().await;
+                    tx.commit().await.unwrap();
                 } else {
-                    store.begin_in_background().await
-                };
-                order.lock().unwrap().push(who);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                tx.unwrap().commit().await.unwrap();
+                    let tx = store.begin_in_background().await.unwrap();
+                    order.lock().unwrap().push(who);
+                    pause().await;
+                    tx.commit().await.unwrap();
+                }
             })
         };
         let settle = || tokio::time::sleep(Duration::from_millis(50));

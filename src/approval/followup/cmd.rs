@@ -165,7 +165,7 @@ async fn retry(state: &AppState, origin: &Origin, id: i64) -> Result<Reply, Comm
 async fn announce(
     state: &AppState,
     origin: &Origin,
-    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    mut tx: crate::store::group::PersonTx,
     f: &store::Followup,
     kind: &str,
     text: String,
@@ -179,7 +179,7 @@ async fn announce(
     if let Some(r) = &r {
         crate::approval::notify::reply(&mut tx, state, r, text).await?;
     }
-    state.outbox.commit(tx).await?;
+    state.outbox.commit_person(tx).await?;
     Ok(())
 }
 

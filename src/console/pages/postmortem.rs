@@ -89,7 +89,7 @@ pub async fn post_to_thread(
         "Postmortem draft posted to the thread from the console",
     )
     .await?;
-    state.outbox.commit(tx).await?;
+    state.outbox.commit_person(tx).await?;
     tracing::info!(incident.id = id, slack.user_id = %user, "postmortem draft posted from the console");
     Ok((
         StatusCode::SEE_OTHER,

@@ -28,7 +28,7 @@ pub use status::Status;
 pub use timeline::Timeline;
 
 use slack_morphism::prelude::SlackMessageContent;
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::AnyConnection;
 
 use super::model::{Incident, IncidentRef, State};
 use super::render;
@@ -41,6 +41,7 @@ use crate::outbox::{self, Outgoing};
 use crate::slack::ids::ChannelId;
 use crate::slack::text::escape;
 use crate::state::AppState;
+use crate::store::group::PersonTx;
 
 pub const TITLE_MAX: usize = 140;
 pub const TEXT_MAX: usize = 2000;
@@ -159,14 +160,14 @@ impl IncidentCmd {
             IncidentCmd::Timeline(c) => c.run(&mut ctx).await?,
             IncidentCmd::Console(c) => c.run(&mut ctx).await?,
         };
-        state.outbox.commit(ctx.tx).await?;
+        state.outbox.commit_person(ctx.tx).await?;
         Ok(reply)
     }
 }
 
 /// What every subcommand runs with: its transaction, the state, who asked, when.
 pub struct Ctx<'a> {
-    pub tx: Transaction<'static, Any>,
+    pub tx: PersonTx,
     pub state: &'a AppState,
     pub origin: &'a Origin,
     pub now: i64,
