@@ -79,6 +79,18 @@ mod tests {
 
     use super::*;
 
+    /// One write transaction: a row of about `size` bytes.
+    async fn commit_row(store: &Store, n: i64, size: usize) {
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("INSERT INTO slack_events (event_id, received_at) VALUES ($1, $2)")
+            .bind(format!("e{n}-{}", "x".repeat(size)))
+            .bind(n)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
     /// With SQLite's own checkpoints off, the log only reaches the database
     /// file through this task; a reader (`query_only`) connection may run it.
     #[tokio::test]
@@ -89,14 +101,7 @@ mod tests {
         store.migrate().await.unwrap();
         checkpoint(&store, &mut 0).await.unwrap();
         for n in 0..600 {
-            let mut tx = store.begin().await.unwrap();
-            sqlx::query("INSERT INTO slack_events (event_id, received_at) VALUES ($1, $2)")
-                .bind(format!("e{n}-{}", "x".repeat(16_000)))
-                .bind(n)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
+            commit_row(&store, n, 16_000).await;
         }
         // Twice the 1,000 pages' worth of commits, none of them checkpointed.
         let wal = dir.path().join("s.db-wal");
@@ -124,14 +129,7 @@ mod tests {
                 let started = std::time::Instant::now();
                 let mut n = 0;
                 while started.elapsed() < Duration::from_secs(2) {
-                    let mut tx = store.begin().await.unwrap();
-                    sqlx::query("INSERT INTO slack_events (event_id, received_at) VALUES ($1, $2)")
-                        .bind(format!("e{n}-{}", "x".repeat(4_000)))
-                        .bind(n)
-                        .execute(&mut *tx)
-                        .await
-                        .unwrap();
-                    tx.commit().await.unwrap();
+                    commit_row(&store, n, 4_000).await;
                     n += 1;
                 }
             }
