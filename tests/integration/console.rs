@@ -693,13 +693,7 @@ async fn the_audit_shows_the_approval_and_never_a_connection_url(backend: Backen
 async fn a_link_reply_that_waits_in_the_outbox_keeps_no_copy(backend: Backend) {
     let t = c::spawn(backend).await;
     // Hold what the command writes, so it outlives Slack's deadline.
-    let mut blocker = t.state().store.begin().await.unwrap();
-    if matches!(backend, Backend::Postgres) {
-        sqlx::query("LOCK TABLE console_links IN EXCLUSIVE MODE")
-            .execute(&mut *blocker)
-            .await
-            .unwrap();
-    }
+    let blocker = t.hold_writes("console_links").await;
     let reply = t.command(L1, "console").await;
     assert!(reply.contains("Working on it"), "{reply}");
     blocker.rollback().await.unwrap();

@@ -132,16 +132,9 @@ async fn posts_are_paced_per_channel(backend: Backend) {
 }
 
 async fn slow_commands_reply_later_through_response_url(backend: Backend) {
-    // Hold the state store's write lock so the command cannot finish inline.
     let t = TestApp::spawn(backend).await;
-    // SQLite: BEGIN IMMEDIATE holds the write lock. PostgreSQL: lock the table.
-    let mut blocker = t.state().store.begin().await.unwrap();
-    if matches!(backend, Backend::Postgres) {
-        sqlx::query("LOCK TABLE incidents IN EXCLUSIVE MODE")
-            .execute(&mut *blocker)
-            .await
-            .unwrap();
-    }
+    // Hold the state store's writes so the command cannot finish inline.
+    let blocker = t.hold_writes("incidents").await;
     let reply = t.command(L2, "p1 Slow path").await;
     assert!(reply.contains("Working on it"), "{reply}");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -24,20 +24,6 @@ async fn spawn_socket(backend: Backend) -> (TestApp, FakeSocket) {
     (t, socket)
 }
 
-/// Hold the state store's write lock (SQLite) or the incidents table
-/// (PostgreSQL) until the transaction is rolled back, so neither a claim nor
-/// a command can finish inline.
-async fn hold_the_store(t: &TestApp, backend: Backend) -> sqlx::Transaction<'static, sqlx::Any> {
-    let mut blocker = t.state().store.begin().await.unwrap();
-    if matches!(backend, Backend::Postgres) {
-        sqlx::query("LOCK TABLE incidents IN EXCLUSIVE MODE")
-            .execute(&mut *blocker)
-            .await
-            .unwrap();
-    }
-    blocker
-}
-
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
@@ -131,7 +117,7 @@ async fn a_slash_command_is_acked_in_time_with_its_reply_and_acted_on_once(backe
 
 async fn a_slow_command_is_acked_in_time_and_replies_later(backend: Backend) {
     let (t, socket) = spawn_socket(backend).await;
-    let blocker = hold_the_store(&t, backend).await;
+    let blocker = t.hold_writes("incidents").await;
     let ack = send_and_ack(
         &socket,
         0,
@@ -350,7 +336,7 @@ async fn garbage_frames_do_not_kill_the_connection(backend: Backend) {
 /// unacknowledged for Slack to send again, and counted.
 async fn envelopes_beyond_the_in_flight_cap_are_left_for_slack_to_resend(backend: Backend) {
     let (t, socket) = spawn_socket(backend).await;
-    let blocker = hold_the_store(&t, backend).await;
+    let blocker = t.hold_writes("incidents").await;
     for n in 0..65 {
         socket.send(
             0,

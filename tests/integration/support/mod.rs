@@ -246,6 +246,22 @@ impl TestApp {
         &self.app.as_ref().unwrap().state
     }
 
+    /// Hold writes to `table` until the returned transaction is rolled back,
+    /// so a command that writes there cannot finish inline: on SQLite the
+    /// open `BEGIN IMMEDIATE` holds the one write lock, on PostgreSQL the
+    /// table is locked.
+    pub async fn hold_writes(&self, table: &'static str) -> sqlx::Transaction<'static, sqlx::Any> {
+        let store = &self.state().store;
+        let mut blocker = store.begin().await.unwrap();
+        if store.backend == runbook_bot::store::Backend::Postgres {
+            sqlx::query(sqlx::AssertSqlSafe(format!("LOCK TABLE {table} IN EXCLUSIVE MODE")))
+                .execute(&mut *blocker)
+                .await
+                .unwrap();
+        }
+        blocker
+    }
+
     pub async fn finish(mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;
