@@ -57,8 +57,6 @@ pub(super) struct Group {
     /// The last member left without committing: roll back to its savepoint
     /// before anything else runs.
     abandoned: bool,
-    /// A finisher is queued for this group.
-    finisher: bool,
     outcome: Option<watch::Sender<Outcome>>,
 }
 
@@ -94,7 +92,6 @@ pub(super) async fn begin(
             turn.tx = Some(writer.begin_with("BEGIN IMMEDIATE").await?);
             turn.generation += 1;
             turn.done = 0;
-            turn.finisher = false;
             turn.outcome = Some(watch::channel(None).0);
             false
         }
@@ -145,8 +142,9 @@ impl Member {
         }
         let mut outcome = turn.outcome.as_ref().expect("an open group has an outcome").subscribe();
         turn.savepoint_open = self.savepoint;
-        if !turn.finisher {
-            turn.finisher = true;
+        // A member that does not stay ends the group, so the first to stay
+        // is the first of this group: it queues the group's finisher.
+        if turn.done == 1 {
             tokio::spawn(finisher(self.lock.clone(), turn.generation));
         }
         drop(turn);
