@@ -10,7 +10,8 @@
 //! Then the persisted write path under concurrency: `CONCURRENCY` clients each
 //! send `/incident status #N …` on an open incident as fast as they get
 //! answers (each one a state change, a timeline row and two outbox rows in
-//! one transaction), and it reports throughput and latency percentiles.
+//! one transaction), and it reports throughput and latency percentiles,
+//! once it has checked that every one of them was committed.
 
 #[path = "../tests/integration/support/mod.rs"]
 #[allow(dead_code, unused_macros, unused_imports)]
@@ -108,6 +109,12 @@ async fn concurrent(slack: &fake_slack::FakeSlack, backend: Backend) {
             samples.extend(t.await.unwrap());
         }
         let (took, cpu) = (started.elapsed(), cpu_seconds() - cpu);
+        // A 200 may carry an error reply: count what actually landed.
+        let landed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incident_events WHERE kind = 'status'")
+            .fetch_one(&app.state.store.pool)
+            .await
+            .unwrap();
+        assert_eq!(landed, samples.len() as i64, "status updates committed");
         app.shutdown().await;
         db.cleanup().await;
         let rate = samples.len() as f64 / took.as_secs_f64();
