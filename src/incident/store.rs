@@ -5,6 +5,7 @@
 use sqlx::{AnyConnection, FromRow, Row};
 
 use super::model::{Incident, Severity, TimelineEvent};
+use crate::store::group::LazyPersonTx;
 pub use crate::store::timeline::add_event;
 
 /// The incident columns, as a macro so queries stay `&'static str` literals
@@ -131,48 +132,49 @@ pub enum Change<'a> {
 /// Make `change` if the incident is in a state that allows it; returns the
 /// incident as changed (`RETURNING`, so no second read), or `None` when this
 /// call did not make it (no such incident, or its state forbids it).
-pub async fn apply(
-    conn: &mut AnyConnection,
-    id: i64,
-    change: Change<'_>,
-    now: i64,
-) -> anyhow::Result<Option<Incident>> {
-    let q = match change {
-        Change::Acknowledge { by } => sqlx::query(concat!(
+pub async fn apply(tx: &mut LazyPersonTx, id: i64, change: Change<'_>, now: i64) -> anyhow::Result<Option<Incident>> {
+    let sql = match change {
+        Change::Acknowledge { .. } => concat!(
             "UPDATE incidents SET state = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2, updated_at = $2
              WHERE id = $3 AND state = 'declared' RETURNING ",
             columns!()
-        ))
-        .bind(by.to_string()),
-        Change::Status { text } => sqlx::query(concat!(
+        ),
+        Change::Status { .. } => concat!(
             "UPDATE incidents SET status_text = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved' RETURNING ",
             columns!()
-        ))
-        .bind(text.to_string()),
-        Change::Severity { to } => sqlx::query(concat!(
+        ),
+        Change::Severity { .. } => concat!(
             "UPDATE incidents SET severity = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved' RETURNING ",
             columns!()
-        ))
-        .bind(to.as_str()),
-        Change::Assign { commander } => sqlx::query(concat!(
+        ),
+        Change::Assign { .. } => concat!(
             "UPDATE incidents SET commander = $1, updated_at = $2 WHERE id = $3 AND state <> 'resolved' RETURNING ",
             columns!()
-        ))
-        .bind(commander.to_string()),
-        Change::Resolve { by, .. } => sqlx::query(concat!(
+        ),
+        Change::Resolve { .. } => concat!(
             "UPDATE incidents SET state = 'resolved', resolved_by = $1, resolved_at = $2, summary = $4, updated_at = $2
              WHERE id = $3 AND state <> 'resolved' RETURNING ",
             columns!()
-        ))
-        .bind(by.to_string()),
+        ),
     };
-    let q = q.bind(now).bind(id);
-    let q = match change {
-        Change::Resolve { summary, .. } => q.bind(summary.map(str::to_string)),
-        _ => q,
-    };
-    let row = q.fetch_optional(&mut *conn).await?;
-    Ok(row.as_ref().map(Incident::from_row).transpose()?)
+    // Often a person's first statement: it carries the prelude, if any.
+    let rows = tx
+        .fetch_all(sql, |q| {
+            let q = match change {
+                Change::Acknowledge { by } => q.bind(by.to_string()),
+                Change::Status { text } => q.bind(text.to_string()),
+                Change::Severity { to } => q.bind(to.as_str()),
+                Change::Assign { commander } => q.bind(commander.to_string()),
+                Change::Resolve { by, .. } => q.bind(by.to_string()),
+            };
+            let q = q.bind(now).bind(id);
+            match change {
+                Change::Resolve { summary, .. } => q.bind(summary.map(str::to_string)),
+                _ => q,
+            }
+        })
+        .await?;
+    Ok(rows.first().map(Incident::from_row).transpose()?)
 }
 
 pub async fn timeline(conn: &mut AnyConnection, incident_id: i64) -> anyhow::Result<Vec<TimelineEvent>> {

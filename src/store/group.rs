@@ -17,16 +17,28 @@
 //! members waiting at the time, so it never stays open because the people
 //! in it went away. sqlx has no group commit, hence this module.
 //!
+//! A later member's prelude (releasing, or rolling back to, the savepoint
+//! of the member before, then opening its own) can ride in front of its
+//! first statement (`LazyPersonTx::fetch_all`): one round trip instead of
+//! two. The group trusts a savepoint only once SQLite has confirmed every
+//! statement of the prelude that opened it; a member that leaves with its
+//! prelude sent but unconfirmed (it failed part-way, or the request was
+//! cancelled in flight) rolls the whole group back, since nobody knows
+//! which savepoint a rollback would reach.
+//!
 //! On PostgreSQL each person gets a transaction of their own: the server
 //! runs them side by side.
 
+use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use futures_util::TryStreamExt;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Either, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use super::PeopleFirst;
@@ -51,13 +63,16 @@ pub(super) struct Group {
     generation: u64,
     /// Members whose work is done and waits for the commit.
     done: usize,
-    /// The last member's savepoint is still open; whoever runs next releases
-    /// it in the same round trip as their own statement.
-    savepoint_open: bool,
-    /// The last member left without committing: roll back to its savepoint
-    /// before anything else runs.
-    abandoned: bool,
+    /// The savepoint of the last member that ran, still open: whoever runs
+    /// next releases it (or rolls back to it) in front of their own work.
+    open: Option<Savepoint>,
     outcome: Option<watch::Sender<Outcome>>,
+}
+
+#[derive(Clone, Copy)]
+struct Savepoint {
+    /// Its member left without committing: roll back to it first.
+    abandoned: bool,
 }
 
 /// A person's write transaction: derefs to the connection, like sqlx's
@@ -67,59 +82,129 @@ pub enum PersonTx {
     Grouped(Member),
 }
 
+/// A person's transaction before its first statement: that statement
+/// carries the member's prelude (`fetch_all`), or the prelude runs on its
+/// own when the connection is first asked for (`conn`).
+pub struct LazyPersonTx(PersonTx);
+
 /// A person's turn in a SQLite group.
 pub struct Member {
     turn: Option<OwnedMutexGuard<Group>>,
     lock: Arc<Mutex<Group>>,
     people: Arc<PeopleFirst>,
-    /// This member runs inside a savepoint (it is not the group's first).
-    savepoint: bool,
+    /// The group's first member: it began the transaction and has no
+    /// savepoint.
+    first: bool,
+    prelude: Prelude,
 }
+
+/// Where a later member's prelude is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Prelude {
+    /// Not sent: the member has run nothing.
+    Pending,
+    /// Sent, not yet confirmed: if the member leaves now, nobody knows which
+    /// savepoints are open.
+    Sent,
+    /// Every statement of it ran: the member's savepoint is open.
+    Confirmed,
+    /// It did not all run, and the group was rolled back.
+    Failed,
+}
+
+/// A prelude, and how many statements it is.
+struct PreludeSql(String, usize);
 
 pub(super) async fn begin(
     writer: &AnyPool,
     lock: &Arc<Mutex<Group>>,
     people: &Arc<PeopleFirst>,
-) -> Result<PersonTx, sqlx::Error> {
+) -> Result<LazyPersonTx, sqlx::Error> {
     people.waiting.fetch_add(1, Ordering::AcqRel);
     let _waiting = super::Waiting(people);
     let mut turn = tokio::time::timeout(TURN_TIMEOUT, lock.clone().lock_owned())
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)?;
-    let (abandoned, savepoint_open) = (turn.abandoned, turn.savepoint_open);
-    let savepoint = match turn.tx.as_mut() {
-        None => {
-            turn.tx = Some(writer.begin_with("BEGIN IMMEDIATE").await?);
-            turn.generation += 1;
-            turn.done = 0;
-            turn.outcome = Some(watch::channel(None).0);
-            false
-        }
-        Some(tx) => {
-            // One round trip: tidy up after the member before, open ours.
-            let sql = if abandoned {
-                "ROLLBACK TO member; RELEASE member; SAVEPOINT member"
-            } else if savepoint_open {
-                "RELEASE member; SAVEPOINT member"
-            } else {
-                "SAVEPOINT member"
-            };
-            if let Err(e) = tx.execute(sql).await {
-                fail(&mut turn, &e);
-                return Err(e);
-            }
-            turn.abandoned = false;
-            turn.savepoint_open = true;
-            true
-        }
-    };
-    Ok(PersonTx::Grouped(Member {
+    let first = turn.tx.is_none();
+    if first {
+        turn.tx = Some(writer.begin_with("BEGIN IMMEDIATE").await?);
+        turn.generation += 1;
+        turn.done = 0;
+        turn.open = None;
+        turn.outcome = Some(watch::channel(None).0);
+    }
+    Ok(LazyPersonTx(PersonTx::Grouped(Member {
         turn: Some(turn),
         lock: lock.clone(),
         people: people.clone(),
-        savepoint,
-    }))
+        first,
+        prelude: if first { Prelude::Confirmed } else { Prelude::Pending },
+    })))
 }
+
+impl LazyPersonTx {
+    /// A transaction with nothing to run before its first statement.
+    pub(super) fn ready_made(tx: PersonTx) -> LazyPersonTx {
+        LazyPersonTx(tx)
+    }
+
+    /// The connection, after the prelude has run (on its own, if no
+    /// statement has carried it yet).
+    pub async fn conn(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
+        if let PersonTx::Grouped(m) = &mut self.0 {
+            m.run_prelude().await?;
+        }
+        Ok(&mut self.0)
+    }
+
+    /// Run `sql` (its binds added by `bind`, numbered `$1`…: the prelude
+    /// takes none) and return its rows. The prelude, if it has not run yet,
+    /// rides in front.
+    pub async fn fetch_all<'q>(
+        &mut self,
+        sql: &'static str,
+        bind: impl FnOnce(Query<'q>) -> Query<'q>,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let prelude = match &mut self.0 {
+            PersonTx::Grouped(m) if !m.group_open() => return Err(rolled_back()),
+            PersonTx::Grouped(m) => m.send_prelude(),
+            PersonTx::Own(_) => None,
+        };
+        let (text, statements) = match prelude {
+            Some(PreludeSql(p, n)) => (Cow::Owned(format!("{p}; {sql}")), n),
+            None => (Cow::Borrowed(sql), 0),
+        };
+        let query = bind(sqlx::query(AssertSqlSafe(text)));
+        // Each statement reports a result as it completes: the prelude is
+        // confirmed once all of its statements have.
+        let (mut completed, mut rows) = (0, Vec::new());
+        let result = {
+            let mut results = (&mut *self.0).fetch_many(query);
+            loop {
+                match results.try_next().await {
+                    Ok(Some(Either::Left(_))) => completed += 1,
+                    Ok(Some(Either::Right(row))) => rows.push(row),
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        if statements > 0
+            && let PersonTx::Grouped(m) = &mut self.0
+        {
+            m.settle_prelude(completed >= statements);
+        }
+        result.map(|()| rows)
+    }
+
+    /// The transaction, its prelude run.
+    pub async fn ready(mut self) -> Result<PersonTx, sqlx::Error> {
+        self.conn().await?;
+        Ok(self.0)
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
 
 impl PersonTx {
     /// Make the change durable. In a group this may wait for the members
@@ -133,15 +218,76 @@ impl PersonTx {
 }
 
 impl Member {
+    /// The prelude, if it has not been sent; from here on it counts as
+    /// sent, until `settle_prelude`.
+    fn send_prelude(&mut self) -> Option<PreludeSql> {
+        if self.prelude != Prelude::Pending {
+            return None;
+        }
+        self.prelude = Prelude::Sent;
+        let turn = self.turn.as_mut().expect("a member holds its turn until it ends");
+        let sql = match turn.open {
+            None => PreludeSql("SAVEPOINT member".into(), 1),
+            Some(s) if s.abandoned => PreludeSql("ROLLBACK TO member; RELEASE member; SAVEPOINT member".into(), 3),
+            Some(_) => PreludeSql("RELEASE member; SAVEPOINT member".into(), 2),
+        };
+        turn.open = Some(Savepoint { abandoned: false });
+        Some(sql)
+    }
+
+    /// Whether every statement of the prelude ran. If not, nobody's change
+    /// in the group can be trusted to commit: it is rolled back and everyone
+    /// told.
+    fn settle_prelude(&mut self, ran: bool) {
+        if ran {
+            self.prelude = Prelude::Confirmed;
+        } else {
+            self.prelude = Prelude::Failed;
+            if let Some(turn) = self.turn.as_mut() {
+                fail(turn, "a tidy-up between people's changes failed");
+            }
+        }
+    }
+
+    /// The group this member is in has not been rolled back.
+    fn group_open(&self) -> bool {
+        self.turn.as_ref().is_some_and(|t| t.tx.is_some())
+    }
+
+    /// Send the prelude on its own.
+    async fn run_prelude(&mut self) -> Result<(), sqlx::Error> {
+        if !self.group_open() {
+            return Err(rolled_back());
+        }
+        let Some(PreludeSql(sql, _)) = self.send_prelude() else {
+            return Ok(());
+        };
+        let turn = self.turn.as_mut().expect("a member holds its turn until it ends");
+        let tx = turn
+            .tx
+            .as_mut()
+            .expect("a member's group is open until its prelude fails");
+        let result = tx.execute(AssertSqlSafe(sql)).await;
+        self.settle_prelude(result.is_ok());
+        result.map(|_| ())
+    }
+
     async fn commit(mut self) -> anyhow::Result<()> {
+        if !self.group_open() {
+            return Err(rolled_back().into());
+        }
         let mut turn = self.turn.take().expect("a member holds its turn until it ends");
+        debug_assert_ne!(
+            self.prelude,
+            Prelude::Sent,
+            "a prelude is settled before its member commits"
+        );
         turn.done += 1;
         let more_coming = self.people.waiting.load(Ordering::Acquire) > 0 && turn.done < MAX_MEMBERS;
         if !more_coming {
             return finish(&mut turn).await.map_err(Into::into);
         }
         let mut outcome = turn.outcome.as_ref().expect("an open group has an outcome").subscribe();
-        turn.savepoint_open = self.savepoint;
         // A member that does not stay ends the group, so the first to stay
         // is the first of this group: it queues the group's finisher.
         if turn.done == 1 {
@@ -162,15 +308,28 @@ impl Member {
 /// Leave without committing (an error, a panic, a cancelled request): the
 /// first member takes the whole transaction with it (sqlx rolls it back when
 /// the connection goes back to the pool); a later one is rolled back to its
-/// savepoint by whoever runs next, at the latest the group's finisher.
+/// savepoint by whoever runs next, at the latest the group's finisher; one
+/// that never sent its prelude ran nothing and leaves the group as it was;
+/// one cancelled while its prelude was in flight rolls the group back.
 impl Drop for Member {
     fn drop(&mut self) {
         let Some(mut turn) = self.turn.take() else { return };
-        if self.savepoint {
-            turn.abandoned = true;
-        } else {
+        if self.first {
             turn.tx = None;
             turn.outcome = None;
+            return;
+        }
+        match self.prelude {
+            Prelude::Pending | Prelude::Failed => {}
+            Prelude::Sent => fail(
+                &mut turn,
+                "a person's request ended while its savepoint was being opened",
+            ),
+            Prelude::Confirmed => {
+                if let Some(s) = turn.open.as_mut() {
+                    s.abandoned = true;
+                }
+            }
         }
     }
 }
@@ -192,30 +351,32 @@ async fn finish(turn: &mut Group) -> Result<(), sqlx::Error> {
     // Taken first: should this future be dropped mid-commit, the members
     // learn that the commit was not confirmed instead of waiting for good.
     let outcome = turn.outcome.take();
+    let abandoned = turn.open.take().filter(|s| s.abandoned);
     let result = async {
-        if turn.abandoned {
+        if abandoned.is_some() {
             tx.execute("ROLLBACK TO member; RELEASE member").await?;
         }
         tx.commit().await
     }
     .await;
-    turn.abandoned = false;
-    turn.savepoint_open = false;
     if let Some(outcome) = outcome {
         outcome.send_replace(Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string().into())));
     }
     result
 }
 
-/// A statement that tidies up between members failed: nobody's change in the
-/// group can be trusted to commit, so it is rolled back and everyone told.
-fn fail(turn: &mut Group, e: &sqlx::Error) {
+/// Nobody's change in the group can be trusted to commit: roll it back and
+/// tell everyone.
+fn fail(turn: &mut Group, why: &str) {
     turn.tx = None;
-    turn.abandoned = false;
-    turn.savepoint_open = false;
+    turn.open = None;
     if let Some(outcome) = turn.outcome.take() {
-        outcome.send_replace(Some(Err(e.to_string().into())));
+        outcome.send_replace(Some(Err(why.into())));
     }
+}
+
+fn rolled_back() -> sqlx::Error {
+    sqlx::Error::Protocol("the shared transaction was rolled back".into())
 }
 
 impl Deref for PersonTx {
@@ -240,6 +401,11 @@ impl DerefMut for PersonTx {
 
 impl Member {
     fn conn(&self) -> &AnyConnection {
+        debug_assert_eq!(
+            self.prelude,
+            Prelude::Confirmed,
+            "a member's statements run after its prelude"
+        );
         self.turn
             .as_ref()
             .and_then(|t| t.tx.as_deref())
@@ -247,6 +413,11 @@ impl Member {
     }
 
     fn conn_mut(&mut self) -> &mut AnyConnection {
+        debug_assert_ne!(
+            self.prelude,
+            Prelude::Pending,
+            "a member's statements run after its prelude"
+        );
         self.turn
             .as_mut()
             .and_then(|t| t.tx.as_deref_mut())
@@ -444,5 +615,148 @@ mod tests {
             }
         }
         assert_eq!(committed(&store).await, expected);
+    }
+
+    /// A later person's first statement, with the prelude riding in front.
+    async fn write_first(tx: &mut LazyPersonTx, key: &str) -> Result<(), sqlx::Error> {
+        let rows = tx
+            .fetch_all(
+                "INSERT INTO slack_events (event_id, received_at) VALUES ($1, 0) RETURNING event_id",
+                |q| q.bind(key.to_string()),
+            )
+            .await?;
+        let returned: Vec<String> = rows.iter().map(|r| sqlx::Row::get(r, 0)).collect();
+        assert_eq!(returned, [key], "the statement's own rows, not the prelude's results");
+        Ok(())
+    }
+
+    /// A person whose first statement carries the prelude, then commits
+    /// (or, `fail`, leaves without).
+    fn lazy_person(store: &Store, key: &'static str, fail: bool) -> JoinHandle<anyhow::Result<()>> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin_for_person_lazy().await?;
+            write_first(&mut tx, key).await?;
+            if fail {
+                return Err(anyhow!("{key} failed"));
+            }
+            tx.ready().await?.commit().await
+        })
+    }
+
+    /// The prelude that rode with a first statement opened the member's
+    /// savepoint: a member that fails after it is rolled back alone.
+    #[tokio::test]
+    async fn a_first_statement_carries_the_members_savepoint() {
+        let (store, _dir) = sqlite().await;
+        let mut a = store.begin_for_person().await.unwrap();
+        write(&mut a, "a").await;
+        let b = lazy_person(&store, "b", true);
+        let c = lazy_person(&store, "c", false);
+        let d = lazy_person(&store, "d", false);
+        settle().await;
+        a.commit().await.unwrap();
+        assert!(b.await.unwrap().is_err());
+        c.await.unwrap().unwrap();
+        d.await.unwrap().unwrap();
+        assert_eq!(committed(&store).await, ["a", "c", "d"]);
+    }
+
+    /// A first statement that fails after its prelude ran is an ordinary
+    /// failure of its member: the others commit.
+    #[tokio::test]
+    async fn a_failing_first_statement_after_its_prelude_fails_alone() {
+        let (store, _dir) = sqlite().await;
+        let mut a = store.begin_for_person().await.unwrap();
+        write(&mut a, "a").await;
+        let b = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_for_person_lazy().await?;
+                // A duplicate key: fails after the prelude has run.
+                write_first(&mut tx, "a").await?;
+                tx.ready().await?.commit().await
+            })
+        };
+        let c = lazy_person(&store, "c", false);
+        settle().await;
+        a.commit().await.unwrap();
+        assert!(b.await.unwrap().is_err());
+        c.await.unwrap().unwrap();
+        assert_eq!(committed(&store).await, ["a", "c"]);
+    }
+
+    /// A prelude that did not all run leaves nobody knowing which savepoint
+    /// is open: the whole group is rolled back at once, everyone in it told
+    /// so, and whoever comes next starts afresh. (Here the savepoint it
+    /// expects to release was released behind the group's back.)
+    #[tokio::test]
+    async fn a_prelude_that_did_not_all_run_rolls_the_group_back() {
+        let (store, _dir) = sqlite().await;
+        let mut a = store.begin_for_person().await.unwrap();
+        write(&mut a, "a").await;
+        let b = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_for_person().await?;
+                write(&mut tx, "b").await;
+                tx.execute("RELEASE member").await?;
+                tx.commit().await
+            })
+        };
+        let c = lazy_person(&store, "c", false);
+        let d = lazy_person(&store, "d", false);
+        settle().await;
+        let a = a.commit().await;
+        assert!(a.is_err(), "a was told its change committed");
+        assert!(b.await.unwrap().is_err(), "b was told its change committed");
+        assert!(c.await.unwrap().is_err(), "c was told its change committed");
+        d.await.unwrap().unwrap();
+        assert_eq!(committed(&store).await, ["d"]);
+    }
+
+    /// A member whose request ends while its prelude is in flight (sent,
+    /// not confirmed) rolls the group back the same way.
+    #[tokio::test]
+    async fn a_member_gone_with_its_prelude_in_flight_rolls_the_group_back() {
+        let (store, _dir) = sqlite().await;
+        let mut a = store.begin_for_person().await.unwrap();
+        write(&mut a, "a").await;
+        let b = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_for_person_lazy().await.unwrap();
+                let PersonTx::Grouped(m) = &mut tx.0 else {
+                    unreachable!("SQLite groups people")
+                };
+                assert!(m.send_prelude().is_some());
+            })
+        };
+        settle().await;
+        assert!(a.commit().await.is_err(), "a was told its change committed");
+        b.await.unwrap();
+        assert!(committed(&store).await.is_empty());
+    }
+
+    /// A member that runs nothing leaves the group as it was.
+    #[tokio::test]
+    async fn a_member_that_ran_nothing_leaves_the_group_as_it_was() {
+        let (store, _dir) = sqlite().await;
+        let mut a = store.begin_for_person().await.unwrap();
+        write(&mut a, "a").await;
+        let b = lazy_person(&store, "b", false);
+        let idle = {
+            let store = store.clone();
+            tokio::spawn(async move { drop(store.begin_for_person_lazy().await.unwrap()) })
+        };
+        let c = lazy_person(&store, "c", true);
+        let d = lazy_person(&store, "d", false);
+        settle().await;
+        a.commit().await.unwrap();
+        b.await.unwrap().unwrap();
+        idle.await.unwrap();
+        assert!(c.await.unwrap().is_err());
+        d.await.unwrap().unwrap();
+        assert_eq!(committed(&store).await, ["a", "b", "d"]);
     }
 }

@@ -170,8 +170,16 @@ impl Store {
     /// before background writers that have not started yet, and on SQLite
     /// shares its transaction with the people queued behind it (`group`).
     pub async fn begin_for_person(&self) -> Result<group::PersonTx, sqlx::Error> {
+        self.begin_for_person_lazy().await?.ready().await
+    }
+
+    /// `begin_for_person` whose first statement may carry what has to run
+    /// before it in a SQLite group, saving a round trip (`LazyPersonTx`).
+    pub async fn begin_for_person_lazy(&self) -> Result<group::LazyPersonTx, sqlx::Error> {
         match self.backend {
-            Backend::Postgres => Ok(group::PersonTx::Own(self.begin().await?)),
+            Backend::Postgres => Ok(group::LazyPersonTx::ready_made(group::PersonTx::Own(
+                self.begin().await?,
+            ))),
             Backend::Sqlite => group::begin(&self.writer, &self.group, &self.people).await,
         }
     }

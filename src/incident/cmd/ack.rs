@@ -25,7 +25,7 @@ impl Ack {
         let i = ctx.find(self.target).await?;
         let by = ctx.user().to_string();
         let Some(changed) = db::apply(&mut ctx.tx, i.id, Change::Acknowledge { by: &by }, ctx.now).await? else {
-            return Err(refused(&mut ctx.tx, i.id, "acknowledge").await);
+            return Err(refused(ctx.tx.conn().await?, i.id, "acknowledge").await);
         };
         let took = human_duration(ctx.now - i.declared_at);
         let text = format!(":eyes: <@{by}> acknowledged #{} after {took}.", i.id);

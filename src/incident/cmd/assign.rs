@@ -40,7 +40,7 @@ impl Assign {
         let i = ctx.find(self.target).await?;
         let Some(changed) = db::apply(&mut ctx.tx, i.id, Change::Assign { commander: to.as_str() }, ctx.now).await?
         else {
-            return Err(refused(&mut ctx.tx, i.id, "reassign").await);
+            return Err(refused(ctx.tx.conn().await?, i.id, "reassign").await);
         };
         let reply = format!(
             ":bust_in_silhouette: {} is now the commander of #{} (handed over by <@{}>).",

@@ -33,7 +33,8 @@ impl Console {
         };
         let ttl = cfg.link_ttl;
         let user = ctx.user().to_string();
-        let token = crate::console::auth::issue_link(&mut ctx.tx, &user, ctx.now, ttl.as_millis() as i64).await?;
+        let token =
+            crate::console::auth::issue_link(ctx.tx.conn().await?, &user, ctx.now, ttl.as_millis() as i64).await?;
         tracing::info!(slack.user_id = %user, "console sign-in link issued");
         Ok(Reply::secret(format!(
             ":lock: <{base}/console/login?token={token}|Open the incident console>: a sign-in link for you alone. \

@@ -48,7 +48,14 @@ impl Declare {
             service: None,
             automated: false,
         };
-        let i = declare(&mut ctx.tx, ctx.state, new, ctx.origin.response_url.as_deref(), ctx.now).await?;
+        let i = declare(
+            ctx.tx.conn().await?,
+            ctx.state,
+            new,
+            ctx.origin.response_url.as_deref(),
+            ctx.now,
+        )
+        .await?;
         let where_ = if i.has_room() {
             "I am creating its own channel and will invite you; its message there links to it."
         } else {

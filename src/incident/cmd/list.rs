@@ -23,7 +23,7 @@ impl List {
     }
 
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
-        let open = db::list_open(&mut ctx.tx, 20).await?;
+        let open = db::list_open(ctx.tx.conn().await?, 20).await?;
         Ok(Reply::new(render::list(&open, ctx.now)))
     }
 }

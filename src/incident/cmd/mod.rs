@@ -41,7 +41,7 @@ use crate::outbox::{self, Outgoing};
 use crate::slack::ids::ChannelId;
 use crate::slack::text::escape;
 use crate::state::AppState;
-use crate::store::group::PersonTx;
+use crate::store::group::LazyPersonTx;
 
 pub const TITLE_MAX: usize = 140;
 pub const TEXT_MAX: usize = 2000;
@@ -143,7 +143,7 @@ impl IncidentCmd {
     /// Run in one transaction; commit (and wake the outbox) only on success.
     pub async fn run(self, state: &AppState, origin: &Origin) -> Result<Reply, CommandError> {
         let mut ctx = Ctx {
-            tx: state.store.begin_for_person().await?,
+            tx: state.store.begin_for_person_lazy().await?,
             state,
             origin,
             now: state.clock.now_ms(),
@@ -160,14 +160,16 @@ impl IncidentCmd {
             IncidentCmd::Timeline(c) => c.run(&mut ctx).await?,
             IncidentCmd::Console(c) => c.run(&mut ctx).await?,
         };
-        state.outbox.commit_person(ctx.tx).await?;
+        state.outbox.commit_person(ctx.tx.ready().await?).await?;
         Ok(reply)
     }
 }
 
 /// What every subcommand runs with: its transaction, the state, who asked, when.
 pub struct Ctx<'a> {
-    pub tx: PersonTx,
+    /// Statements go through `tx.conn()`; the conditional change
+    /// (`db::apply`), often the first, carries the transaction's prelude.
+    pub tx: LazyPersonTx,
     pub state: &'a AppState,
     pub origin: &'a Origin,
     pub now: i64,
@@ -188,9 +190,11 @@ impl Ctx<'_> {
 
     async fn find_any(&mut self, target: Option<IncidentRef>) -> Result<Incident, CommandError> {
         match target {
-            Some(r) => db::get(&mut self.tx, r.0).await?.ok_or_else(|| no_incident(r.0).into()),
+            Some(r) => db::get(self.tx.conn().await?, r.0)
+                .await?
+                .ok_or_else(|| no_incident(r.0).into()),
             // In an incident's own channel, that incident.
-            None => room::incident_for_channel(&mut self.tx, self.origin.channel.as_str())
+            None => room::incident_for_channel(self.tx.conn().await?, self.origin.channel.as_str())
                 .await?
                 .ok_or_else(|| {
                     UserError::new(
@@ -228,11 +232,19 @@ impl Ctx<'_> {
             text: event,
         };
         let notify = self.origin.response_url.as_deref();
-        outbox::enqueue_noted(&mut self.tx, self.state.store.backend, noted, &msgs, notify, self.now).await?;
+        outbox::enqueue_noted(
+            self.tx.conn().await?,
+            self.state.store.backend,
+            noted,
+            &msgs,
+            notify,
+            self.now,
+        )
+        .await?;
         // The room's topic shows severity, state and commander, not updates
         // (a thread incident pays nothing for it).
         if i.has_room() && kind != "status" {
-            room::upkeep::refresh_topic(&mut self.tx, i, self.now).await?;
+            room::upkeep::refresh_topic(self.tx.conn().await?, i, self.now).await?;
         }
         Ok(())
     }

@@ -26,8 +26,8 @@ impl Reopen {
 
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let i = ctx.find(self.target).await?;
-        let Some(reopened) = db::reopen(&mut ctx.tx, i.id, ctx.now).await? else {
-            let now = db::get(&mut ctx.tx, i.id).await?;
+        let Some(reopened) = db::reopen(ctx.tx.conn().await?, i.id, ctx.now).await? else {
+            let now = db::get(ctx.tx.conn().await?, i.id).await?;
             if now.is_some_and(|n| n.state != State::Resolved) {
                 return Err(UserError::new(format!("#{} is not resolved; nothing to reopen.", i.id)).into());
             }

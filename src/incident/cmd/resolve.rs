@@ -42,16 +42,16 @@ impl Resolve {
             summary: self.summary.as_deref(),
         };
         let Some(resolved) = db::apply(&mut ctx.tx, i.id, change, ctx.now).await? else {
-            return Err(refused(&mut ctx.tx, i.id, "resolve").await);
+            return Err(refused(ctx.tx.conn().await?, i.id, "resolve").await);
         };
         let took = human_duration(ctx.now - i.declared_at);
         let what = match &self.summary {
             Some(s) => format!("Resolved after {took}: {s}"),
             None => format!("Resolved after {took}"),
         };
-        db::add_event(&mut ctx.tx, i.id, ctx.now, &by, "resolved", &what).await?;
+        db::add_event(ctx.tx.conn().await?, i.id, ctx.now, &by, "resolved", &what).await?;
         let i = resolved;
-        let events = db::timeline(&mut ctx.tx, i.id).await?;
+        let events = db::timeline(ctx.tx.conn().await?, i.id).await?;
         let channel = channel_of(&i)?;
         let msgs = [
             conversation(
@@ -63,7 +63,7 @@ impl Resolve {
             conversation(&i, &channel, render::reply(render::status_page_resolved(&i))),
             Outgoing::update_root(i.id, &channel, render::root(&i, ctx.now)),
         ];
-        outbox::enqueue(&mut ctx.tx, &msgs, ctx.origin.response_url.as_deref(), ctx.now).await?;
+        outbox::enqueue(ctx.tx.conn().await?, &msgs, ctx.origin.response_url.as_deref(), ctx.now).await?;
         tracing::info!(incident.id = i.id, slack.user_id = %by, "incident resolved");
         if !i.has_room() {
             return Ok(Reply::new(format!(
@@ -71,9 +71,9 @@ impl Resolve {
                 i.id
             )));
         }
-        room::upkeep::refresh_topic(&mut ctx.tx, &i, ctx.now).await?;
+        room::upkeep::refresh_topic(ctx.tx.conn().await?, &i, ctx.now).await?;
         let incidents = &ctx.state.config.incidents;
-        room::archive::schedule(&mut ctx.tx, i.id, ctx.now + incidents.archive_after_ms()).await?;
+        room::archive::schedule(ctx.tx.conn().await?, i.id, ctx.now + incidents.archive_after_ms()).await?;
         Ok(Reply::new(format!(
             "Resolved #{} after {took}. The postmortem skeleton is in its channel, which I archive in {} h unless you `/incident reopen` it.",
             i.id, incidents.archive_after_hours

@@ -13,7 +13,7 @@ use crate::outbox::{self, Outgoing};
 /// A severity that wants a room, reached mid-incident: create one, and say
 /// so in the thread where the incident lived until now.
 async fn open_room_now(ctx: &mut Ctx<'_>, mut i: Incident) -> Result<(), CommandError> {
-    room::mark_pending(&mut ctx.tx, &mut i).await?;
+    room::mark_pending(ctx.tx.conn().await?, &mut i).await?;
     let channel = channel_of(&i)?;
     let note = format!(
         ":door: #{} is now {}: I am creating a dedicated channel for it; updates continue there.",
@@ -23,9 +23,9 @@ async fn open_room_now(ctx: &mut Ctx<'_>, mut i: Incident) -> Result<(), Command
         Outgoing::thread(i.id, &channel, render::reply(note)),
         Outgoing::update_root(i.id, &channel, render::root(&i, ctx.now)),
     ];
-    outbox::enqueue(&mut ctx.tx, &msgs, ctx.origin.response_url.as_deref(), ctx.now).await?;
+    outbox::enqueue(ctx.tx.conn().await?, &msgs, ctx.origin.response_url.as_deref(), ctx.now).await?;
     let url = ctx.origin.response_url.as_deref();
-    room::queue(&mut ctx.tx, &i, room::Step::Create, url, ctx.now).await?;
+    room::queue(ctx.tx.conn().await?, &i, room::Step::Create, url, ctx.now).await?;
     Ok(())
 }
 
@@ -58,7 +58,7 @@ impl Sev {
             return Err(UserError::new(format!("#{} is already {to}.", i.id)).into());
         }
         let Some(changed) = db::apply(&mut ctx.tx, i.id, Change::Severity { to }, ctx.now).await? else {
-            return Err(refused(&mut ctx.tx, i.id, "change the severity of").await);
+            return Err(refused(ctx.tx.conn().await?, i.id, "change the severity of").await);
         };
         let arrow = if to < i.severity { ":arrow_up:" } else { ":arrow_down:" };
         let what = format!("Severity {} → {to}", i.severity);

@@ -35,7 +35,7 @@ impl Status {
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let id = ctx.target_id(self.target).await?;
         let Some(i) = db::apply(&mut ctx.tx, id, Change::Status { text: &self.text }, ctx.now).await? else {
-            return Err(refused(&mut ctx.tx, id, "update").await);
+            return Err(refused(ctx.tx.conn().await?, id, "update").await);
         };
         let reply = format!(":memo: Status update from <@{}>: {}", ctx.user(), escape(&self.text));
         ctx.changed(&i, "status", &self.text, reply).await?;

@@ -24,7 +24,7 @@ impl Timeline {
 
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let i = ctx.find(self.target).await?;
-        let events = db::timeline(&mut ctx.tx, i.id).await?;
+        let events = db::timeline(ctx.tx.conn().await?, i.id).await?;
         Ok(Reply::new(format!(
             "*Timeline of #{}* — {}\n{}",
             i.id,
