@@ -113,6 +113,11 @@ impl Store {
                             .await?;
                         if read_only {
                             conn.execute("PRAGMA query_only = ON;").await?;
+                        } else {
+                            // People's savepoints (`group`) copy each page they
+                            // change into a statement journal, which SQLite moves
+                            // to a temporary file past 64 KiB: keep it in memory.
+                            conn.execute("PRAGMA temp_store = MEMORY;").await?;
                         }
                         Ok(())
                     })
