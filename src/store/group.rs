@@ -449,6 +449,15 @@ mod tests {
         (store, dir)
     }
 
+    /// A store whose group was begun by a person who wrote `a` and has not
+    /// committed yet.
+    async fn begun_by_a() -> (Store, tempfile::TempDir, PersonTx) {
+        let (store, dir) = sqlite().await;
+        let mut a = store.begin_for_person().await.unwrap();
+        write(&mut a, "a").await;
+        (store, dir, a)
+    }
+
     async fn write(tx: &mut PersonTx, key: &str) {
         sqlx::query("INSERT INTO slack_events (event_id, received_at) VALUES ($1, 0)")
             .bind(key.to_string())
@@ -488,9 +497,7 @@ mod tests {
     /// COMMIT that holds them all.
     #[tokio::test]
     async fn people_queued_behind_share_one_commit() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let go = Arc::new(tokio::sync::Notify::new());
         let b = {
             let (store, go) = (store.clone(), go.clone());
@@ -520,9 +527,7 @@ mod tests {
     /// A member that fails takes only its own change with it.
     #[tokio::test]
     async fn a_failing_member_is_rolled_back_alone() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let b = person(&store, "b", true);
         let c = person(&store, "c", false);
         settle().await;
@@ -536,9 +541,7 @@ mod tests {
     /// though nobody comes after, and the writer is free again afterwards.
     #[tokio::test]
     async fn a_group_is_committed_when_its_last_member_fails() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let b = person(&store, "b", true);
         settle().await;
         let a = tokio::time::timeout(Duration::from_secs(5), a.commit());
@@ -552,9 +555,7 @@ mod tests {
     /// The same when the last member's task is cancelled mid-transaction.
     #[tokio::test]
     async fn a_group_is_committed_when_its_last_member_is_cancelled() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let b = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -648,9 +649,7 @@ mod tests {
     /// savepoint: a member that fails after it is rolled back alone.
     #[tokio::test]
     async fn a_first_statement_carries_the_members_savepoint() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let b = lazy_person(&store, "b", true);
         let c = lazy_person(&store, "c", false);
         let d = lazy_person(&store, "d", false);
@@ -666,9 +665,7 @@ mod tests {
     /// failure of its member: the others commit.
     #[tokio::test]
     async fn a_failing_first_statement_after_its_prelude_fails_alone() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let b = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -692,9 +689,7 @@ mod tests {
     /// expects to release was released behind the group's back.)
     #[tokio::test]
     async fn a_prelude_that_did_not_all_run_rolls_the_group_back() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let b = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -719,9 +714,7 @@ mod tests {
     /// not confirmed) rolls the group back the same way.
     #[tokio::test]
     async fn a_member_gone_with_its_prelude_in_flight_rolls_the_group_back() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let b = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -741,9 +734,7 @@ mod tests {
     /// A member that runs nothing leaves the group as it was.
     #[tokio::test]
     async fn a_member_that_ran_nothing_leaves_the_group_as_it_was() {
-        let (store, _dir) = sqlite().await;
-        let mut a = store.begin_for_person().await.unwrap();
-        write(&mut a, "a").await;
+        let (store, _dir, a) = begun_by_a().await;
         let b = lazy_person(&store, "b", false);
         let idle = {
             let store = store.clone();
