@@ -75,8 +75,7 @@ async fn passive(conn: &mut sqlx::AnyConnection) -> anyhow::Result<(i64, i64)> {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::SecretString;
-
+    use super::super::temp_sqlite;
     use super::*;
 
     /// One write transaction: a row of about `size` bytes.
@@ -95,10 +94,7 @@ mod tests {
     /// file through this task; a reader (`query_only`) connection may run it.
     #[tokio::test]
     async fn a_reader_copies_the_log_back_and_commits_leave_it_to_us() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = SecretString::from(format!("sqlite://{}", dir.path().join("s.db").display()));
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = temp_sqlite().await;
         checkpoint(&store, &mut 0).await.unwrap();
         for n in 0..600 {
             commit_row(&store, n, 16_000).await;
@@ -119,10 +115,7 @@ mod tests {
     /// up with the writer, and the log grew for as long as the writes went on.
     #[tokio::test]
     async fn the_log_restarts_under_steady_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = SecretString::from(format!("sqlite://{}", dir.path().join("s.db").display()));
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = temp_sqlite().await;
         let writes = tokio::spawn({
             let store = store.clone();
             async move {

@@ -434,25 +434,15 @@ pub(super) async fn close(lock: &Mutex<Group>) {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::SecretString;
     use tokio::task::JoinHandle;
 
-    use super::super::Store;
+    use super::super::{Store, temp_sqlite};
     use super::*;
-
-    async fn sqlite() -> (Store, tempfile::TempDir) {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().unwrap();
-        let url = SecretString::from(format!("sqlite://{}", dir.path().join("s.db").display()));
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        (store, dir)
-    }
 
     /// A store whose group was begun by a person who wrote `a` and has not
     /// committed yet.
     async fn begun_by_a() -> (Store, tempfile::TempDir, PersonTx) {
-        let (store, dir) = sqlite().await;
+        let (store, dir) = temp_sqlite().await;
         let mut a = store.begin_for_person().await.unwrap();
         write(&mut a, "a").await;
         (store, dir, a)
@@ -580,7 +570,7 @@ mod tests {
     /// the writer for whoever comes next.
     #[tokio::test]
     async fn the_first_member_failing_alone_frees_the_writer() {
-        let (store, _dir) = sqlite().await;
+        let (store, _dir) = temp_sqlite().await;
         assert!(person(&store, "a", true).await.unwrap().is_err());
         let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin())
             .await
@@ -598,7 +588,7 @@ mod tests {
     /// are committed, each of them told so, and groups stay within the cap.
     #[tokio::test]
     async fn many_people_at_once_commit_exactly_what_succeeded() {
-        let (store, _dir) = sqlite().await;
+        let (store, _dir) = temp_sqlite().await;
         let keys: Vec<&'static str> = (0..60).map(|n| &*format!("k{n:02}").leak()).collect();
         let tasks: Vec<_> = keys
             .iter()

@@ -229,6 +229,17 @@ impl Store {
     }
 }
 
+/// A fresh, migrated SQLite store in a temporary directory, for this
+/// module's tests and its children's (the directory goes with the guard).
+#[cfg(test)]
+async fn temp_sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = SecretString::from(format!("sqlite://{}", dir.path().join("s.db").display()));
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,10 +248,7 @@ mod tests {
     /// first; without the gate it would hold its place in the FIFO queue.
     #[tokio::test]
     async fn people_go_before_waiting_background_writers() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().unwrap();
-        let url = SecretString::from(format!("sqlite://{}", dir.path().join("s.db").display()));
-        let store = Store::connect(&url).await.unwrap();
+        let (store, _dir) = temp_sqlite().await;
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let busy = store.begin().await.unwrap();
         let take = |who: &'static str, person: bool| {
